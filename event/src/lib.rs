@@ -1,0 +1,140 @@
+//! hookgate's wire contract: the one place where an event's shape is defined.
+//!
+//! Every request the gateway accepts becomes one CloudEvents 1.0 event on Kafka, in one of
+//! two modes of the CloudEvents Kafka protocol binding:
+//!
+//! - **structured** (default): the record value is the whole event as JSON and the record
+//!   header `content-type` is [`STRUCTURED_CONTENT_TYPE`];
+//! - **binary**: the record value is the request body exactly as received, the attributes
+//!   travel as `ce_*` record headers and the sender's headers as `http-*` record headers.
+//!
+//! The gateway encodes with [`structured`] and [`binary`]; consumers (the flow consumer,
+//! `hookgate tail`, downstream Rust services) decode with [`decode`]. docs/events.md is the
+//! user-facing description and docs/schema/ holds the JSON Schema of each `dataschema`.
+//!
+//! # Layout
+//! - [`fields`]: the ordered name → values multimap used for query and headers;
+//! - [`structured`]: writes a structured-mode record value in one pass, splicing the body;
+//! - [`binary`]: lists the record headers of a binary-mode record;
+//! - [`decode`]: reads either mode back into an [`Event`].
+
+pub mod binary;
+pub mod decode;
+pub mod fields;
+pub mod structured;
+
+pub use decode::{decode, DecodeError, Event, EventData, Record};
+pub use fields::Fields;
+
+/// The CloudEvents version hookgate speaks.
+pub const SPEC_VERSION: &str = "1.0";
+/// `dataschema` of events made from webhook requests. Bumped only for breaking changes.
+pub const WEBHOOK_SCHEMA: &str = "urn:hookgate:webhook:v1";
+/// `dataschema` of events made by pollers.
+pub const POLL_SCHEMA: &str = "urn:hookgate:poll:v1";
+/// Record `content-type` of a structured-mode event.
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
+/// `datacontenttype` of a structured-mode event: `data` is always a JSON object.
+pub const DATA_CONTENT_TYPE: &str = "application/json";
+/// The `type` of an event whose hook names no other.
+pub const DEFAULT_TYPE: &str = "hookgate.webhook";
+/// What stands in for a secret wherever one was removed.
+pub const REDACTED: &str = "[redacted]";
+/// Prefix of the record headers that carry the sender's HTTP headers in binary mode.
+pub const HTTP_HEADER_PREFIX: &str = "http-";
+/// Prefix of the record headers that carry CloudEvents attributes in binary mode.
+pub const CE_HEADER_PREFIX: &str = "ce_";
+
+/// How `data.body` was made from the request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BodyEncoding {
+    /// The body was JSON and is embedded as received.
+    Json,
+    /// `application/x-www-form-urlencoded`: an object whose values are arrays of strings.
+    Form,
+    /// `multipart/form-data`: fields as in `Form`, files as `{filename, contenttype, base64}`.
+    Multipart,
+    /// XML in hookgate's JSON shape (see docs/events.md).
+    Xml,
+    /// Text, transcoded to a JSON string.
+    Text,
+    /// Anything else: a base64 string of the bytes.
+    Base64,
+    /// No body: `body` is `null`.
+    Empty,
+}
+
+impl BodyEncoding {
+    /// Every encoding, in the order docs/events.md lists them.
+    pub const ALL: [BodyEncoding; 7] = [
+        BodyEncoding::Json,
+        BodyEncoding::Form,
+        BodyEncoding::Multipart,
+        BodyEncoding::Xml,
+        BodyEncoding::Text,
+        BodyEncoding::Base64,
+        BodyEncoding::Empty,
+    ];
+
+    /// The value of `data.bodyencoding`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyEncoding::Json => "json",
+            BodyEncoding::Form => "form",
+            BodyEncoding::Multipart => "multipart",
+            BodyEncoding::Xml => "xml",
+            BodyEncoding::Text => "text",
+            BodyEncoding::Base64 => "base64",
+            BodyEncoding::Empty => "empty",
+        }
+    }
+
+    /// Parses a `data.bodyencoding` value.
+    pub fn parse(s: &str) -> Option<BodyEncoding> {
+        BodyEncoding::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// The context attributes of one event, borrowed from the request being encoded.
+///
+/// Optional extensions are left out of the event when `None`, as CloudEvents asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Attributes<'a> {
+    /// UUIDv7, also returned to the sender.
+    pub id: &'a str,
+    /// `/hooks/{hook_id}` or `/pollers/{poller_id}`.
+    pub source: &'a str,
+    pub event_type: &'a str,
+    /// Receive time, RFC 3339.
+    pub time: &'a str,
+    /// [`WEBHOOK_SCHEMA`] or [`POLL_SCHEMA`].
+    pub dataschema: &'a str,
+    /// The hook (or poller) id.
+    pub hook: &'a str,
+    /// The authentication scheme that admitted the request (`none`, `url_key`, `hmac`, …).
+    pub authscheme: &'a str,
+    /// Which parts a signature covered, e.g. `body,timestamp`.
+    pub signed: Option<&'a str>,
+    /// The provider's delivery id.
+    pub deliveryid: Option<&'a str>,
+    /// W3C trace context of the request.
+    pub traceparent: Option<&'a str>,
+}
+
+/// The HTTP request an event was made from, as the contract exposes it.
+#[derive(Debug, Clone)]
+pub struct WebhookRequest<'a> {
+    pub method: &'a str,
+    /// The request path, with a URL key replaced by [`REDACTED`].
+    pub path: &'a str,
+    /// Query parameters, secrets already redacted.
+    pub query: &'a Fields<'a>,
+    /// Lowercased header names, secrets already redacted.
+    pub headers: &'a Fields<'a>,
+}
+
+/// Appends `s` to `out` as a JSON string literal.
+pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail, and a &str always serializes.
+    serde_json::to_writer(&mut *out, s).expect("a string serializes to JSON");
+}

@@ -1,0 +1,441 @@
+//! `[[hooks]]`: one table per webhook endpoint, and its checks.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::Method;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::{ByteSize, ConfigDuration, Environment, Problems};
+use crate::auth::AuthConfig;
+use crate::hook::{Hook, Redaction};
+
+/// A hook's `max_body` unless it sets one.
+pub const DEFAULT_MAX_BODY: ByteSize = ByteSize::kib(256);
+/// A hook's `ack_timeout` unless it or its auth preset sets one.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest `max_body` the gateway accepts: bodies are held in memory while in flight.
+pub const MAX_BODY_LIMIT: ByteSize = ByteSize::mib(64);
+/// The methods a hook may enable.
+pub const ALLOWED_METHODS: &[&str] = &["POST", "PUT", "PATCH", "GET"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// Unique id: letters, digits, `-`, `_` and `.`. It names the hook in events, logs and
+    /// metrics.
+    pub id: String,
+    /// URL path; default `/hooks/{id}`. Leading and trailing slashes are normalized.
+    pub path: Option<String>,
+    /// Accepted methods; default `["POST"]`. `GET`, `PUT` and `PATCH` can be enabled.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<String>,
+    /// Kafka topic the hook's events go to.
+    pub topic: String,
+    /// Record key: `{ header = "x-github-delivery" }`, `{ pointer = "/id" }`,
+    /// `"hook_id"`, or `"none"` (the default).
+    #[serde(default)]
+    pub key: KeySource,
+    /// Event type: a fixed string, or `{ header = "…" }` / `{ pointer = "/…" }` with an
+    /// optional `default`. Default `hookgate.webhook`.
+    #[serde(default, rename = "type")]
+    pub event_type: TypeSource,
+    /// Largest accepted body, before and after decompression; default `256KiB`.
+    pub max_body: Option<ByteSize>,
+    /// How long to wait for the broker's acknowledgement before answering 503; default
+    /// `5s`, or the auth preset's.
+    pub ack_timeout: Option<ConfigDuration>,
+    /// `structured` (default) or `binary`.
+    #[serde(default)]
+    pub mode: EnvelopeMode,
+    /// Header names redacted in events, beyond the built-in ones.
+    #[serde(default)]
+    pub redact_headers: Vec<String>,
+    /// Query parameter names redacted in events, beyond the built-in ones.
+    #[serde(default)]
+    pub redact_query: Vec<String>,
+    /// How senders authenticate; required, so that an open hook is a decision:
+    /// `{ scheme = "none" }`, `{ scheme = "url_key", secrets = [...] }`.
+    pub auth: AuthConfig,
+}
+
+fn default_methods() -> Vec<String> {
+    vec!["POST".to_string()]
+}
+
+/// How an event is laid out on Kafka.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvelopeMode {
+    /// The whole event as JSON in the record value.
+    #[default]
+    Structured,
+    /// The body as received in the record value, attributes in headers.
+    Binary,
+}
+
+impl EnvelopeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvelopeMode::Structured => "structured",
+            EnvelopeMode::Binary => "binary",
+        }
+    }
+}
+
+/// Where a value is read from in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// A request header (lowercase name).
+    Header(String),
+    /// An RFC 6901 JSON pointer into the body.
+    Pointer(String),
+}
+
+impl fmt::Display for Lookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lookup::Header(h) => write!(f, "header {h}"),
+            Lookup::Pointer(p) => write!(f, "body {p}"),
+        }
+    }
+}
+
+/// Where the record key comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KeySource {
+    /// No key: records spread over partitions.
+    #[default]
+    None,
+    /// The hook id: all of a hook's events in one partition, in order.
+    HookId,
+    From(Lookup),
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::None => f.write_str("none"),
+            KeySource::HookId => f.write_str("hook id"),
+            KeySource::From(l) => l.fmt(f),
+        }
+    }
+}
+
+/// Where the event type comes from, and the type used when that place is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeSource {
+    pub from: Option<Lookup>,
+    pub default: String,
+}
+
+impl Default for TypeSource {
+    fn default() -> Self {
+        TypeSource {
+            from: None,
+            default: hookgate_event::DEFAULT_TYPE.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for TypeSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.from {
+            Some(l) => write!(f, "{l} (else {})", self.default),
+            None => write!(f, "\"{}\"", self.default),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LookupTable {
+    header: Option<String>,
+    pointer: Option<String>,
+    default: Option<String>,
+}
+
+impl LookupTable {
+    fn lookup<E: de::Error>(self) -> Result<Lookup, E> {
+        match (self.header, self.pointer) {
+            (Some(h), None) => Ok(Lookup::Header(h)),
+            (None, Some(p)) => Ok(Lookup::Pointer(p)),
+            _ => Err(E::custom(
+                "give exactly one of `header = \"name\"` or `pointer = \"/json/pointer\"`",
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for KeySource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeySource;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"none\", \"hook_id\", { header = \"…\" } or { pointer = \"/…\" }")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<KeySource, E> {
+                match s {
+                    "none" => Ok(KeySource::None),
+                    "hook_id" => Ok(KeySource::HookId),
+                    other => Err(E::custom(format!(
+                        "`{other}` is not a key source; write \"none\", \"hook_id\", {{ header = \"…\" }} or {{ pointer = \"/…\" }}"
+                    ))),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<KeySource, A::Error> {
+                let t = LookupTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                if t.default.is_some() {
+                    return Err(de::Error::custom(
+                        "a key source has no `default`: without the header or field the record has no key",
+                    ));
+                }
+                t.lookup().map(KeySource::From)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for TypeSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TypeSource;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a type string, or { header = \"…\" } / { pointer = \"/…\" } with an optional default")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<TypeSource, E> {
+                Ok(TypeSource {
+                    from: None,
+                    default: s.to_string(),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TypeSource, A::Error> {
+                let t = LookupTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let default = t
+                    .default
+                    .clone()
+                    .unwrap_or_else(|| hookgate_event::DEFAULT_TYPE.to_string());
+                Ok(TypeSource {
+                    from: Some(t.lookup()?),
+                    default,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Normalizes a path as StackStorm does: one leading slash, no trailing slash, no empty
+/// segments.
+pub fn normalize_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 1);
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Kafka's own rule for topic names.
+pub fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn valid_path_segment(seg: &str) -> bool {
+    seg.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@%".contains(&b))
+}
+
+fn check_lookup(lookup: &Lookup, key: &str, p: &mut Problems) -> Lookup {
+    match lookup {
+        Lookup::Header(h) => {
+            if HeaderName::from_bytes(h.as_bytes()).is_err() {
+                p.push(
+                    key,
+                    format!("`{h}` is not a header name"),
+                    "use letters, digits and '-'",
+                );
+            }
+            Lookup::Header(h.to_ascii_lowercase())
+        }
+        Lookup::Pointer(ptr) => {
+            if !ptr.is_empty() && !ptr.starts_with('/') {
+                p.push(
+                    key,
+                    format!("`{ptr}` is not a JSON pointer"),
+                    "start it with '/', like \"/repository/id\"",
+                );
+            }
+            Lookup::Pointer(ptr.clone())
+        }
+    }
+}
+
+impl HookConfig {
+    /// Validates the hook and builds it; problems go to `p`, prefixed `hooks[index]`.
+    pub(crate) fn build(&self, index: usize, env: &Environment, p: &mut Problems) -> Option<Hook> {
+        let at = |key: &str| format!("hooks[{index}].{key}");
+        let before = p.0.len();
+        if !valid_id(&self.id) {
+            p.push(
+                at("id"),
+                format!("`{}` is not a valid hook id", self.id),
+                "use 1 to 64 letters, digits, '-', '_' or '.'",
+            );
+        }
+        let path = normalize_path(
+            self.path
+                .as_deref()
+                .unwrap_or(&format!("/hooks/{}", self.id)),
+        );
+        if path == "/" || !path.split('/').skip(1).all(valid_path_segment) {
+            p.push(
+                at("path"),
+                format!("`{path}` is not a usable path"),
+                "use a path like \"/hooks/github\" of URL-safe characters",
+            );
+        }
+        let mut methods = Vec::new();
+        if self.methods.is_empty() {
+            p.push(
+                at("methods"),
+                "is empty",
+                "list at least one method, like [\"POST\"]",
+            );
+        }
+        for m in &self.methods {
+            let upper = m.to_ascii_uppercase();
+            if !ALLOWED_METHODS.contains(&upper.as_str()) {
+                p.push(
+                    at("methods"),
+                    format!("`{m}` cannot be enabled"),
+                    "choose among POST, PUT, PATCH and GET",
+                );
+            } else if let Ok(method) = Method::from_bytes(upper.as_bytes()) {
+                if !methods.contains(&method) {
+                    methods.push(method);
+                }
+            }
+        }
+        if !valid_topic(&self.topic) {
+            p.push(
+                at("topic"),
+                format!("`{}` is not a valid Kafka topic name", self.topic),
+                "use 1 to 249 letters, digits, '.', '_' or '-'",
+            );
+        }
+        let key = match &self.key {
+            KeySource::From(l) => KeySource::From(check_lookup(l, &at("key"), p)),
+            other => other.clone(),
+        };
+        let event_type = TypeSource {
+            from: self
+                .event_type
+                .from
+                .as_ref()
+                .map(|l| check_lookup(l, &at("type"), p)),
+            default: self.event_type.default.clone(),
+        };
+        if event_type.default.is_empty() || event_type.default.len() > 256 {
+            p.push(
+                at("type"),
+                "the event type must be 1 to 256 characters",
+                "give a type like \"com.github.push\"",
+            );
+        }
+        let max_body = self.max_body.unwrap_or(DEFAULT_MAX_BODY);
+        if max_body.0 == 0 || max_body > MAX_BODY_LIMIT {
+            p.push(
+                at("max_body"),
+                format!("{max_body} is out of range"),
+                "choose between 1B and 64MiB",
+            );
+        }
+        let ack_timeout = self
+            .ack_timeout
+            .map(ConfigDuration::get)
+            .or_else(|| self.auth.default_ack_timeout())
+            .unwrap_or(DEFAULT_ACK_TIMEOUT);
+        if ack_timeout < Duration::from_millis(10) || ack_timeout > Duration::from_secs(300) {
+            p.push(
+                at("ack_timeout"),
+                format!("{} is out of range", ConfigDuration(ack_timeout)),
+                "choose between \"10ms\" and \"5m\"",
+            );
+        }
+        let mut names = |list: &[String], key: &str| -> Vec<String> {
+            list.iter()
+                .map(|n| {
+                    if n.is_empty() || HeaderName::from_bytes(n.as_bytes()).is_err() {
+                        p.push(at(key), format!("`{n}` is not a valid name"), "remove it");
+                    }
+                    n.to_ascii_lowercase()
+                })
+                .collect()
+        };
+        let extra_headers = names(&self.redact_headers, "redact_headers");
+        let extra_query = names(&self.redact_query, "redact_query");
+        let auth = self.auth.build(&at("auth"), env, p);
+        if p.0.len() > before {
+            return None;
+        }
+        let auth = auth?;
+        let redaction = Redaction::new(&extra_headers, &extra_query, &auth);
+        Some(Hook::new(crate::hook::HookParts {
+            index,
+            id: self.id.clone(),
+            path,
+            methods,
+            topic: self.topic.clone(),
+            key,
+            event_type,
+            max_body: max_body.bytes(),
+            ack_timeout,
+            mode: self.mode,
+            redaction,
+            auth,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalized_like_stackstorm() {
+        assert_eq!(normalize_path("hooks/github/"), "/hooks/github");
+        assert_eq!(normalize_path("//a//b//"), "/a/b");
+        assert_eq!(normalize_path(""), "/");
+    }
+
+    #[test]
+    fn topic_names_follow_kafka() {
+        assert!(valid_topic("webhooks.github_v1-x"));
+        assert!(!valid_topic(".."));
+        assert!(!valid_topic("a b"));
+        assert!(!valid_topic(&"x".repeat(250)));
+    }
+}

@@ -1,0 +1,255 @@
+//! `[kafka]`: the brokers, librdkafka properties, and how topics are checked or created.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::{ConfigDuration, Environment, Problems, SecretRef};
+
+/// Properties the gateway sets itself, because its guarantees depend on them, with the
+/// reason given to whoever tries to set them.
+pub const RESERVED_PROPERTIES: &[(&str, &str)] = &[
+    (
+        "acks",
+        "the gateway always waits for acks=all, so a 202 means every in-sync replica has the event",
+    ),
+    (
+        "request.required.acks",
+        "the gateway always waits for acks=all, so a 202 means every in-sync replica has the event",
+    ),
+    (
+        "enable.idempotence",
+        "always on, so the producer's retries never duplicate or reorder events",
+    ),
+    (
+        "delivery.report.only.error",
+        "the gateway answers a sender only after its event's delivery report",
+    ),
+    (
+        "retries",
+        "the idempotent producer needs its retries; bound the wait with each hook's `ack_timeout`",
+    ),
+    (
+        "message.send.max.retries",
+        "the idempotent producer needs its retries; bound the wait with each hook's `ack_timeout`",
+    ),
+    (
+        "max.in.flight.requests.per.connection",
+        "the idempotent producer sets it to keep order",
+    ),
+    (
+        "max.in.flight",
+        "the idempotent producer sets it to keep order",
+    ),
+    ("transactional.id", "the gateway does not use transactions"),
+    ("bootstrap.servers", "set `kafka.brokers` instead"),
+    ("metadata.broker.list", "set `kafka.brokers` instead"),
+    (
+        "allow.auto.create.topics",
+        "topics are checked at startup; set `kafka.create_topics = true` to have them created",
+    ),
+];
+
+/// The producer settings the gateway starts from; any of them can be overridden in
+/// `kafka.properties`. Linger and batching trade a few milliseconds of latency for
+/// throughput; the queue bounds keep memory flat when the broker is slow.
+pub const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
+    ("linger.ms", "5"),
+    ("batch.num.messages", "10000"),
+    ("compression.type", "lz4"),
+    ("queue.buffering.max.messages", "100000"),
+    ("queue.buffering.max.kbytes", "65536"),
+    ("socket.nagle.disable", "true"),
+];
+
+/// librdkafka's default `message.max.bytes`.
+pub const DEFAULT_MESSAGE_MAX_BYTES: u64 = 1_000_000;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Create hook topics that do not exist, with `partitions` and `replication_factor`.
+    /// When off, a missing topic is a startup error.
+    pub create_topics: bool,
+    pub partitions: i32,
+    /// -1 takes the broker's default.
+    pub replication_factor: i32,
+    /// How long startup and `check` wait for the brokers to answer.
+    pub connect_timeout: ConfigDuration,
+    /// Any librdkafka producer property (`"linger.ms" = 10`, `"security.protocol" =
+    /// "SASL_SSL"`, `"sasl.password" = { env = "KAFKA_PASSWORD" }`), except the reserved
+    /// ones.
+    pub properties: BTreeMap<String, PropertyValue>,
+}
+
+/// A librdkafka property value: a string, a number, a boolean, or a secret reference.
+#[derive(Clone, PartialEq)]
+pub enum PropertyValue {
+    Plain(String),
+    Secret(SecretRef),
+}
+
+impl fmt::Debug for PropertyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PropertyValue::Plain(s) => write!(f, "{s:?}"),
+            PropertyValue::Secret(r) => r.fmt(f),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PropertyValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PropertyValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a string, number, boolean, or a secret reference like { env = \"NAME\" }",
+                )
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::Plain(s.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::Plain(n.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::Plain(n.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::Plain(n.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<PropertyValue, E> {
+                Ok(PropertyValue::Plain(b.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PropertyValue, A::Error> {
+                SecretRef::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(PropertyValue::Secret)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The producer properties after defaults, overrides and secret resolution. `Debug` hides
+/// the values that came from secrets.
+#[derive(Clone, Default)]
+pub struct ResolvedProperties {
+    /// (name, value, whether the value is a secret)
+    pub entries: Vec<(String, String, bool)>,
+}
+
+impl fmt::Debug for ResolvedProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (k, v, secret) in &self.entries {
+            if *secret {
+                m.entry(k, &hookgate_event::REDACTED);
+            } else {
+                m.entry(k, v);
+            }
+        }
+        m.finish()
+    }
+}
+
+impl ResolvedProperties {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _, _)| k == name)
+            .map(|(_, v, _)| v.as_str())
+    }
+
+    /// The producer's `message.max.bytes`: the largest record it will send.
+    pub fn message_max_bytes(&self) -> u64 {
+        self.get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
+    }
+}
+
+impl KafkaConfig {
+    /// Checks the table and resolves the properties; `max_ack_timeout` is the longest ack
+    /// timeout of any hook, which `message.timeout.ms` must cover.
+    pub(super) fn resolve(
+        &self,
+        env: &Environment,
+        max_ack_timeout: Duration,
+        p: &mut Problems,
+    ) -> ResolvedProperties {
+        if self.brokers.trim().is_empty() {
+            p.push(
+                "kafka.brokers",
+                "is empty",
+                "list the bootstrap brokers, like \"kafka-1:9092,kafka-2:9092\"",
+            );
+        }
+        if self.partitions < 1 {
+            p.push("kafka.partitions", "must be at least 1", "raise it");
+        }
+        if self.replication_factor == 0 || self.replication_factor < -1 {
+            p.push(
+                "kafka.replication_factor",
+                "must be at least 1, or -1 for the broker's default",
+                "raise it",
+            );
+        }
+        let mut resolved = ResolvedProperties::default();
+        for (name, value) in DEFAULT_PROPERTIES {
+            resolved
+                .entries
+                .push((name.to_string(), value.to_string(), false));
+        }
+        let timeout_ms = max_ack_timeout.as_millis().max(1).to_string();
+        resolved
+            .entries
+            .push(("message.timeout.ms".into(), timeout_ms, false));
+        for (name, value) in &self.properties {
+            let key = format!("kafka.properties.\"{name}\"");
+            if let Some((_, why)) = RESERVED_PROPERTIES.iter().find(|(r, _)| r == name) {
+                p.push(&key, format!("cannot be set: {why}"), "remove it");
+                continue;
+            }
+            match value {
+                PropertyValue::Plain(v) => resolved.entries.push((name.clone(), v.clone(), false)),
+                PropertyValue::Secret(r) => match r.resolve(env) {
+                    Ok(secret) => resolved.entries.push((
+                        name.clone(),
+                        String::from_utf8_lossy(secret.expose()).into_owned(),
+                        true,
+                    )),
+                    Err(e) => p.push(&key, e, "fix the secret reference"),
+                },
+            }
+        }
+        for timeout_key in ["message.timeout.ms", "delivery.timeout.ms"] {
+            if let Some(PropertyValue::Plain(v)) = self.properties.get(timeout_key) {
+                match v.parse::<u64>() {
+                    Ok(ms) if u128::from(ms) >= max_ack_timeout.as_millis() || ms == 0 => {}
+                    Ok(ms) => p.push(
+                        format!("kafka.properties.\"{timeout_key}\""),
+                        format!(
+                            "{ms} ms is shorter than the longest hook ack_timeout ({} ms), so librdkafka would give up on events the gateway is still waiting for",
+                            max_ack_timeout.as_millis()
+                        ),
+                        "raise it, or lower the hooks' ack_timeout",
+                    ),
+                    Err(_) => p.push(
+                        format!("kafka.properties.\"{timeout_key}\""),
+                        format!("`{v}` is not a number of milliseconds"),
+                        "write a whole number of milliseconds",
+                    ),
+                }
+            }
+        }
+        resolved
+    }
+}

@@ -1,0 +1,98 @@
+//! `[server]` and `[admin]`: the webhook listener and the local admin listener.
+
+use serde::Deserialize;
+
+use super::{ByteSize, ConfigDuration, Problems};
+
+/// The public listener that senders post webhooks to.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on, `host:port`.
+    pub listen: String,
+    /// Open connections at most; past it the gateway stops accepting until one closes.
+    pub max_connections: usize,
+    /// Requests being handled at once at most, across all connections; past it requests
+    /// are shed with 503 and `Retry-After`.
+    pub max_in_flight: usize,
+    /// Time a client has to send the request line and headers; also how long an idle
+    /// keep-alive connection waits for its next request.
+    pub header_read_timeout: ConfigDuration,
+    /// Time a client has to send the whole body, counted from the end of the headers.
+    pub body_read_timeout: ConfigDuration,
+    /// Bytes of request line and headers at most (at least 8KiB); past it, 431.
+    pub max_header_bytes: ByteSize,
+    /// Header fields per request at most; past it, 431.
+    pub max_headers: usize,
+    /// Serve HTTP/2 (prior knowledge, or ALPN with TLS) beside HTTP/1.1.
+    pub http2: bool,
+    /// HTTP/2 streams per connection at most.
+    pub http2_max_concurrent_streams: u32,
+    /// On SIGTERM/SIGINT, time given to in-flight requests before the gateway exits.
+    pub shutdown_timeout: ConfigDuration,
+}
+
+/// The admin listener: health, readiness and metrics. Keep it off the public network.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on; `127.0.0.1` by default so it is not reachable from outside.
+    pub listen: String,
+}
+
+impl ServerConfig {
+    pub(super) fn validate(&self, p: &mut Problems) {
+        check_addr(&self.listen, "server.listen", p);
+        for (key, value) in [
+            ("server.max_connections", self.max_connections),
+            ("server.max_in_flight", self.max_in_flight),
+            ("server.max_headers", self.max_headers),
+        ] {
+            if value == 0 {
+                p.push(key, "must be at least 1", "raise it");
+            }
+        }
+        if self.max_header_bytes.0 < 8192 {
+            p.push(
+                "server.max_header_bytes",
+                format!("{} is below the minimum of 8KiB", self.max_header_bytes),
+                "set at least \"8KiB\"",
+            );
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            p.push(
+                "server.http2_max_concurrent_streams",
+                "must be at least 1",
+                "raise it, or set `http2 = false`",
+            );
+        }
+        for (key, d) in [
+            ("server.header_read_timeout", self.header_read_timeout),
+            ("server.body_read_timeout", self.body_read_timeout),
+        ] {
+            if d.get().is_zero() {
+                p.push(
+                    key,
+                    "must be longer than zero",
+                    "give a duration like \"10s\"",
+                );
+            }
+        }
+    }
+}
+
+impl AdminConfig {
+    pub(super) fn validate(&self, p: &mut Problems) {
+        check_addr(&self.listen, "admin.listen", p);
+    }
+}
+
+fn check_addr(addr: &str, key: &str, p: &mut Problems) {
+    if addr.parse::<std::net::SocketAddr>().is_err() {
+        p.push(
+            key,
+            format!("`{addr}` is not an address"),
+            "write `ip:port`, like \"0.0.0.0:8080\"",
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! The one place where a refused request becomes an HTTP answer: its status, whose fault
+//! it was, and whether a retry helps. Bodies are terse JSON and never carry a secret or
+//! the request's content; the log gets the detail.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use crate::normalize::{DecompressError, NormalizeError};
+use crate::sink::PublishError;
+
+/// Seconds a sender is asked to wait after a 503.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// Why a request was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// No hook here, or a `url_key` hook and a wrong or missing key: the same answer.
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed(HeaderValue),
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("unsupported content encoding")]
+    UnsupportedEncoding,
+    #[error("{0}")]
+    BadBody(#[from] NormalizeError),
+    #[error("{0}")]
+    BadEncoding(DecompressError),
+    #[error("body not received in time")]
+    BodyTimeout,
+    #[error("body could not be read")]
+    BodyRead,
+    /// Too many requests in flight: shed.
+    #[error("overloaded")]
+    Overloaded,
+    #[error("{0}")]
+    Publish(#[from] PublishError),
+}
+
+/// What a refusal is, for metrics and logs: a small closed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The sender's request is wrong; retrying the same request will fail again.
+    Sender,
+    /// The gateway or the broker could not take it now; a retry may succeed.
+    Unavailable,
+    /// Misconfiguration on our side.
+    Gateway,
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::NotFound => StatusCode::NOT_FOUND,
+            Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::BadBody(_) | Rejection::BodyRead => StatusCode::BAD_REQUEST,
+            Rejection::BadEncoding(DecompressError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::BadEncoding(DecompressError::Corrupt(_)) => StatusCode::BAD_REQUEST,
+            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Rejection::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Publish(p) => match p {
+                PublishError::QueueFull | PublishError::Timeout(_) | PublishError::Transient(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                PublishError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                PublishError::Permanent(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    pub fn fault(&self) -> Fault {
+        match self.status() {
+            StatusCode::SERVICE_UNAVAILABLE => Fault::Unavailable,
+            StatusCode::INTERNAL_SERVER_ERROR => Fault::Gateway,
+            _ => Fault::Sender,
+        }
+    }
+
+    /// The short label used in metrics and logs.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Rejection::NotFound => "not_found",
+            Rejection::MethodNotAllowed(_) => "method_not_allowed",
+            Rejection::TooLarge(_) | Rejection::BadEncoding(DecompressError::TooLarge(_)) => {
+                "too_large"
+            }
+            Rejection::UnsupportedEncoding => "unsupported_encoding",
+            Rejection::BadBody(_) | Rejection::BadEncoding(_) | Rejection::BodyRead => {
+                "bad_request"
+            }
+            Rejection::BodyTimeout => "body_timeout",
+            Rejection::Overloaded => "shed",
+            Rejection::Publish(PublishError::QueueFull) => "queue_full",
+            Rejection::Publish(PublishError::Timeout(_)) => "ack_timeout",
+            Rejection::Publish(PublishError::Transient(_)) => "delivery_failed",
+            Rejection::Publish(PublishError::TooLarge(_)) => "too_large",
+            Rejection::Publish(PublishError::Permanent(_)) => "delivery_refused",
+        }
+    }
+
+    /// The text for the sender: what went wrong, in a few words, never internal detail.
+    fn public_reason(&self) -> String {
+        match self {
+            Rejection::Publish(PublishError::QueueFull) | Rejection::Overloaded => {
+                "overloaded, retry later".into()
+            }
+            Rejection::Publish(PublishError::Timeout(_) | PublishError::Transient(_)) => {
+                "event not stored, retry later".into()
+            }
+            Rejection::Publish(PublishError::TooLarge(_)) => {
+                "event too large for the broker".into()
+            }
+            Rejection::Publish(PublishError::Permanent(_)) => {
+                "event not stored: gateway misconfigured".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let mut body = Vec::with_capacity(64);
+        body.extend_from_slice(b"{\"error\":");
+        serde_json::to_writer(&mut body, &self.public_reason()).expect("string serializes");
+        body.push(b'}');
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = status;
+        let headers = resp.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if let Rejection::MethodNotAllowed(allow) = self {
+            headers.insert(ALLOW, allow);
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_answers_invite_a_retry_and_others_do_not() {
+        let r = Rejection::Publish(PublishError::Timeout(std::time::Duration::from_secs(1)))
+            .into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[RETRY_AFTER], "1");
+        let r = Rejection::Publish(PublishError::Permanent("TopicAuthorizationFailed".into()))
+            .into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(r.headers().get(RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn method_not_allowed_lists_the_allowed() {
+        let r = Rejection::MethodNotAllowed(HeaderValue::from_static("POST, PUT")).into_response();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[ALLOW], "POST, PUT");
+    }
+
+    #[test]
+    fn internal_detail_stays_out_of_the_body() {
+        let r = Rejection::Publish(PublishError::Transient("broker 10.0.0.7:9092 down".into()));
+        assert_eq!(r.public_reason(), "event not stored, retry later");
+    }
+}

@@ -1,0 +1,108 @@
+//! `hookgate local`: the gateway on 127.0.0.1 with an embedded Kafka-protocol broker
+//! (librdkafka's mock cluster) in the same process, on the profile in config/local.toml.
+//! Development secrets are generated at start and printed, so it needs no environment.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use rdkafka::mocking::MockCluster;
+
+use crate::config::{self, Config, Environment, Source};
+use crate::shutdown::Shutdown;
+use crate::{Listeners, SinkKind};
+
+/// The embedded local profile.
+pub const PROFILE: &str = include_str!("../config/local.toml");
+
+/// Secrets the profile references, generated at each start.
+const DEV_SECRETS: &[(&str, &str)] = &[("HOOKGATE_DEV_ALERTS_KEY", "alerts")];
+
+/// Where `hookgate local` listens, unless told otherwise.
+pub struct Options {
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+}
+
+/// Runs the local profile until `shutdown`.
+pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
+    // The mock cluster lives as long as this function: the broker goes away with it.
+    let cluster = MockCluster::new(1).context("starting the embedded broker")?;
+    let bootstrap = cluster.bootstrap_servers();
+
+    let mut env = Environment::from_process();
+    let mut secrets = Vec::new();
+    for (var, hook) in DEV_SECRETS {
+        let value = uuid::Uuid::new_v4().simple().to_string();
+        env.set(*var, value.clone());
+        secrets.push((*hook, value));
+    }
+    env.set("HOOKGATE_KAFKA__BROKERS", bootstrap.clone());
+    if let Some(addr) = options.listen {
+        env.set("HOOKGATE_SERVER__LISTEN", addr.to_string());
+    }
+    if let Some(addr) = options.admin_listen {
+        env.set("HOOKGATE_ADMIN__LISTEN", addr.to_string());
+    }
+    let source = Source::Text {
+        name: "local profile".into(),
+        toml: PROFILE.into(),
+    };
+    let settings = Config::load(&source, &env)?.build(&env, "local profile")?;
+    for hook in &settings.hooks {
+        cluster
+            .create_topic(&hook.topic, settings.kafka.partitions, 1)
+            .with_context(|| format!("creating topic {}", hook.topic))?;
+    }
+    let http = tokio::net::TcpListener::bind(&settings.server.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding {} (pass --listen to use another address)",
+                settings.server.listen
+            )
+        })?;
+    let admin = tokio::net::TcpListener::bind(&settings.admin.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding {} (pass --admin-listen to use another address)",
+                settings.admin.listen
+            )
+        })?;
+    let http_addr = http.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+
+    println!("hookgate local: gateway and embedded broker on this machine only");
+    println!("http: {http_addr}");
+    println!("kafka: {bootstrap}");
+    println!("admin: {admin_addr}");
+    for (hook, value) in &secrets {
+        println!("dev secret for hook `{hook}`: {value}");
+    }
+    println!();
+    println!("try:");
+    println!("  curl -si http://{http_addr}/hooks/orders -H 'content-type: application/json' -d '{{\"order_id\":\"A-1\",\"type\":\"order.created\",\"total\":42}}'");
+    if let Some((_, key)) = secrets.iter().find(|(h, _)| *h == "alerts") {
+        println!("  curl -si http://{http_addr}/hooks/alerts/{key} -d 'cpu=0.93&host=web-1'");
+    }
+    println!("  hookgate tail hookgate.orders --brokers {bootstrap} --from-beginning");
+    println!();
+
+    let result = crate::run(
+        settings,
+        Listeners { http, admin },
+        SinkKind::Kafka,
+        shutdown,
+    )
+    .await;
+    drop(cluster);
+    result
+}
+
+/// The local profile's hooks, for `hookgate check` style listings and tests.
+pub fn profile_source() -> config::Source {
+    Source::Text {
+        name: "local profile".into(),
+        toml: PROFILE.into(),
+    }
+}

@@ -1,0 +1,182 @@
+//! The `hookgate` command: parses the command line, loads config, sets up logging and
+//! hands over to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hookgate::config::{self, Config, Environment};
+use hookgate::{shutdown, Listeners, SinkKind};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(
+    name = "hookgate",
+    version,
+    about = "Webhook ingress gateway: webhooks in, CloudEvents on Kafka out"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the hooks of a config file (the default command).
+    Run {
+        /// The config file.
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Drop events after normalization instead of publishing (benchmarks only).
+        #[arg(long)]
+        null_sink: bool,
+    },
+    /// Validate a config file, check the hook topics exist, and list the hooks.
+    Check {
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Skip the broker check (validate the file only).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Run everything on this machine: gateway and an embedded Kafka-protocol broker.
+    Local {
+        /// Webhook listener address (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Admin listener address (default 127.0.0.1:9091).
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
+    },
+    /// Print the events on a topic as they arrive, one JSON object per line.
+    Tail {
+        topic: String,
+        /// Bootstrap brokers (default: kafka.brokers of --config, else localhost:9092).
+        #[arg(long)]
+        brokers: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Start from the oldest event instead of the next one.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        max: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let command = cli.command.unwrap_or(Command::Run {
+        config: PathBuf::from(config::DEFAULT_PATH),
+        null_sink: false,
+    });
+    match runtime.block_on(dispatch(command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    let env = Environment::from_process();
+    match command {
+        Command::Run { config, null_sink } => {
+            let settings = config::load(&config::Source::File(config), &env)?;
+            let http = bind(&settings.server.listen, "server.listen").await?;
+            let admin = bind(&settings.admin.listen, "admin.listen").await?;
+            tracing::info!(http = %http.local_addr()?, admin = %admin.local_addr()?, hooks = settings.hooks.len(), "hookgate listening");
+            let sink = if null_sink {
+                SinkKind::Null
+            } else {
+                SinkKind::Kafka
+            };
+            hookgate::run(settings, Listeners { http, admin }, sink, on_signal()).await
+        }
+        Command::Check { config, offline } => {
+            let settings = config::load(&config::Source::File(config.clone()), &env)?;
+            print!("{}", hookgate::check::hook_table(&settings));
+            if !offline {
+                hookgate::check::topics(&settings).await?;
+            }
+            println!("{}: ok ({} hooks)", config.display(), settings.hooks.len());
+            Ok(())
+        }
+        Command::Local {
+            listen,
+            admin_listen,
+        } => {
+            hookgate::local::run(
+                hookgate::local::Options {
+                    listen,
+                    admin_listen,
+                },
+                on_signal(),
+            )
+            .await
+        }
+        Command::Tail {
+            topic,
+            brokers,
+            config,
+            from_beginning,
+            max,
+        } => {
+            let brokers = match (brokers, config) {
+                (Some(b), _) => b,
+                (None, Some(path)) => {
+                    Config::load(&config::Source::File(path), &env)?
+                        .kafka
+                        .brokers
+                }
+                (None, None) => "localhost:9092".to_string(),
+            };
+            let options = hookgate::tail::Options {
+                brokers,
+                topic,
+                from_beginning,
+                max,
+            };
+            hookgate::tail::run(options, on_signal()).await
+        }
+    }
+}
+
+/// A shutdown handle that triggers on SIGTERM or SIGINT.
+fn on_signal() -> shutdown::Shutdown {
+    let (trigger, handle) = shutdown::channel();
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        trigger.trigger();
+    });
+    handle
+}
+
+async fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("{key}: cannot listen on {addr}: {e}"))
+}
+
+/// Logs go to stderr; `HOOKGATE_LOG` sets the filter (default `info`), and
+/// `HOOKGATE_LOG_FORMAT=json` switches to JSON lines.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("HOOKGATE_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

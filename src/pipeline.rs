@@ -1,0 +1,382 @@
+//! The request pipeline: one webhook request in, one answer out, in the order of
+//! DESIGN.md's data path:
+//!
+//! route (404) → `url_key` check (404) → method (405) → Content-Length against the hook's
+//! limit (413) → Content-Encoding (415) → global in-flight limit (503) → read the body
+//! under a hard cap and a deadline (413, 408) → decompress (413) → normalize (400) →
+//! encode the event → produce → await the broker's acknowledgement → 202 with the event
+//! id; queue full, delivery failure or ack timeout → 503 with `Retry-After`.
+//!
+//! The handler is generic over the body type so tests and benches can drive it without a
+//! socket.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use hookgate_event::{
+    binary, structured, Attributes, Fields, WebhookRequest, REDACTED, WEBHOOK_SCHEMA,
+};
+use http::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use tokio::sync::Semaphore;
+
+use crate::config::{EnvelopeMode, KeySource, Lookup};
+use crate::error::Rejection;
+use crate::hook::{Hook, MAX_KEY_BYTES, MAX_TYPE_BYTES};
+use crate::metrics;
+use crate::normalize::{self, ContentCoding};
+use crate::router::Router;
+use crate::sink::{Record, RecordHeaders, Sink};
+
+/// The gateway's request handler and the state it shares across connections.
+pub struct Gateway {
+    router: Router,
+    sink: Sink,
+    in_flight: Semaphore,
+    body_read_timeout: Duration,
+}
+
+/// What the pipeline tells the sender on success.
+#[derive(Debug)]
+pub struct Accepted {
+    pub id: String,
+}
+
+impl Gateway {
+    pub fn new(
+        hooks: Vec<Hook>,
+        sink: Sink,
+        max_in_flight: usize,
+        body_read_timeout: Duration,
+    ) -> Gateway {
+        Gateway {
+            router: Router::new(hooks.into_iter().map(Arc::new)),
+            sink,
+            in_flight: Semaphore::new(max_in_flight),
+            body_read_timeout,
+        }
+    }
+
+    pub fn sink(&self) -> &Sink {
+        &self.sink
+    }
+
+    /// The hooks this gateway serves.
+    pub fn hooks(&self) -> impl Iterator<Item = &Arc<Hook>> {
+        self.router.hooks()
+    }
+
+    /// Handles one request. Never fails: every outcome is an HTTP answer.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = Instant::now();
+        let mut hook_id: Option<Arc<Hook>> = None;
+        let result = self.process(req, &mut hook_id).await;
+        let hook = hook_id.as_deref().map_or("", |h| h.id.as_str());
+        match result {
+            Ok(accepted) => {
+                metrics::request(hook, "accepted", started.elapsed());
+                tracing::debug!(hook, event_id = %accepted.id, "accepted");
+                accepted_response(&accepted.id)
+            }
+            Err(rejection) => {
+                let outcome = rejection.outcome();
+                metrics::request(hook, outcome, started.elapsed());
+                match rejection.fault() {
+                    crate::error::Fault::Sender => {
+                        tracing::debug!(hook, outcome, reason = %rejection, "refused")
+                    }
+                    _ => tracing::warn!(hook, outcome, reason = %rejection, "not accepted"),
+                }
+                rejection.into_response()
+            }
+        }
+    }
+
+    async fn process<B>(
+        &self,
+        req: Request<B>,
+        matched: &mut Option<Arc<Hook>>,
+    ) -> Result<Accepted, Rejection>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let route = self
+            .router
+            .route(parts.uri.path())
+            .ok_or(Rejection::NotFound)?;
+        let hook = route.hook;
+        let now = SystemTime::now();
+        if let crate::auth::Auth::UrlKey(check) = &hook.auth {
+            // Checked before anything else about the request, so that a wrong key looks
+            // exactly like an unknown hook, whatever the method or size.
+            if !route.key.is_some_and(|k| check.verify(k, now)) {
+                return Err(Rejection::NotFound);
+            }
+        }
+        *matched = Some(hook.clone());
+        if !hook.allows(&parts.method) {
+            return Err(Rejection::MethodNotAllowed(hook.allow.clone()));
+        }
+        if content_length(&parts.headers).is_some_and(|n| n > hook.max_body as u64) {
+            return Err(Rejection::TooLarge(hook.max_body));
+        }
+        let coding = ContentCoding::parse(header_str(&parts.headers, CONTENT_ENCODING.as_str()))
+            .ok_or(Rejection::UnsupportedEncoding)?;
+        let _permit = self
+            .in_flight
+            .try_acquire()
+            .map_err(|_| Rejection::Overloaded)?;
+        let raw = self.read_body(body, hook.max_body).await?;
+
+        let content_type = header_str(&parts.headers, CONTENT_TYPE.as_str());
+        let pointers: Vec<&normalize::Pointer> = hook.pointers.list.iter().collect();
+        let needs_body = hook.mode == EnvelopeMode::Structured || !pointers.is_empty();
+        let (normalized, found) = if needs_body {
+            let decoded = normalize::decode_content(coding, raw.clone(), hook.max_body)
+                .map_err(Rejection::BadEncoding)?;
+            match normalize::normalize(content_type, &decoded, &pointers) {
+                Ok((n, found)) => (Some(n), found),
+                // Binary mode publishes the bytes as received; its body only feeds the
+                // pointers, and a body they cannot read leaves them empty.
+                Err(_) if hook.mode == EnvelopeMode::Binary => (None, vec![None; pointers.len()]),
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            (None, Vec::new())
+        };
+
+        let key = record_key(hook, &parts.headers, &found);
+        let event_type = event_type(hook, &parts.headers, &found);
+        let id = uuid::Uuid::now_v7();
+        let mut id_buf = uuid::Uuid::encode_buffer();
+        let id = &*id.hyphenated().encode_lower(&mut id_buf);
+        let time = humantime::format_rfc3339_micros(now).to_string();
+        let path = event_path(hook, parts.uri.path(), route.key.is_some());
+        let query = query_fields(hook, parts.uri.query());
+        let headers = header_fields(hook, &parts.headers);
+        let attrs = Attributes {
+            id,
+            source: &hook.source,
+            event_type: &event_type,
+            time: &time,
+            dataschema: WEBHOOK_SCHEMA,
+            hook: &hook.id,
+            authscheme: hook.auth.scheme(),
+            signed: None,
+            deliveryid: None,
+            traceparent: traceparent(&parts.headers),
+        };
+        let request = WebhookRequest {
+            method: parts.method.as_str(),
+            path: &path,
+            query: &query,
+            headers: &headers,
+        };
+
+        let mut value = Vec::new();
+        let (value, record_headers) = match (&hook.mode, &normalized) {
+            (EnvelopeMode::Structured, Some(n)) => {
+                structured::encode_webhook(&attrs, &request, &n.json, n.encoding, &mut value);
+                let mut h = RecordHeaders::with_capacity(1);
+                h.push(
+                    "content-type",
+                    hookgate_event::STRUCTURED_CONTENT_TYPE.as_bytes(),
+                );
+                (&value[..], h)
+            }
+            _ => {
+                let mut h = RecordHeaders::with_capacity(16 + headers.len());
+                binary::webhook_headers(&attrs, &request, content_type, |k, v| h.push(k, v));
+                (&raw[..], h)
+            }
+        };
+        let delivered = Instant::now();
+        let result = self
+            .sink
+            .publish(
+                Record {
+                    topic: &hook.topic,
+                    key: key.as_deref(),
+                    value,
+                    headers: record_headers,
+                },
+                hook.ack_timeout,
+            )
+            .await;
+        metrics::delivery(&hook.id, delivered.elapsed(), result.is_ok());
+        result?;
+        Ok(Accepted { id: id.to_string() })
+    }
+
+    async fn read_body<B>(&self, body: B, limit: usize) -> Result<Bytes, Rejection>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let collect = Limited::new(body, limit).collect();
+        match tokio::time::timeout(self.body_read_timeout, collect).await {
+            Err(_) => Err(Rejection::BodyTimeout),
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(Rejection::TooLarge(limit))
+            }
+            Ok(Err(_)) => Err(Rejection::BodyRead),
+        }
+    }
+}
+
+fn accepted_response(id: &str) -> Response<Full<Bytes>> {
+    let mut body = Vec::with_capacity(48);
+    body.extend_from_slice(b"{\"id\":\"");
+    body.extend_from_slice(id.as_bytes());
+    body.extend_from_slice(b"\"}");
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::ACCEPTED;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    header_str(headers, CONTENT_LENGTH.as_str())?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A header's value as text, if it is usable as a key or a type.
+fn lookup_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    header_str(headers, name)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+fn record_key<'a>(
+    hook: &'a Hook,
+    headers: &'a HeaderMap,
+    found: &'a [Option<String>],
+) -> Option<Cow<'a, [u8]>> {
+    let key: &[u8] = match &hook.key {
+        KeySource::None => return None,
+        KeySource::HookId => hook.id.as_bytes(),
+        KeySource::From(Lookup::Header(h)) => lookup_header(headers, h)?.as_bytes(),
+        KeySource::From(Lookup::Pointer(_)) => {
+            found.get(hook.pointers.key?)?.as_deref()?.as_bytes()
+        }
+    };
+    (!key.is_empty() && key.len() <= MAX_KEY_BYTES).then_some(Cow::Borrowed(key))
+}
+
+fn event_type<'a>(
+    hook: &'a Hook,
+    headers: &'a HeaderMap,
+    found: &'a [Option<String>],
+) -> Cow<'a, str> {
+    let from = match &hook.event_type.from {
+        Some(Lookup::Header(h)) => lookup_header(headers, h),
+        Some(Lookup::Pointer(_)) => hook
+            .pointers
+            .event_type
+            .and_then(|i| found.get(i))
+            .and_then(|v| v.as_deref()),
+        None => None,
+    };
+    match from {
+        Some(t) if !t.is_empty() && t.len() <= MAX_TYPE_BYTES => Cow::Borrowed(t),
+        _ => Cow::Borrowed(hook.event_type.default.as_str()),
+    }
+}
+
+/// The path as events show it: a URL key never leaves the gateway.
+fn event_path<'a>(hook: &'a Hook, path: &'a str, has_key: bool) -> Cow<'a, str> {
+    if has_key {
+        Cow::Owned(format!("{}/{REDACTED}", hook.path))
+    } else {
+        Cow::Borrowed(path)
+    }
+}
+
+fn query_fields<'a>(hook: &Hook, query: Option<&'a str>) -> Fields<'a> {
+    let mut fields = Fields::new();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let value = if hook.redaction.query(&name) {
+            Cow::Borrowed(REDACTED)
+        } else {
+            value
+        };
+        fields.push(name, value);
+    }
+    fields
+}
+
+fn header_fields<'a>(hook: &Hook, headers: &'a HeaderMap) -> Fields<'a> {
+    let mut fields = Fields::with_capacity(headers.keys_len());
+    for (name, value) in headers {
+        let name = name.as_str();
+        let value = if hook.redaction.header(name) {
+            Cow::Borrowed(REDACTED)
+        } else {
+            String::from_utf8_lossy(value.as_bytes())
+        };
+        fields.push(name, value);
+    }
+    fields
+}
+
+/// The request's W3C `traceparent`, if well formed: `version-traceid-parentid-flags`.
+fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    let v = header_str(headers, "traceparent")?.trim();
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
+    let well_formed = parts.len() >= 4
+        && hex(parts[0], 2)
+        && parts[0] != "ff"
+        && hex(parts[1], 32)
+        && parts[1].bytes().any(|b| b != b'0')
+        && hex(parts[2], 16)
+        && parts[2].bytes().any(|b| b != b'0')
+        && hex(parts[3], 2)
+        && (parts[0] != "00" || parts.len() == 4);
+    well_formed.then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_must_be_well_formed() {
+        let mut h = HeaderMap::new();
+        let good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        h.insert("traceparent", HeaderValue::from_static(good));
+        assert_eq!(traceparent(&h), Some(good));
+        for bad in [
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            "garbage",
+        ] {
+            h.insert("traceparent", HeaderValue::from_static(bad));
+            assert_eq!(traceparent(&h), None, "{bad}");
+        }
+    }
+}

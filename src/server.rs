@@ -1,0 +1,103 @@
+//! The listener: accepts connections up to `server.max_connections` (past it, it stops
+//! accepting until one closes), serves HTTP/1.1 and HTTP/2 with hyper, and on shutdown
+//! stops accepting and gives in-flight requests `server.shutdown_timeout` to finish.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::ServerConfig;
+use crate::shutdown::Shutdown;
+
+/// HTTP/2 streams a client may reset before the server answers, per connection, before
+/// the connection is closed (the rapid-reset defence).
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// HTTP/2 streams the server may reset for protocol errors before closing the connection.
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 256;
+
+/// The hyper connection builder for `cfg`.
+pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_read_timeout.get())
+        .max_headers(cfg.max_headers)
+        .max_buf_size(cfg.max_header_bytes.bytes());
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(cfg.http2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(cfg.max_header_bytes.0).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(cfg.header_read_timeout.get());
+    if cfg.http2 {
+        b
+    } else {
+        b.http1_only()
+    }
+}
+
+/// Serves `handler` on `listener` until `shutdown`, then drains.
+pub async fn serve<H, F>(listener: TcpListener, cfg: ServerConfig, handler: H, shutdown: Shutdown)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let builder = Arc::new(builder(&cfg));
+    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = shutdown.wait() => break,
+        };
+        let (stream, _remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = service_fn(move |req| {
+            let fut = handler(req);
+            async move { Ok::<_, Infallible>(fut.await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(cfg.shutdown_timeout.get()) => {
+            tracing::warn!("shutdown timeout passed; abandoning open connections")
+        }
+    }
+}

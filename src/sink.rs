@@ -1,0 +1,97 @@
+//! Where accepted events go: Kafka, or nowhere (the `null` sink, for benchmarks that
+//! measure the gateway without a broker).
+//!
+//! `publish` returns only once the event is durable (the broker's acknowledgement) or has
+//! failed; the caller answers the sender from that outcome and nothing else.
+
+pub mod kafka;
+
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+
+pub use kafka::KafkaSink;
+
+/// The sink the gateway publishes to.
+pub enum Sink {
+    Kafka(KafkaSink),
+    /// Accepts and drops every event after normalization. Benchmarks only: nothing is
+    /// stored, so a 202 from a null sink promises nothing.
+    Null,
+}
+
+/// One record to publish.
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+    pub headers: RecordHeaders,
+}
+
+/// Record headers, built in place in the form the Kafka client sends.
+pub struct RecordHeaders(pub(crate) OwnedHeaders);
+
+impl RecordHeaders {
+    pub fn with_capacity(n: usize) -> Self {
+        RecordHeaders(OwnedHeaders::new_with_capacity(n))
+    }
+
+    pub fn push(&mut self, name: &str, value: &[u8]) {
+        let headers = std::mem::replace(&mut self.0, OwnedHeaders::new());
+        self.0 = headers.insert(Header {
+            key: name,
+            value: Some(value),
+        });
+    }
+}
+
+/// Where a published record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Why a record was not published, classified by what the sender should do.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PublishError {
+    /// The producer's queue is full: shed at once (503, retry later).
+    #[error("producer queue is full")]
+    QueueFull,
+    /// No acknowledgement within the hook's ack timeout (503, retry later).
+    #[error("no acknowledgement within {0:?}")]
+    Timeout(Duration),
+    /// A failure a retry may fix: broker down, leader moving, request timed out (503).
+    #[error("delivery failed: {0}")]
+    Transient(String),
+    /// The record is larger than the broker accepts (413; retrying will not help).
+    #[error("record too large for the broker: {0}")]
+    TooLarge(String),
+    /// Misconfiguration the sender cannot fix: authorization, unknown topic (500).
+    #[error("delivery refused: {0}")]
+    Permanent(String),
+}
+
+impl Sink {
+    /// Publishes `record` and waits at most `ack_timeout` for its acknowledgement.
+    pub async fn publish(
+        &self,
+        record: Record<'_>,
+        ack_timeout: Duration,
+    ) -> Result<Delivered, PublishError> {
+        match self {
+            Sink::Kafka(k) => k.publish(record, ack_timeout).await,
+            Sink::Null => Ok(Delivered {
+                partition: -1,
+                offset: -1,
+            }),
+        }
+    }
+
+    /// Waits until every queued record is delivered or `timeout` passes (at shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let Sink::Kafka(k) = self {
+            k.flush(timeout);
+        }
+    }
+}

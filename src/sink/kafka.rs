@@ -1,0 +1,202 @@
+//! The Kafka sink: an idempotent, acks=all rdkafka producer, replaced by a fresh one when
+//! it hits a fatal error (for example after a broker lost the producer's state), so the
+//! gateway serves again without a restart.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use super::{Delivered, PublishError, Record};
+use crate::config::{KafkaSettings, ResolvedProperties};
+use crate::health::Health;
+
+/// Fastest a fatal producer is replaced again, so a broken cluster cannot make the gateway
+/// spin building producers.
+const REBUILD_INTERVAL: Duration = Duration::from_secs(1);
+/// Time an abandoned producer gets to fail or deliver what it still holds.
+const RETIRE_FLUSH: Duration = Duration::from_secs(5);
+
+type Producer_ = FutureProducer<LogContext>;
+
+pub struct KafkaSink {
+    producer: ArcSwap<Producer_>,
+    config: ClientConfig,
+    health: Arc<Health>,
+    last_rebuild: Mutex<Option<Instant>>,
+    generation: AtomicU64,
+}
+
+/// Sends librdkafka's log lines and errors to tracing.
+#[derive(Clone, Default)]
+pub struct LogContext;
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(facility = fac, "librdkafka: {message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(facility = fac, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(facility = fac, "librdkafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, "kafka client error: {reason}");
+    }
+}
+
+/// The client config for `brokers` and the resolved properties, without the settings the
+/// gateway enforces.
+pub fn base_config(brokers: &str, properties: &ResolvedProperties) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    for (k, v, _) in &properties.entries {
+        c.set(k, v);
+    }
+    c.set_log_level(RDKafkaLogLevel::Warning);
+    c
+}
+
+/// The producer config: the properties, then the settings a 202 depends on.
+pub fn producer_config(brokers: &str, properties: &ResolvedProperties) -> ClientConfig {
+    let mut c = base_config(brokers, properties);
+    c.set("enable.idempotence", "true");
+    c.set("acks", "all");
+    c.set("allow.auto.create.topics", "false");
+    c
+}
+
+/// Lets librdkafka check every property name and value, without connecting.
+pub fn check_properties(brokers: &str, properties: &ResolvedProperties) -> Result<(), String> {
+    producer_config(brokers, properties)
+        .create_native_config()
+        .map(|_| ())
+        .map_err(|e| match e {
+            KafkaError::ClientConfig(_, desc, _, _) => desc,
+            other => other.to_string(),
+        })
+}
+
+impl KafkaSink {
+    pub fn new(settings: &KafkaSettings, health: Arc<Health>) -> Result<KafkaSink, KafkaError> {
+        let config = producer_config(&settings.brokers, &settings.properties);
+        let producer: Producer_ = config.create_with_context(LogContext)?;
+        Ok(KafkaSink {
+            producer: ArcSwap::from_pointee(producer),
+            config,
+            health,
+            last_rebuild: Mutex::new(None),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// How many times the producer was replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    pub(super) async fn publish(
+        &self,
+        record: Record<'_>,
+        ack_timeout: Duration,
+    ) -> Result<Delivered, PublishError> {
+        let producer = self.producer.load_full();
+        let mut future_record = FutureRecord::to(record.topic)
+            .payload(record.value)
+            .headers(record.headers.0);
+        if let Some(key) = record.key {
+            future_record = future_record.key(key);
+        }
+        let delivery = match producer.send_result(future_record) {
+            Ok(d) => d,
+            Err((e, _)) => return Err(self.classify(&producer, e)),
+        };
+        match tokio::time::timeout(ack_timeout, delivery).await {
+            Err(_) => {
+                self.replace_if_fatal(&producer);
+                Err(PublishError::Timeout(ack_timeout))
+            }
+            Ok(Err(_canceled)) => Err(PublishError::Transient("the producer was replaced".into())),
+            Ok(Ok(Ok(d))) => Ok(Delivered {
+                partition: d.partition,
+                offset: d.offset,
+            }),
+            Ok(Ok(Err((e, _)))) => Err(self.classify(&producer, e)),
+        }
+    }
+
+    fn classify(&self, producer: &Arc<Producer_>, e: KafkaError) -> PublishError {
+        use RDKafkaErrorCode as C;
+        let code = e.rdkafka_error_code();
+        let err = match code {
+            Some(C::QueueFull) => PublishError::QueueFull,
+            Some(C::MessageSizeTooLarge) => PublishError::TooLarge(e.to_string()),
+            Some(
+                C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::UnknownTopicOrPartition
+                | C::UnknownTopic
+                | C::UnknownPartition
+                | C::InvalidTopic
+                | C::PolicyViolation,
+            ) => PublishError::Permanent(e.to_string()),
+            _ => PublishError::Transient(e.to_string()),
+        };
+        if matches!(err, PublishError::TooLarge(_) | PublishError::Permanent(_)) {
+            self.health.set_permanent_error(e.to_string());
+        }
+        self.replace_if_fatal(producer);
+        err
+    }
+
+    /// Replaces `failed` with a new producer if it has hit a fatal error and nobody has
+    /// replaced it already. Events still queued in it fail and are answered 503.
+    fn replace_if_fatal(&self, failed: &Arc<Producer_>) {
+        let Some((code, reason)) = failed.client().fatal_error() else {
+            return;
+        };
+        let Ok(mut last) = self.last_rebuild.try_lock() else {
+            return; // another request is replacing it
+        };
+        if !Arc::ptr_eq(&self.producer.load(), failed)
+            || last.is_some_and(|t| t.elapsed() < REBUILD_INTERVAL)
+        {
+            return;
+        }
+        tracing::error!(?code, %reason, "kafka producer hit a fatal error; replacing it");
+        match self.config.create_with_context::<_, Producer_>(LogContext) {
+            Ok(fresh) => {
+                let old = self.producer.swap(Arc::new(fresh));
+                self.generation.fetch_add(1, Ordering::Relaxed);
+                // Flushing blocks; let a plain thread wait for the old producer to settle.
+                std::thread::spawn(move || {
+                    let _ = old.flush(RETIRE_FLUSH);
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "could not build a new kafka producer"),
+        }
+        *last = Some(Instant::now());
+    }
+
+    pub(super) fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.load().flush(timeout) {
+            tracing::warn!(error = %e, "kafka producer did not flush before shutdown");
+        }
+    }
+
+    /// Messages and requests the producer still holds.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.load().in_flight_count()
+    }
+}
