@@ -79,7 +79,7 @@ pub async fn topics(settings: &Settings) -> anyhow::Result<()> {
         return Ok(());
     }
     anyhow::bail!(
-        "hooks[*].topic: missing on the cluster: {} (fix: create them, or set kafka.create_topics = true)",
-        missing.join(", ")
+        "{}",
+        crate::topics::missing_message(&settings.hooks, &missing)
     )
 }

@@ -78,7 +78,9 @@ pub async fn run(
         SinkKind::Kafka => {
             let topics = Topics::new(&settings.kafka)?;
             let wanted = hook_topics(&settings);
-            topics.ensure(&wanted, &settings.kafka).await?;
+            topics
+                .ensure(&settings.hooks, &wanted, &settings.kafka)
+                .await?;
             health.set_metadata(Ok(Vec::new()));
             tokio::spawn(topics.watch(wanted, health.clone(), shutdown.clone()));
             Sink::Kafka(KafkaSink::new(&settings.kafka, health.clone())?)

@@ -11,8 +11,27 @@ use rdkafka::error::RDKafkaErrorCode;
 
 use crate::config::KafkaSettings;
 use crate::health::Health;
+use crate::hook::Hook;
 use crate::shutdown::Shutdown;
 use crate::sink::kafka::{base_config, LogContext};
+
+/// Names each hook whose topic is missing, with the fix.
+pub fn missing_message(hooks: &[Hook], missing: &[String]) -> String {
+    let lines: Vec<String> = hooks
+        .iter()
+        .filter(|h| missing.contains(&h.topic))
+        .map(|h| {
+            format!(
+                "hooks[{}].topic: topic `{}` of hook `{}` does not exist on the cluster",
+                h.index, h.topic, h.id
+            )
+        })
+        .collect();
+    format!(
+        "{} (fix: create the topic, or set kafka.create_topics = true)",
+        lines.join("; ")
+    )
+}
 
 /// How often the watcher asks the brokers for metadata.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
@@ -94,7 +113,12 @@ impl Topics {
 
     /// Makes sure every topic exists: creates the missing ones when `create` is on,
     /// otherwise fails naming them.
-    pub async fn ensure(&self, wanted: &[String], settings: &KafkaSettings) -> anyhow::Result<()> {
+    pub async fn ensure(
+        &self,
+        hooks: &[Hook],
+        wanted: &[String],
+        settings: &KafkaSettings,
+    ) -> anyhow::Result<()> {
         let missing = self.missing(wanted).await.map_err(|e| {
             anyhow::anyhow!("kafka.brokers ({}) did not answer: {e}", settings.brokers)
         })?;
@@ -102,12 +126,7 @@ impl Topics {
             return Ok(());
         }
         if !settings.create_topics {
-            anyhow::bail!(
-                "hook topic{} missing on the cluster: {} (fix: create {}, or set kafka.create_topics = true)",
-                if missing.len() == 1 { " is" } else { "s are" },
-                missing.join(", "),
-                if missing.len() == 1 { "it" } else { "them" },
-            );
+            anyhow::bail!("{}", missing_message(hooks, &missing));
         }
         self.create(&missing, settings.partitions, settings.replication_factor)
             .await

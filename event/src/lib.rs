@@ -45,6 +45,10 @@ pub const HTTP_HEADER_PREFIX: &str = "http-";
 /// Prefix of the record headers that carry CloudEvents attributes in binary mode.
 pub const CE_HEADER_PREFIX: &str = "ce_";
 
+/// The JSON Schema (draft 2020-12) of a structured-mode webhook event, `$id`
+/// [`WEBHOOK_SCHEMA`].
+pub const WEBHOOK_SCHEMA_JSON: &str = include_str!("../schema/webhook-v1.json");
+
 /// How `data.body` was made from the request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BodyEncoding {

@@ -1,0 +1,192 @@
+//! Bad configuration: every problem is reported with its TOML path and a fix, before any
+//! port is bound, and `hookgate check` exits non-zero.
+
+use std::process::Command;
+
+use hookgate::config::{self, Config, Environment, Source};
+
+use crate::support::{brokers, topic};
+
+const BASE: &str = "[server]\nlisten = \"127.0.0.1:0\"\n[kafka]\nbrokers = \"localhost:9092\"\n";
+
+fn problems(toml: &str, env: &[(&str, &str)]) -> Vec<String> {
+    let env = Environment::from_vars(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let source = Source::Text {
+        name: "test".into(),
+        toml: toml.into(),
+    };
+    match config::load(&source, &env) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn one_problem(toml: &str) -> String {
+    let p = problems(toml, &[]);
+    assert_eq!(p.len(), 1, "expected one problem, got {p:?}");
+    p[0].clone()
+}
+
+const HOOK: &str = "[[hooks]]\nid = \"a\"\ntopic = \"t\"\nauth = { scheme = \"none\" }\n";
+
+#[test]
+fn a_valid_config_loads() {
+    assert!(problems(&format!("{BASE}{HOOK}"), &[]).is_empty());
+}
+
+#[test]
+fn unknown_keys_are_named_with_the_allowed_ones() {
+    let p = one_problem(&format!("{BASE}{HOOK}topik = \"x\"\n"));
+    assert!(p.starts_with("hooks[0]"), "{p}");
+    assert!(p.contains("topik") && p.contains("allowed here"), "{p}");
+    let p = one_problem(&format!("{BASE}[sever]\nlisten = \"x\"\n{HOOK}"));
+    assert!(p.contains("sever"), "{p}");
+    let p = one_problem(
+        &format!("{BASE}{HOOK}auth = {{ scheme = \"none\", key = \"x\" }}\n")
+            .replace("auth = { scheme = \"none\" }\nauth", "auth"),
+    );
+    assert!(p.contains("key"), "{p}");
+}
+
+#[test]
+fn bad_values_name_the_key_and_the_fix() {
+    let p = one_problem(&format!("{BASE}{HOOK}max_body = \"lots\"\n"));
+    assert!(p.starts_with("hooks[0].max_body"), "{p}");
+    let p = one_problem(&format!("{BASE}{HOOK}ack_timeout = \"5\"\n"));
+    assert!(
+        p.starts_with("hooks[0].ack_timeout") && p.contains("with a unit"),
+        "{p}"
+    );
+    let p = one_problem(&format!("{BASE}{HOOK}mode = \"compact\"\n"));
+    assert!(
+        p.contains("hooks[0].mode") && p.contains("structured"),
+        "{p}"
+    );
+    let p = one_problem(&format!("{BASE}{HOOK}").replace("\"none\"", "\"magic\""));
+    assert!(p.contains("hooks[0].auth") && p.contains("url_key"), "{p}");
+}
+
+#[test]
+fn every_semantic_problem_is_reported_at_once() {
+    let toml = format!(
+        "{BASE}[[hooks]]\nid = \"dup\"\ntopic = \"bad topic\"\nmethods = [\"DELETE\"]\nauth = {{ scheme = \"url_key\", secrets = [{{ env = \"NOPE\" }}] }}\n\
+         [[hooks]]\nid = \"dup\"\ntopic = \"t\"\nkey = {{ pointer = \"id\" }}\nauth = {{ scheme = \"none\" }}\n"
+    );
+    let p = problems(&toml, &[]);
+    let has =
+        |prefix: &str, text: &str| p.iter().any(|x| x.starts_with(prefix) && x.contains(text));
+    assert!(has("hooks[0].topic", "not a valid Kafka topic"), "{p:#?}");
+    assert!(has("hooks[0].methods", "DELETE"), "{p:#?}");
+    assert!(
+        has("hooks[0].auth.secrets[0]", "`NOPE` is not set"),
+        "{p:#?}"
+    );
+    assert!(has("hooks[1].id", "already the id of hooks[0]"), "{p:#?}");
+    assert!(has("hooks[1].key", "not a JSON pointer"), "{p:#?}");
+    assert!(p.iter().all(|x| x.contains("(fix: ")), "{p:#?}");
+}
+
+#[test]
+fn reserved_kafka_properties_are_refused_with_the_reason() {
+    let p = one_problem(
+        &format!("{BASE}properties = {{ acks = \"1\" }}\n{HOOK}").replace(
+            "brokers = \"localhost:9092\"\n",
+            "brokers = \"localhost:9092\"\n",
+        ),
+    );
+    assert!(
+        p.starts_with("kafka.properties.\"acks\"") && p.contains("acks=all"),
+        "{p}"
+    );
+    let p = one_problem(&format!(
+        "{BASE}properties = {{ \"enable.idempotence\" = false }}\n{HOOK}"
+    ));
+    assert!(p.contains("enable.idempotence"), "{p}");
+    let p = one_problem(&format!(
+        "{BASE}properties = {{ \"message.timeout.ms\" = 100 }}\n{HOOK}"
+    ));
+    assert!(
+        p.contains("message.timeout.ms") && p.contains("ack_timeout"),
+        "{p}"
+    );
+    let p = one_problem(&format!(
+        "{BASE}properties = {{ \"lingr.ms\" = 5 }}\n{HOOK}"
+    ));
+    assert!(
+        p.starts_with("kafka.properties") && p.contains("lingr.ms"),
+        "{p}"
+    );
+}
+
+#[test]
+fn a_body_limit_that_cannot_fit_the_broker_is_refused() {
+    let p = one_problem(&format!("{BASE}{HOOK}max_body = \"1MiB\"\n"));
+    assert!(
+        p.starts_with("hooks[0].max_body") && p.contains("message.max.bytes"),
+        "{p}"
+    );
+    // Raising the producer's limit makes it fit.
+    let ok = format!(
+        "{BASE}properties = {{ \"message.max.bytes\" = 4000000 }}\n{HOOK}max_body = \"1MiB\"\n"
+    );
+    assert!(problems(&ok, &[]).is_empty());
+}
+
+#[test]
+fn environment_variables_override_tables_and_are_named_when_wrong() {
+    let env = [("HOOKGATE_SERVER__MAX_CONNECTIONS", "ten")];
+    let p = problems(&format!("{BASE}{HOOK}"), &env);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("HOOKGATE_SERVER__MAX_CONNECTIONS"),
+        "{p:?}"
+    );
+    let env = [("HOOKGATE_HOOKS__0__ID", "x")];
+    let p = problems(&format!("{BASE}{HOOK}"), &env);
+    assert!(p[0].contains("cannot be set from the environment"), "{p:?}");
+    // A valid override applies.
+    let env = Environment::from_vars([("HOOKGATE_KAFKA__BROKERS", "b1:9092,b2:9092")]);
+    let source = Source::Text {
+        name: "test".into(),
+        toml: format!("{BASE}{HOOK}"),
+    };
+    let c = Config::load(&source, &env).unwrap();
+    assert_eq!(c.kafka.brokers, "b1:9092,b2:9092");
+}
+
+#[test]
+fn check_refuses_a_missing_topic_and_names_it() {
+    let dir = std::env::temp_dir().join(format!("hookgate-it-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = topic("missing");
+    let file = dir.join("hookgate.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\n[[hooks]]\nid = \"m\"\ntopic = \"{missing}\"\nauth = {{ scheme = \"none\" }}\n",
+            brokers()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&missing) && stderr.contains("hooks[0].topic"),
+        "{stderr}"
+    );
+    // A config that does not parse: non-zero, with the problem and no listing.
+    std::fs::write(&file, "[[hooks]]\nid = \n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["check", "--offline", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid configuration"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,11 @@
+//! Gateway integration tests: the gateway in-process on 127.0.0.1:0, talking to a real
+//! Kafka-protocol broker over TCP (`TEST_KAFKA_BROKERS`, started by scripts/test), or to
+//! librdkafka's mock cluster where a test needs to take the broker down.
+
+mod support;
+
+mod cli;
+mod config_errors;
+mod contract;
+mod outage;
+mod requests;

@@ -1,0 +1,176 @@
+//! Builders and helpers shared by the integration tests.
+
+pub mod http;
+pub mod kafka;
+
+use std::time::Duration;
+
+use hookgate::config::{Config, Environment, Source};
+use hookgate::shutdown::{self, Trigger};
+use hookgate::{Listeners, SinkKind};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The broker the suite runs against. Tests that need Kafka fail, never skip, without it.
+pub fn brokers() -> String {
+    std::env::var("TEST_KAFKA_BROKERS").expect(
+        "TEST_KAFKA_BROKERS is not set: run the suite with scripts/test, which starts a broker",
+    )
+}
+
+/// A topic name no other test uses.
+pub fn topic(name: &str) -> String {
+    format!("it-{name}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A gateway config under construction: server and Kafka defaults for tests, plus hooks
+/// given as TOML tables.
+pub struct GatewayBuilder {
+    brokers: String,
+    kafka: Vec<String>,
+    server: Vec<String>,
+    hooks: Vec<String>,
+    env: Vec<(String, String)>,
+    sink: SinkKind,
+}
+
+impl GatewayBuilder {
+    pub fn new() -> Self {
+        GatewayBuilder {
+            brokers: String::new(),
+            kafka: vec![
+                "create_topics = true".into(),
+                "replication_factor = 1".into(),
+            ],
+            server: Vec::new(),
+            hooks: Vec::new(),
+            env: Vec::new(),
+            sink: SinkKind::Kafka,
+        }
+    }
+
+    /// Against the suite's broker.
+    pub fn tansu() -> Self {
+        Self::new().brokers(&brokers())
+    }
+
+    pub fn brokers(mut self, brokers: &str) -> Self {
+        self.brokers = brokers.to_string();
+        self
+    }
+
+    /// Adds a `[[hooks]]` table, given as its TOML body.
+    pub fn hook(mut self, toml: &str) -> Self {
+        self.hooks.push(toml.to_string());
+        self
+    }
+
+    /// Adds a line to `[kafka]`.
+    pub fn kafka(mut self, line: &str) -> Self {
+        self.kafka.push(line.to_string());
+        self
+    }
+
+    /// Adds a line to `[server]`.
+    pub fn server(mut self, line: &str) -> Self {
+        self.server.push(line.to_string());
+        self
+    }
+
+    /// Sets a variable in the environment the config sees (secrets).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn null_sink(mut self) -> Self {
+        self.sink = SinkKind::Null;
+        self
+    }
+
+    pub fn toml(&self) -> String {
+        let mut t = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\n[kafka]\nbrokers = \"{}\"\n{}\n",
+            self.server.join("\n"),
+            self.brokers,
+            self.kafka.join("\n")
+        );
+        for h in &self.hooks {
+            t.push_str("\n[[hooks]]\n");
+            t.push_str(h);
+            t.push('\n');
+        }
+        t
+    }
+
+    /// Builds and starts the gateway; returns once it accepts requests.
+    pub async fn start(self) -> RunningGateway {
+        let env = Environment::from_vars(self.env.clone());
+        let source = Source::Text {
+            name: "test config".into(),
+            toml: self.toml(),
+        };
+        let settings = Config::load(&source, &env)
+            .and_then(|c| c.build(&env, "test config"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", http.local_addr().unwrap());
+        let admin_url = format!("http://{}", admin.local_addr().unwrap());
+        let (trigger, shutdown) = shutdown::channel();
+        let task = tokio::spawn(hookgate::run(
+            settings,
+            Listeners { http, admin },
+            self.sink,
+            shutdown,
+        ));
+        let gw = RunningGateway {
+            url,
+            admin_url,
+            trigger,
+            task,
+        };
+        gw.wait_ready().await;
+        gw
+    }
+}
+
+/// A gateway serving in this process.
+pub struct RunningGateway {
+    pub url: String,
+    pub admin_url: String,
+    trigger: Trigger,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningGateway {
+    /// Waits until `/readyz` is green (topics created, broker reachable).
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.task.is_finished() {
+                panic!("the gateway stopped during startup");
+            }
+            if let Ok(r) = http::get(&format!("{}/readyz", self.admin_url)).await {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gateway not ready in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn hook_url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Shuts down and waits for the gateway to drain and return.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.trigger.trigger();
+        self.task.await.expect("gateway task")
+    }
+}

@@ -1,0 +1,136 @@
+//! Reading back what the gateway published: `assign()` on every partition from offset 0,
+//! no consumer group, so reads are immediate and independent of other tests.
+
+use std::time::{Duration, Instant};
+
+use hookgate_event::{decode, Event, Record};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// A record as read back.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Read {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).map(|v| std::str::from_utf8(v).unwrap())
+    }
+
+    /// Decodes the record with the contract crate.
+    pub fn event(&self) -> Event {
+        let headers: Vec<(&str, &[u8])> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        decode(Record {
+            headers: &headers,
+            value: Some(&self.value),
+        })
+        .expect("a CloudEvent")
+    }
+
+    /// The structured-mode value as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.value).expect("structured value is JSON")
+    }
+}
+
+fn consumer(brokers: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "hookgate-it-reader")
+        .set("enable.auto.commit", "false")
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    assert!(partitions > 0, "topic {topic} has no partitions");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
+fn owned(m: &OwnedMessage) -> Read {
+    Read {
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().unwrap_or_default().to_vec(),
+        headers: m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// Reads records until `done` says so or `timeout` passes; returns what was read.
+pub fn read_until(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[Read]) -> bool,
+) -> Vec<Read> {
+    let consumer = consumer(brokers, topic);
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while !done(&out) && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(owned(&m.detach())),
+            Some(Err(e)) => eprintln!("read error (retrying): {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Reads exactly `n` records (fails after `timeout` with fewer).
+pub fn read_n(brokers: &str, topic: &str, n: usize) -> Vec<Read> {
+    let got = read_until(brokers, topic, Duration::from_secs(20), |r| r.len() >= n);
+    assert!(
+        got.len() >= n,
+        "read {} of {n} records from {topic}",
+        got.len()
+    );
+    got
+}
+
+/// The event ids on a topic, read until `sentinel` arrives.
+pub fn ids_until(brokers: &str, topic: &str, sentinel: &str) -> Vec<String> {
+    let reads = read_until(brokers, topic, Duration::from_secs(30), |r| {
+        r.last().is_some_and(|x| x.event().id == sentinel)
+            || r.iter().any(|x| x.event().id == sentinel)
+    });
+    let ids: Vec<String> = reads.iter().map(|r| r.event().id).collect();
+    assert!(
+        ids.iter().any(|i| i == sentinel),
+        "sentinel {sentinel} never arrived"
+    );
+    ids
+}
