@@ -15,6 +15,7 @@ pub const REQUEST_SECONDS: &str = "hookgate_request_duration_seconds";
 pub const DELIVERY_SECONDS: &str = "hookgate_kafka_delivery_seconds";
 pub const DELIVERY_ERRORS: &str = "hookgate_kafka_delivery_errors_total";
 pub const PRODUCER_QUEUE: &str = "hookgate_kafka_producer_queue";
+pub const PRODUCER_REPLACED: &str = "hookgate_kafka_producer_replaced_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -59,4 +60,9 @@ pub fn delivery(hook: &str, elapsed: Duration, ok: bool) {
 /// Messages the producer holds.
 pub fn producer_queue(n: i32) {
     gauge!(PRODUCER_QUEUE).set(f64::from(n));
+}
+
+/// A producer replaced after a fatal error.
+pub fn producer_replaced() {
+    counter!(PRODUCER_REPLACED).increment(1);
 }

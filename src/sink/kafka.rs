@@ -179,6 +179,7 @@ impl KafkaSink {
             Ok(fresh) => {
                 let old = self.producer.swap(Arc::new(fresh));
                 self.generation.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::producer_replaced();
                 // Flushing blocks; let a plain thread wait for the old producer to settle.
                 std::thread::spawn(move || {
                     let _ = old.flush(RETIRE_FLUSH);

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::support::{http, kafka, GatewayBuilder};
 
@@ -118,4 +119,152 @@ async fn a_full_producer_queue_is_shed_at_once() {
     cluster.broker_up(1).unwrap();
     gw.stop().await.unwrap();
     drop(cluster);
+}
+
+/// A mock cluster with one topic and a gateway publishing to it.
+async fn mock_gateway(
+    topic: &str,
+    ack_timeout: &str,
+) -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    crate::support::RunningGateway,
+) {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(topic, 1, 1).unwrap();
+    let gw = GatewayBuilder::new()
+        .brokers(&cluster.bootstrap_servers())
+        .hook(&format!(
+            "id = \"h\"\ntopic = \"{topic}\"\nack_timeout = \"{ack_timeout}\"\nauth = {{ scheme = \"none\" }}"
+        ))
+        .start()
+        .await;
+    (cluster, gw)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fatal_producer_error_is_survived_with_a_new_producer() {
+    let (cluster, gw) = mock_gateway("fatal", "2s").await;
+    let url = gw.hook_url("/hooks/h");
+    let mut acknowledged = vec![http::post(&url).body("{}").send().await.unwrap().event_id()];
+    // An out-of-order sequence is fatal for an idempotent producer: librdkafka refuses
+    // every later message from it.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    let r = http::post(&url).body("{}").send().await.unwrap();
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = http::post(&url).body("{}").send().await.unwrap();
+        if r.status == 202 {
+            acknowledged.push(r.event_id());
+            break;
+        }
+        assert_eq!(r.status, 503);
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not recover from the fatal error"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = http::get(&format!("{}/metrics", gw.admin_url))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("hookgate_kafka_producer_replaced_total") && !l.ends_with(" 0")),
+        "the producer was replaced:\n{text}"
+    );
+    let on_topic = kafka::ids_until(
+        &cluster.bootstrap_servers(),
+        "fatal",
+        acknowledged.last().unwrap(),
+    );
+    for id in &acknowledged {
+        assert!(
+            on_topic.contains(id),
+            "{id} acknowledged but not on the topic"
+        );
+    }
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permanent_broker_refusals_are_not_retryable_and_turn_readiness_red() {
+    let (cluster, gw) = mock_gateway("refused", "2s").await;
+    let url = gw.hook_url("/hooks/h");
+    let readyz = format!("{}/readyz", gw.admin_url);
+    assert_eq!(http::get(&readyz).await.unwrap().status, 200);
+
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    let r = http::post(&url).body("{}").send().await.unwrap();
+    assert_eq!(r.status, 500, "{:?}", r.body);
+    assert!(r.header("retry-after").is_none(), "no invitation to retry");
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains("AUTHORIZATION"),
+        "terse body"
+    );
+    let ready = http::get(&readyz).await.unwrap();
+    assert_eq!(ready.status, 503);
+    assert!(ready.json()["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("permanent"));
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_the_broker_finds_too_large_is_413() {
+    let (cluster, gw) = mock_gateway("large", "2s").await;
+    let url = gw.hook_url("/hooks/h");
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+    let r = http::post(&url).body("{}").send().await.unwrap();
+    assert_eq!(r.status, 413, "{:?}", r.body);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_drains_in_flight_requests_then_stops_accepting() {
+    let (cluster, gw) = mock_gateway("drain", "5s").await;
+    // Every produce takes 800 ms to be acknowledged.
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(800))
+        .unwrap();
+    let url = gw.hook_url("/hooks/h");
+    let in_flight = tokio::spawn({
+        let url = url.clone();
+        async move {
+            http::post(&url)
+                .body("{\"late\":true}")
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let base = gw.url.clone();
+    let stopped = tokio::spawn(gw.stop());
+    let reply = in_flight.await.unwrap();
+    assert_eq!(
+        reply.status, 202,
+        "the in-flight request completes during shutdown"
+    );
+    stopped.await.unwrap().unwrap();
+    assert!(
+        http::post(&format!("{base}/hooks/h")).send().await.is_err(),
+        "no longer accepting"
+    );
+    let id = reply.event_id();
+    cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
+    let on_topic = kafka::ids_until(&cluster.bootstrap_servers(), "drain", &id);
+    assert!(on_topic.contains(&id));
 }
