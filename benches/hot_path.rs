@@ -1,1 +1,179 @@
-fn main() {}
+//! Benches of the gateway's hot path: normalization per content type, event encoding, and
+//! the whole in-process pipeline (routing to the answer) on the null sink.
+//!
+//! Run with `cargo bench --bench hot_path`; compare runs on the same machine only.
+
+use std::hint::black_box;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hookgate::config::{Config, Environment, Source};
+use hookgate::normalize::normalize;
+use hookgate::pipeline::{Gateway, Limits};
+use hookgate::sink::Sink;
+use hookgate_event::{
+    structured, Attributes, BodyEncoding, Fields, WebhookRequest, WEBHOOK_SCHEMA,
+};
+use http::Request;
+use http_body_util::Full;
+
+/// A JSON object of about `size` bytes, shaped like a typical webhook payload.
+fn json_body(size: usize) -> Bytes {
+    let mut items = Vec::new();
+    let mut s = String::new();
+    let mut i = 0;
+    while s.len() < size {
+        items.push(format!(
+            r#"{{"sku":"item-{i}","qty":{i},"price":12.5,"tags":["a","b"]}}"#
+        ));
+        s = format!(
+            r#"{{"id":"evt_123","type":"order.created","items":[{}]}}"#,
+            items.join(",")
+        );
+        i += 1;
+    }
+    Bytes::from(s)
+}
+
+fn bodies() -> Vec<(&'static str, &'static str, Bytes)> {
+    let form: String = (0..40).map(|i| format!("field{i}=value+{i}&")).collect();
+    let xml: String = format!(
+        "<order id=\"7\">{}</order>",
+        (0..30)
+            .map(|i| format!("<item sku=\"s{i}\">{i}</item>"))
+            .collect::<String>()
+    );
+    let multipart = format!(
+        "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n{}\r\n--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x.bin\"\r\n\r\n{}\r\n--b--\r\n",
+        "v".repeat(400),
+        "\u{1}".repeat(400)
+    );
+    vec![
+        ("json", "application/json", json_body(1024)),
+        (
+            "form",
+            "application/x-www-form-urlencoded",
+            Bytes::from(form),
+        ),
+        ("xml", "application/xml", Bytes::from(xml)),
+        (
+            "multipart",
+            "multipart/form-data; boundary=b",
+            Bytes::from(multipart),
+        ),
+        (
+            "text",
+            "text/plain; charset=utf-8",
+            Bytes::from("lorem ipsum dolor ".repeat(57)),
+        ),
+        (
+            "base64",
+            "application/octet-stream",
+            Bytes::from(vec![7u8; 1024]),
+        ),
+    ]
+}
+
+fn bench_normalize(c: &mut Criterion) {
+    let mut g = c.benchmark_group("normalize");
+    for (name, ct, body) in bodies() {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(name), &body, |b, body| {
+            b.iter(|| normalize(Some(ct), black_box(body), &[]).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn bench_encode(c: &mut Criterion) {
+    let body = json_body(1024);
+    let mut headers = Fields::new();
+    for (k, v) in [
+        ("host", "hooks.example.com"),
+        ("user-agent", "GitHub-Hookshot/abc123"),
+        ("content-type", "application/json"),
+        ("content-length", "1024"),
+        ("x-github-event", "push"),
+        ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        (
+            "x-hub-signature-256",
+            "sha256=6dcb09b5b57875f334f61aebed695e2e4193db5e",
+        ),
+    ] {
+        headers.push(k, v);
+    }
+    let query = Fields::new();
+    let attrs = Attributes {
+        id: "0193a7e2-7b1c-7c3e-9f00-1234567890ab",
+        source: "/hooks/github",
+        event_type: "push",
+        time: "2026-11-26T05:00:00.000000Z",
+        dataschema: WEBHOOK_SCHEMA,
+        hook: "github",
+        authscheme: "none",
+        signed: None,
+        deliveryid: None,
+        traceparent: None,
+    };
+    let request = WebhookRequest {
+        method: "POST",
+        path: "/hooks/github",
+        query: &query,
+        headers: &headers,
+    };
+    c.bench_function("encode/structured_1KiB", |b| {
+        let mut out = Vec::with_capacity(4096);
+        b.iter(|| {
+            out.clear();
+            structured::encode_webhook(
+                &attrs,
+                &request,
+                black_box(&body),
+                BodyEncoding::Json,
+                &mut out,
+            );
+            black_box(out.len())
+        })
+    });
+}
+
+fn bench_pipeline(c: &mut Criterion) {
+    let toml = "[kafka]\nbrokers = \"unused:9092\"\n[[hooks]]\nid = \"github\"\ntopic = \"t\"\n\
+                key = { header = \"x-github-delivery\" }\ntype = { header = \"x-github-event\" }\n\
+                auth = { scheme = \"none\" }\n";
+    let env = Environment::default();
+    let source = Source::Text {
+        name: "bench".into(),
+        toml: toml.into(),
+    };
+    let settings = Config::load(&source, &env)
+        .unwrap()
+        .build(&env, "bench")
+        .unwrap();
+    let limits = Limits {
+        max_in_flight: 1024,
+        body_read_timeout: std::time::Duration::from_secs(5),
+        max_record_bytes: 1_000_000,
+    };
+    let gateway = Gateway::new(settings.hooks, Sink::Null, limits);
+    let body = json_body(1024);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    c.bench_function("pipeline/null_sink_1KiB_json", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let req = Request::post("/hooks/github")
+                .header("content-type", "application/json")
+                .header("user-agent", "GitHub-Hookshot/abc123")
+                .header("x-github-event", "push")
+                .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+                .body(Full::new(body.clone()))
+                .unwrap();
+            let resp = gateway.handle(req).await;
+            assert_eq!(resp.status(), 202);
+        })
+    });
+}
+
+criterion_group!(benches, bench_normalize, bench_encode, bench_pipeline);
+criterion_main!(benches);

@@ -25,6 +25,12 @@ pub enum Rejection {
     TooLarge(usize),
     #[error("unsupported content encoding")]
     UnsupportedEncoding,
+    #[error("application/cloudevents content cannot be carried by a binary-mode hook")]
+    CloudEventsInBinaryMode,
+    /// The event would exceed the broker's record limit (only possible with headers far
+    /// beyond the usual).
+    #[error("event too large for the broker")]
+    EventTooLarge,
     #[error("{0}")]
     BadBody(#[from] NormalizeError),
     #[error("{0}")]
@@ -57,7 +63,10 @@ impl Rejection {
             Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Rejection::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::UnsupportedEncoding | Rejection::CloudEventsInBinaryMode => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Rejection::EventTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::BadBody(_) | Rejection::BodyRead => StatusCode::BAD_REQUEST,
             Rejection::BadEncoding(DecompressError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::BadEncoding(DecompressError::Corrupt(_)) => StatusCode::BAD_REQUEST,
@@ -90,6 +99,8 @@ impl Rejection {
                 "too_large"
             }
             Rejection::UnsupportedEncoding => "unsupported_encoding",
+            Rejection::CloudEventsInBinaryMode => "unsupported_media_type",
+            Rejection::EventTooLarge => "too_large",
             Rejection::BadBody(_) | Rejection::BadEncoding(_) | Rejection::BodyRead => {
                 "bad_request"
             }

@@ -151,8 +151,8 @@ impl Hook {
     /// `message.max.bytes`.
     ///
     /// Structured mode: normalization never more than doubles a body (past that it falls
-    /// back to base64), and header text can triple when escaped or when invalid UTF-8 is
-    /// replaced. Binary mode carries the body as received and the headers about once.
+    /// back to base64). In both modes the request line and header text can triple: JSON
+    /// escapes, invalid UTF-8 replaced by U+FFFD, the query percent-encoded again.
     pub fn worst_case_record_bytes(&self, max_header_bytes: u64) -> u64 {
         let body = self.max_body as u64;
         let key = MAX_KEY_BYTES as u64;
@@ -164,7 +164,7 @@ impl Hook {
                     + key
                     + ENVELOPE_BYTES
             }
-            EnvelopeMode::Binary => body + 2 * max_header_bytes + key + ENVELOPE_BYTES,
+            EnvelopeMode::Binary => body + 3 * max_header_bytes + key + ENVELOPE_BYTES,
         }
     }
 }

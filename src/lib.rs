@@ -43,7 +43,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::health::Health;
-use crate::pipeline::Gateway;
+use crate::pipeline::{Gateway, Limits};
 use crate::shutdown::Shutdown;
 use crate::sink::{KafkaSink, Sink};
 use crate::topics::Topics;
@@ -91,12 +91,13 @@ pub async fn run(
             Sink::Null
         }
     };
-    let gateway = Arc::new(Gateway::new(
-        settings.hooks,
-        sink,
-        settings.server.max_in_flight,
-        settings.server.body_read_timeout.get(),
-    ));
+    let limits = Limits {
+        max_in_flight: settings.server.max_in_flight,
+        body_read_timeout: settings.server.body_read_timeout.get(),
+        max_record_bytes: usize::try_from(settings.kafka.properties.message_max_bytes())
+            .unwrap_or(usize::MAX),
+    };
+    let gateway = Arc::new(Gateway::new(settings.hooks, sink, limits));
 
     let admin = tokio::spawn(server::serve(
         listeners.admin,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hookgate::config::{self, Config, Environment};
+use hookgate::config::{self, Environment};
 use hookgate::{shutdown, Listeners, SinkKind};
 use tokio::net::TcpListener;
 
@@ -130,17 +130,17 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             from_beginning,
             max,
         } => {
-            let brokers = match (brokers, config) {
-                (Some(b), _) => b,
-                (None, Some(path)) => {
-                    Config::load(&config::Source::File(path), &env)?
-                        .kafka
-                        .brokers
-                }
-                (None, None) => "localhost:9092".to_string(),
+            // With --config, the cluster's security settings come along.
+            let settings = match config {
+                Some(path) => Some(config::load(&config::Source::File(path), &env)?),
+                None => None,
             };
+            let brokers = brokers
+                .or_else(|| settings.as_ref().map(|s| s.kafka.brokers.clone()))
+                .unwrap_or_else(|| "localhost:9092".to_string());
             let options = hookgate::tail::Options {
                 brokers,
+                properties: settings.map(|s| s.kafka.properties),
                 topic,
                 from_beginning,
                 max,

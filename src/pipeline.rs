@@ -36,7 +36,19 @@ pub struct Gateway {
     router: Router,
     sink: Sink,
     in_flight: Semaphore,
-    body_read_timeout: Duration,
+    limits: Limits,
+}
+
+/// Gateway-wide limits the pipeline enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Requests handled at once at most; past it, 503.
+    pub max_in_flight: usize,
+    /// Time to receive a body once the headers are in.
+    pub body_read_timeout: Duration,
+    /// The producer's `message.max.bytes`: a record over it is the sender's 413, caught
+    /// before the producer would refuse it.
+    pub max_record_bytes: usize,
 }
 
 /// What the pipeline tells the sender on success.
@@ -46,17 +58,12 @@ pub struct Accepted {
 }
 
 impl Gateway {
-    pub fn new(
-        hooks: Vec<Hook>,
-        sink: Sink,
-        max_in_flight: usize,
-        body_read_timeout: Duration,
-    ) -> Gateway {
+    pub fn new(hooks: Vec<Hook>, sink: Sink, limits: Limits) -> Gateway {
         Gateway {
             router: Router::new(hooks.into_iter().map(Arc::new)),
             sink,
-            in_flight: Semaphore::new(max_in_flight),
-            body_read_timeout,
+            in_flight: Semaphore::new(limits.max_in_flight),
+            limits,
         }
     }
 
@@ -131,27 +138,36 @@ impl Gateway {
         }
         let coding = ContentCoding::parse(header_str(&parts.headers, CONTENT_ENCODING.as_str()))
             .ok_or(Rejection::UnsupportedEncoding)?;
+        let content_type = header_str(&parts.headers, CONTENT_TYPE.as_str());
+        if hook.mode == EnvelopeMode::Binary && content_type.is_some_and(is_cloudevents) {
+            // In binary mode the request's type becomes the record's, and this one would
+            // make readers take the sender's body for a whole, structured event.
+            return Err(Rejection::CloudEventsInBinaryMode);
+        }
         let _permit = self
             .in_flight
             .try_acquire()
             .map_err(|_| Rejection::Overloaded)?;
         let raw = self.read_body(body, hook.max_body).await?;
 
-        let content_type = header_str(&parts.headers, CONTENT_TYPE.as_str());
         let pointers: Vec<&normalize::Pointer> = hook.pointers.list.iter().collect();
-        let needs_body = hook.mode == EnvelopeMode::Structured || !pointers.is_empty();
-        let (normalized, found) = if needs_body {
-            let decoded = normalize::decode_content(coding, raw.clone(), hook.max_body)
-                .map_err(Rejection::BadEncoding)?;
-            match normalize::normalize(content_type, &decoded, &pointers) {
-                Ok((n, found)) => (Some(n), found),
-                // Binary mode publishes the bytes as received; its body only feeds the
-                // pointers, and a body they cannot read leaves them empty.
-                Err(_) if hook.mode == EnvelopeMode::Binary => (None, vec![None; pointers.len()]),
-                Err(e) => return Err(e.into()),
+        let (normalized, found) = match hook.mode {
+            EnvelopeMode::Structured => {
+                let decoded = normalize::decode_content(coding, raw.clone(), hook.max_body)
+                    .map_err(Rejection::BadEncoding)?;
+                let (n, found) = normalize::normalize(content_type, &decoded, &pointers)?;
+                (Some(n), found)
             }
-        } else {
-            (None, Vec::new())
+            // Binary mode publishes the bytes as received; its body only feeds the
+            // pointers, and a body they cannot read leaves them empty.
+            EnvelopeMode::Binary if !pointers.is_empty() => {
+                let found = normalize::decode_content(coding, raw.clone(), hook.max_body)
+                    .ok()
+                    .and_then(|d| normalize::normalize(content_type, &d, &pointers).ok())
+                    .map_or_else(|| vec![None; pointers.len()], |(_, found)| found);
+                (None, found)
+            }
+            EnvelopeMode::Binary => (None, Vec::new()),
         };
 
         let key = record_key(hook, &parts.headers, &found);
@@ -199,6 +215,10 @@ impl Gateway {
                 (&raw[..], h)
             }
         };
+        let record_bytes = value.len() + record_headers.len() + key.as_ref().map_or(0, |k| k.len());
+        if record_bytes > self.limits.max_record_bytes {
+            return Err(Rejection::EventTooLarge);
+        }
         let delivered = Instant::now();
         let result = self
             .sink
@@ -223,7 +243,7 @@ impl Gateway {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let collect = Limited::new(body, limit).collect();
-        match tokio::time::timeout(self.body_read_timeout, collect).await {
+        match tokio::time::timeout(self.limits.body_read_timeout, collect).await {
             Err(_) => Err(Rejection::BodyTimeout),
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
@@ -336,7 +356,16 @@ fn header_fields<'a>(hook: &Hook, headers: &'a HeaderMap) -> Fields<'a> {
     fields
 }
 
+fn is_cloudevents(content_type: &str) -> bool {
+    content_type
+        .trim_start()
+        .get(..23)
+        .is_some_and(|p| p.eq_ignore_ascii_case("application/cloudevents"))
+}
+
 /// The request's W3C `traceparent`, if well formed: `version-traceid-parentid-flags`.
+/// Later versions may append fields; only the first four, which every version shares,
+/// are kept.
 fn traceparent(headers: &HeaderMap) -> Option<&str> {
     let v = header_str(headers, "traceparent")?.trim();
     let parts: Vec<&str> = v.split('-').collect();
@@ -354,8 +383,11 @@ fn traceparent(headers: &HeaderMap) -> Option<&str> {
         && parts[2].bytes().any(|b| b != b'0')
         && hex(parts[3], 2)
         && (parts[0] != "00" || parts.len() == 4);
-    well_formed.then_some(v)
+    well_formed.then(|| &v[..TRACEPARENT_LEN])
 }
+
+/// Length of `version-traceid-parentid-flags`.
+const TRACEPARENT_LEN: usize = 55;
 
 #[cfg(test)]
 mod tests {
@@ -367,6 +399,9 @@ mod tests {
         let good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
         h.insert("traceparent", HeaderValue::from_static(good));
         assert_eq!(traceparent(&h), Some(good));
+        let future = "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra";
+        h.insert("traceparent", HeaderValue::from_static(future));
+        assert_eq!(traceparent(&h), Some(good.replace("00-", "01-").as_str()));
         for bad in [
             "00-00000000000000000000000000000000-b7ad6b7169203331-01",
             "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",

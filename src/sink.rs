@@ -29,16 +29,32 @@ pub struct Record<'a> {
 }
 
 /// Record headers, built in place in the form the Kafka client sends.
-pub struct RecordHeaders(pub(crate) OwnedHeaders);
+pub struct RecordHeaders {
+    pub(crate) headers: OwnedHeaders,
+    bytes: usize,
+}
 
 impl RecordHeaders {
     pub fn with_capacity(n: usize) -> Self {
-        RecordHeaders(OwnedHeaders::new_with_capacity(n))
+        RecordHeaders {
+            headers: OwnedHeaders::new_with_capacity(n),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes of names and values, as they count toward the record's size.
+    pub fn len(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
     }
 
     pub fn push(&mut self, name: &str, value: &[u8]) {
-        let headers = std::mem::replace(&mut self.0, OwnedHeaders::new());
-        self.0 = headers.insert(Header {
+        self.bytes += name.len() + value.len();
+        let headers = std::mem::replace(&mut self.headers, OwnedHeaders::new());
+        self.headers = headers.insert(Header {
             key: name,
             value: Some(value),
         });

@@ -15,6 +15,8 @@ use crate::shutdown::Shutdown;
 /// What to read and from where.
 pub struct Options {
     pub brokers: String,
+    /// librdkafka properties (security, SASL) from a gateway config, if one was given.
+    pub properties: Option<crate::config::ResolvedProperties>,
     pub topic: String,
     /// Start at the oldest event rather than the next one.
     pub from_beginning: bool,
@@ -24,8 +26,15 @@ pub struct Options {
 
 /// Reads `options.topic` until `shutdown` (or `max` events), printing each event.
 pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &options.brokers)
+    let mut config = match &options.properties {
+        Some(p) => crate::sink::kafka::base_config(&options.brokers, p),
+        None => {
+            let mut c = ClientConfig::new();
+            c.set("bootstrap.servers", &options.brokers);
+            c
+        }
+    };
+    let consumer: BaseConsumer = config
         .set("group.id", "hookgate-tail")
         .set("enable.auto.commit", "false")
         .set("allow.auto.create.topics", "false")

@@ -10,7 +10,7 @@
 //!
 //! The gateway encodes with [`structured`] and [`binary`]; consumers (the flow consumer,
 //! `hookgate tail`, downstream Rust services) decode with [`decode`]. docs/events.md is the
-//! user-facing description and docs/schema/ holds the JSON Schema of each `dataschema`.
+//! user-facing description and schema/ holds the JSON Schema of each `dataschema`.
 //!
 //! # Layout
 //! - [`fields`]: the ordered name → values multimap used for query and headers;

@@ -55,6 +55,15 @@ impl UrlKeyConfig {
                 Err(e) => p.push(format!("{at}.secrets[{i}]"), e, "fix the secret reference"),
             }
         }
+        let now = std::time::SystemTime::now();
+        if !secrets.is_empty() && secrets.iter().all(|s| !s.is_active(now)) {
+            p.push(
+                format!("{at}.secrets"),
+                "every key has expired, so the hook would answer 404 to everyone",
+                "add a current key, or remove `expires` from one",
+            );
+            return None;
+        }
         (secrets.len() == self.secrets.len()).then(|| UrlKey {
             keys: SecretSet::new(&secrets),
         })

@@ -385,18 +385,30 @@ impl HookConfig {
                 "choose between \"10ms\" and \"5m\"",
             );
         }
-        let mut names = |list: &[String], key: &str| -> Vec<String> {
-            list.iter()
-                .map(|n| {
-                    if n.is_empty() || HeaderName::from_bytes(n.as_bytes()).is_err() {
-                        p.push(at(key), format!("`{n}` is not a valid name"), "remove it");
-                    }
-                    n.to_ascii_lowercase()
-                })
-                .collect()
-        };
-        let extra_headers = names(&self.redact_headers, "redact_headers");
-        let extra_query = names(&self.redact_query, "redact_query");
+        let extra_headers: Vec<String> = self
+            .redact_headers
+            .iter()
+            .map(|n| {
+                if HeaderName::from_bytes(n.as_bytes()).is_err() {
+                    p.push(
+                        at("redact_headers"),
+                        format!("`{n}` is not a header name"),
+                        "remove it",
+                    );
+                }
+                n.to_ascii_lowercase()
+            })
+            .collect();
+        for n in &self.redact_query {
+            if n.is_empty() || n.chars().any(char::is_control) {
+                p.push(
+                    at("redact_query"),
+                    format!("`{n}` is not a parameter name"),
+                    "remove it",
+                );
+            }
+        }
+        let extra_query = self.redact_query.clone();
         let auth = self.auth.build(&at("auth"), env, p);
         if p.0.len() > before {
             return None;

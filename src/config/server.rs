@@ -8,7 +8,7 @@ use super::{ByteSize, ConfigDuration, Problems};
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address to listen on, `host:port`.
+    /// Address to listen on, `ip:port`.
     pub listen: String,
     /// Open connections at most; past it the gateway stops accepting until one closes.
     pub max_connections: usize,
@@ -24,7 +24,7 @@ pub struct ServerConfig {
     pub max_header_bytes: ByteSize,
     /// Header fields per request at most; past it, 431.
     pub max_headers: usize,
-    /// Serve HTTP/2 (prior knowledge, or ALPN with TLS) beside HTTP/1.1.
+    /// Serve HTTP/2 (with prior knowledge) beside HTTP/1.1.
     pub http2: bool,
     /// HTTP/2 streams per connection at most.
     pub http2_max_concurrent_streams: u32,

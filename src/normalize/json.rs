@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::NormalizeError;
@@ -100,8 +100,8 @@ fn nesting_within(text: &[u8], max: usize) -> bool {
     true
 }
 
-/// Walks one value, following the pointers still `active` at this depth and skipping
-/// (but still validating) everything else.
+/// Walks one value, following the pointers still `active` at this depth and validating
+/// everything else.
 struct Walker<'p, 'f> {
     pointers: &'p [&'p Pointer],
     active: &'p [usize],
@@ -142,9 +142,8 @@ impl<'de> DeserializeSeed<'de> for Walker<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        if self.active.is_empty() {
-            return IgnoredAny::deserialize(d).map(|_| ());
-        }
+        // Every value is parsed, not skipped: skipping would let through what JSON parsers
+        // downstream refuse (lone surrogate escapes, numbers out of range).
         d.deserialize_any(self)
     }
 }
@@ -201,7 +200,11 @@ impl<'de> Visitor<'de> for Walker<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0usize;
         loop {
-            let next = self.descend(&index.to_string());
+            let next = if self.active.is_empty() {
+                Vec::new()
+            } else {
+                self.descend(&index.to_string())
+            };
             let more = seq.next_element_seed(Walker {
                 pointers: self.pointers,
                 active: &next,
@@ -297,6 +300,15 @@ mod tests {
         assert!(matches!(scan(b"{} {}", &[]), Err(NormalizeError::Json(_))));
         assert!(matches!(
             scan(b"\"\xff\"", &[]),
+            Err(NormalizeError::Json(_))
+        ));
+        // What serde_json-based consumers refuse, the gateway refuses too.
+        assert!(matches!(
+            scan(br#"["\ud800"]"#, &[]),
+            Err(NormalizeError::Json(_))
+        ));
+        assert!(matches!(
+            scan(b"{\"n\":1e400}", &[]),
             Err(NormalizeError::Json(_))
         ));
         let deep = "[".repeat(101) + &"]".repeat(101);

@@ -8,4 +8,5 @@ mod cli;
 mod config_errors;
 mod contract;
 mod outage;
+mod readiness;
 mod requests;

@@ -305,3 +305,126 @@ async fn read_reply(s: &mut TcpStream) -> String {
         .unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_the_connection_limit_new_connections_wait_and_established_ones_are_served() {
+    let gw = GatewayBuilder::new()
+        .brokers("unused:9092")
+        .null_sink()
+        .server("max_connections = 2")
+        .hook("id = \"open\"\ntopic = \"t\"\nauth = { scheme = \"none\" }")
+        .start()
+        .await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let request = b"POST /hooks/open HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}";
+    // wait_ready's admin connections are on the other listener; these two fill the limit.
+    let mut first = TcpStream::connect(&addr).await.unwrap();
+    let mut second = TcpStream::connect(&addr).await.unwrap();
+    for s in [&mut first, &mut second] {
+        s.write_all(request).await.unwrap();
+        assert!(read_reply(s).await.starts_with("HTTP/1.1 202"));
+    }
+    let mut third = TcpStream::connect(&addr).await.unwrap();
+    third.write_all(request).await.unwrap();
+    let mut buf = [0u8; 64];
+    let waited = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
+    assert!(
+        waited.is_err(),
+        "the third connection is not served while two are open"
+    );
+    // Established connections keep being served.
+    first.write_all(request).await.unwrap();
+    assert!(read_reply(&mut first).await.starts_with("HTTP/1.1 202"));
+    // Closing one lets the waiting connection in.
+    drop(second);
+    assert!(read_reply(&mut third).await.starts_with("HTTP/1.1 202"));
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_are_cut_off_after_the_header_read_timeout() {
+    let gw = GatewayBuilder::new()
+        .brokers("unused:9092")
+        .null_sink()
+        .server("header_read_timeout = \"300ms\"")
+        .hook("id = \"open\"\ntopic = \"t\"\nauth = { scheme = \"none\" }")
+        .start()
+        .await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"POST /hooks/open HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .expect("the server acts within the timeout")
+        .unwrap_or(0);
+    let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(n == 0 || reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_with_prior_knowledge_is_served() {
+    let gw = gateway().await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let stream = TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = ::http::Request::post(format!("{}/hooks/open", gw.url))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from_static(
+            b"{\"h2\":true}",
+        )))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.version(), ::http::Version::HTTP_2);
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_hooks_refuse_cloudevents_bodies_and_publish_any_other_bytes() {
+    let gw = GatewayBuilder::new()
+        .brokers("unused:9092")
+        .null_sink()
+        .hook("id = \"bin\"\ntopic = \"t\"\nmode = \"binary\"\nkey = { pointer = \"/id\" }\nauth = { scheme = \"none\" }")
+        .start()
+        .await;
+    let url = gw.hook_url("/hooks/bin");
+    // Carried as the record's content-type, this would pass the body off as a whole event.
+    for ct in [
+        "application/cloudevents+json",
+        "Application/CloudEvents-Batch+JSON; charset=utf-8",
+    ] {
+        let r = http::post(&url)
+            .content_type(ct)
+            .body("{\"id\":\"x\"}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status, 415, "{ct}");
+    }
+    // Bytes the key pointer cannot read are still published as received.
+    let r = http::post(&url)
+        .content_type("application/json")
+        .header("content-encoding", "gzip")
+        .body("not gzip at all")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status, 202);
+    gw.stop().await.unwrap();
+}

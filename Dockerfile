@@ -1,0 +1,30 @@
+# hookgate: the gateway and the flow consumer in one small, non-root image.
+#
+#   docker build -t hookgate .
+#   docker run -p 8080:8080 -v $PWD/hookgate.toml:/etc/hookgate/hookgate.toml hookgate
+#
+# Build stage: the Rust toolchain plus what librdkafka's bundled build needs
+# (a C toolchain, cmake-free configure, perl for the vendored OpenSSL).
+FROM rust:1-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential perl python3 \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p hookgate -p hookgate-consumer \
+ && strip target/release/hookgate target/release/hookgate-consumer
+
+# Runtime stage: glibc, CA certificates for TLS to the brokers, nothing else.
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin hookgate
+COPY --from=build /src/target/release/hookgate /src/target/release/hookgate-consumer /usr/local/bin/
+COPY config/hookgate.example.toml /etc/hookgate/hookgate.example.toml
+USER 10001
+# The admin listener (health, readiness, metrics) binds 127.0.0.1 by default; for probes
+# from outside the container set HOOKGATE_ADMIN__LISTEN=0.0.0.0:9091 and publish 9091.
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/hookgate"]
+CMD ["run", "--config", "/etc/hookgate/hookgate.toml"]
