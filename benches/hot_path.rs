@@ -158,6 +158,7 @@ fn bench_pipeline(c: &mut Criterion) {
     let gateway = Gateway::new(settings.hooks, Sink::Null, limits);
     let body = json_body(1024);
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap();
     c.bench_function("pipeline/null_sink_1KiB_json", |b| {

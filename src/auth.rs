@@ -2,18 +2,27 @@
 //! (`build` from config, `verify` a request).
 //!
 //! Where each runs in the data path: `url_key` right after the route matches (every
-//! failure is a 404, so a guess reveals nothing); header-only schemes before the body is
-//! read; body schemes over the bytes as received, before any parsing. Every comparison
-//! against a secret runs in constant time.
+//! failure is a 404, so a guess reveals nothing); header-only schemes (`basic`, `api_key`,
+//! `token`) before the body is read; `hmac` over the body bytes as received, before any
+//! parsing. Every comparison against a secret runs in constant time, against every
+//! active secret, with no early exit.
 
+mod api_key;
+mod basic;
+pub mod hmac;
 mod url_key;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use http::request::Parts;
+use http::HeaderValue;
 use serde::Deserialize;
 
-use crate::config::{Environment, Problems};
+use crate::config::{Environment, Problems, SecretRef, SecretSet};
 
+pub use api_key::{ApiKey, ApiKeyConfig, TokenConfig};
+pub use basic::{Basic, BasicConfig};
+pub use hmac::{Hmac, HmacConfig};
 pub use url_key::{UrlKey, UrlKeyConfig};
 
 /// `auth` in a hook's config: `{ scheme = "…", … }`.
@@ -24,6 +33,14 @@ pub enum AuthConfig {
     None(NoneConfig),
     /// The secret is the last path segment: `/hooks/{id}/{key}`.
     UrlKey(UrlKeyConfig),
+    /// HTTP basic authentication.
+    Basic(BasicConfig),
+    /// A key in a header and/or a query parameter.
+    ApiKey(ApiKeyConfig),
+    /// A header whose value is the shared secret (GitLab's `X-Gitlab-Token`).
+    Token(TokenConfig),
+    /// An HMAC signature over the body (and more), generic or from a provider preset.
+    Hmac(Box<HmacConfig>),
 }
 
 /// `{ scheme = "none" }` takes no options.
@@ -36,13 +53,55 @@ pub struct NoneConfig {}
 pub enum Auth {
     None,
     UrlKey(UrlKey),
+    Basic(Basic),
+    /// `api_key` and `token` share their checker; the name is the scheme's.
+    ApiKey(ApiKey),
+    Hmac(Hmac),
+}
+
+/// Why a request was not authenticated: the label on the failure metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No credential where the scheme expects one.
+    Missing,
+    /// A credential that cannot be parsed.
+    Malformed,
+    /// A well-formed credential that matches no active secret.
+    Mismatch,
+    /// A signed timestamp outside the tolerance.
+    Timestamp,
+    /// A delivery already accepted.
+    Replay,
+}
+
+impl Failure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Missing => "missing",
+            Failure::Malformed => "malformed",
+            Failure::Mismatch => "mismatch",
+            Failure::Timestamp => "timestamp",
+            Failure::Replay => "replay",
+        }
+    }
+}
+
+/// What a body check established, for the event's `signed` and `deliveryid`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// Which parts the signature covered, e.g. `body,timestamp`.
+    pub signed: Option<std::sync::Arc<str>>,
+    /// The provider's delivery id, when the scheme knows where it is.
+    pub delivery_id: Option<String>,
 }
 
 impl AuthConfig {
-    /// The ack timeout a scheme's provider preset implies, if any.
+    /// The ack timeout a provider preset implies: below the provider's own deadline.
     pub fn default_ack_timeout(&self) -> Option<Duration> {
         match self {
-            AuthConfig::None(_) | AuthConfig::UrlKey(_) => None,
+            AuthConfig::Hmac(c) => c.default_ack_timeout(),
+            AuthConfig::Token(c) => c.default_ack_timeout(),
+            _ => None,
         }
     }
 
@@ -51,6 +110,10 @@ impl AuthConfig {
         match self {
             AuthConfig::None(_) => Some(Auth::None),
             AuthConfig::UrlKey(c) => c.build(at, env, p).map(Auth::UrlKey),
+            AuthConfig::Basic(c) => c.build(at, env, p).map(Auth::Basic),
+            AuthConfig::ApiKey(c) => c.build(at, env, p).map(Auth::ApiKey),
+            AuthConfig::Token(c) => c.build(at, env, p).map(Auth::ApiKey),
+            AuthConfig::Hmac(c) => c.build(at, env, p).map(Auth::Hmac),
         }
     }
 }
@@ -61,6 +124,18 @@ impl Auth {
         match self {
             Auth::None => "none",
             Auth::UrlKey(_) => "url_key",
+            Auth::Basic(_) => "basic",
+            Auth::ApiKey(k) => k.scheme(),
+            Auth::Hmac(_) => "hmac",
+        }
+    }
+
+    /// A preset's name, for listings.
+    pub fn preset(&self) -> Option<&'static str> {
+        match self {
+            Auth::Hmac(h) => h.preset(),
+            Auth::ApiKey(k) => k.preset(),
+            _ => None,
         }
     }
 
@@ -69,13 +144,111 @@ impl Auth {
         matches!(self, Auth::UrlKey(_))
     }
 
+    /// Checks what the request head carries (header-only schemes); runs before the body
+    /// is read.
+    pub fn verify_head(&self, parts: &Parts, now: SystemTime) -> Result<(), Failure> {
+        match self {
+            Auth::Basic(b) => b.verify(parts, now),
+            Auth::ApiKey(k) => k.verify(parts, now),
+            Auth::None | Auth::UrlKey(_) | Auth::Hmac(_) => Ok(()),
+        }
+    }
+
+    /// The remembered deliveries, for schemes that know a delivery id.
+    pub fn replay(&self) -> Option<&crate::replay::ReplayGuard> {
+        match self {
+            Auth::Hmac(h) => h.replay(),
+            _ => None,
+        }
+    }
+
+    /// Whether the scheme needs the body (a signature over it).
+    pub fn needs_body(&self) -> bool {
+        matches!(self, Auth::Hmac(_))
+    }
+
+    /// Checks a signature over the body bytes as received.
+    pub fn verify_body(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<Verified, Failure> {
+        match self {
+            Auth::Hmac(h) => h.verify(parts, body, now),
+            _ => Ok(Verified::default()),
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge sent with a 401, if the scheme has one.
+    pub fn challenge(&self) -> Option<HeaderValue> {
+        match self {
+            Auth::Basic(b) => Some(b.challenge()),
+            _ => None,
+        }
+    }
+
     /// Header names that carry this scheme's secret, to redact in events.
     pub fn secret_headers(&self) -> Vec<String> {
-        Vec::new()
+        match self {
+            Auth::ApiKey(k) => k.header_name().into_iter().collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Query parameters that carry this scheme's secret, to redact in events.
     pub fn secret_query_params(&self) -> Vec<String> {
-        Vec::new()
+        match self {
+            Auth::ApiKey(k) => k.query_name().into_iter().collect(),
+            _ => Vec::new(),
+        }
     }
+}
+
+/// Resolves a list of secret references, reporting each bad one under `at.secrets[i]`.
+/// `None` if any failed or the list is empty.
+fn resolve_secrets(
+    refs: &[SecretRef],
+    at: &str,
+    env: &Environment,
+    p: &mut Problems,
+) -> Option<Vec<crate::config::Secret>> {
+    if refs.is_empty() {
+        p.push(
+            format!("{at}.secrets"),
+            "at least one secret is needed",
+            "add one, like secrets = [{ env = \"MY_HOOK_SECRET\" }]",
+        );
+        return None;
+    }
+    let mut out = Vec::with_capacity(refs.len());
+    for (i, r) in refs.iter().enumerate() {
+        match r.resolve(env) {
+            Ok(s) => out.push(s),
+            Err(e) => p.push(format!("{at}.secrets[{i}]"), e, "fix the secret reference"),
+        }
+    }
+    if out.len() != refs.len() {
+        return None;
+    }
+    let now = SystemTime::now();
+    if out.iter().all(|s| !s.is_active(now)) {
+        p.push(
+            format!("{at}.secrets"),
+            "every secret has expired, so no request could authenticate",
+            "add a current secret, or remove `expires` from one",
+        );
+        return None;
+    }
+    Some(out)
+}
+
+/// A set of secrets for matching presented credentials in constant time.
+fn secret_set(
+    refs: &[SecretRef],
+    at: &str,
+    env: &Environment,
+    p: &mut Problems,
+) -> Option<SecretSet> {
+    resolve_secrets(refs, at, env, p).map(|s| SecretSet::new(&s))
 }

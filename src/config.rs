@@ -24,7 +24,9 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::Deserialize;
 
 pub use duration::ConfigDuration;
-pub use hook::{normalize_path, EnvelopeMode, HookConfig, KeySource, Lookup, TypeSource};
+pub use hook::{
+    normalize_path, EnvelopeMode, HookConfig, KeySource, Lookup, TypeSource, DEFAULT_ACK_TIMEOUT,
+};
 pub use kafka::{KafkaConfig, PropertyValue, ResolvedProperties, RESERVED_PROPERTIES};
 pub use secret::{Environment, Secret, SecretRef, SecretSet};
 pub use server::{AdminConfig, ServerConfig};
@@ -118,6 +120,10 @@ impl Problems {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 }
 

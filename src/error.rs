@@ -3,7 +3,7 @@
 //! the request's content; the log gets the detail.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -21,6 +21,9 @@ pub enum Rejection {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed(HeaderValue),
+    /// Authentication failed; the challenge is the scheme's `WWW-Authenticate`, if any.
+    #[error("unauthorized")]
+    Unauthorized(crate::auth::Failure, Option<HeaderValue>),
     #[error("body larger than {0} bytes")]
     TooLarge(usize),
     #[error("unsupported content encoding")]
@@ -62,6 +65,7 @@ impl Rejection {
         match self {
             Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::Unauthorized(..) => StatusCode::UNAUTHORIZED,
             Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::UnsupportedEncoding | Rejection::CloudEventsInBinaryMode => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -95,6 +99,7 @@ impl Rejection {
         match self {
             Rejection::NotFound => "not_found",
             Rejection::MethodNotAllowed(_) => "method_not_allowed",
+            Rejection::Unauthorized(..) => "unauthorized",
             Rejection::TooLarge(_) | Rejection::BadEncoding(DecompressError::TooLarge(_)) => {
                 "too_large"
             }
@@ -146,8 +151,14 @@ impl Rejection {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
-        if let Rejection::MethodNotAllowed(allow) = self {
-            headers.insert(ALLOW, allow);
+        match self {
+            Rejection::MethodNotAllowed(allow) => {
+                headers.insert(ALLOW, allow);
+            }
+            Rejection::Unauthorized(_, Some(challenge)) => {
+                headers.insert(WWW_AUTHENTICATE, challenge);
+            }
+            _ => {}
         }
         resp
     }

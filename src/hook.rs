@@ -7,6 +7,7 @@ use http::{HeaderValue, Method};
 
 use crate::auth::Auth;
 use crate::config::{EnvelopeMode, KeySource, Lookup, TypeSource};
+use crate::handshake::{Handshake, SuccessResponse};
 use crate::normalize::Pointer;
 
 /// Longest record key the gateway uses; a longer header or field leaves the record
@@ -65,6 +66,9 @@ pub struct Hook {
     pub mode: EnvelopeMode,
     pub redaction: Redaction,
     pub auth: Auth,
+    pub handshake: Option<Handshake>,
+    /// The answer sent instead of the 202, if configured.
+    pub response: Option<SuccessResponse>,
     /// JSON pointers the hook reads from bodies, parsed once.
     pub pointers: Pointers,
 }
@@ -114,6 +118,8 @@ pub struct HookParts {
     pub mode: EnvelopeMode,
     pub redaction: Redaction,
     pub auth: Auth,
+    pub handshake: Option<Handshake>,
+    pub response: Option<SuccessResponse>,
 }
 
 impl Hook {
@@ -140,6 +146,8 @@ impl Hook {
             mode: parts.mode,
             redaction: parts.redaction,
             auth: parts.auth,
+            handshake: parts.handshake,
+            response: parts.response,
         }
     }
 

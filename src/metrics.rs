@@ -16,6 +16,7 @@ pub const DELIVERY_SECONDS: &str = "hookgate_kafka_delivery_seconds";
 pub const DELIVERY_ERRORS: &str = "hookgate_kafka_delivery_errors_total";
 pub const PRODUCER_QUEUE: &str = "hookgate_kafka_producer_queue";
 pub const PRODUCER_REPLACED: &str = "hookgate_kafka_producer_replaced_total";
+pub const AUTH_FAILURES: &str = "hookgate_auth_failures_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -65,4 +66,10 @@ pub fn producer_queue(n: i32) {
 /// A producer replaced after a fatal error.
 pub fn producer_replaced() {
     counter!(PRODUCER_REPLACED).increment(1);
+}
+
+/// A request that failed authentication, by reason (`missing`, `malformed`, `mismatch`,
+/// `timestamp`, `replay`).
+pub fn auth_failure(hook: &str, reason: &'static str) {
+    counter!(AUTH_FAILURES, "hook" => hook.to_string(), "reason" => reason).increment(1);
 }

@@ -25,11 +25,16 @@ use tokio::sync::Semaphore;
 
 use crate::config::{EnvelopeMode, KeySource, Lookup};
 use crate::error::Rejection;
+use crate::handshake::Outcome as HandshakeOutcome;
 use crate::hook::{Hook, MAX_KEY_BYTES, MAX_TYPE_BYTES};
 use crate::metrics;
 use crate::normalize::{self, ContentCoding};
+use crate::replay::Admission;
 use crate::router::Router;
 use crate::sink::{Record, RecordHeaders, Sink};
+
+/// How much longer than the first attempt's ack timeout a duplicate waits for it.
+const REPLAY_WAIT_SLACK: Duration = Duration::from_secs(1);
 
 /// The gateway's request handler and the state it shares across connections.
 pub struct Gateway {
@@ -52,9 +57,11 @@ pub struct Limits {
 }
 
 /// What the pipeline tells the sender on success.
-#[derive(Debug)]
-pub struct Accepted {
-    pub id: String,
+pub enum Accepted {
+    /// The event is stored: `202 {"id": …}`, or the hook's configured answer.
+    Stored { id: String },
+    /// A provider handshake's answer.
+    Handshake(Response<Full<Bytes>>),
 }
 
 impl Gateway {
@@ -87,10 +94,22 @@ impl Gateway {
         let result = self.process(req, &mut hook_id).await;
         let hook = hook_id.as_deref().map_or("", |h| h.id.as_str());
         match result {
-            Ok(accepted) => {
+            Ok(Accepted::Stored { id }) => {
                 metrics::request(hook, "accepted", started.elapsed());
-                tracing::debug!(hook, event_id = %accepted.id, "accepted");
-                accepted_response(&accepted.id)
+                tracing::debug!(hook, event_id = %id, "accepted");
+                match hook_id.as_deref().and_then(|h| h.response.as_ref()) {
+                    Some(custom) => custom.respond(&id),
+                    None => accepted_response(&id),
+                }
+            }
+            Ok(Accepted::Handshake(resp)) => {
+                metrics::request(hook, "handshake", started.elapsed());
+                tracing::info!(
+                    hook,
+                    status = resp.status().as_u16(),
+                    "answered a provider handshake"
+                );
+                resp
             }
             Err(rejection) => {
                 let outcome = rejection.outcome();
@@ -130,12 +149,20 @@ impl Gateway {
             }
         }
         *matched = Some(hook.clone());
+        if let Some(hs) = &hook.handshake {
+            if let HandshakeOutcome::Answer(resp) = hs.before_auth(&parts, now) {
+                return Ok(Accepted::Handshake(resp));
+            }
+        }
         if !hook.allows(&parts.method) {
             return Err(Rejection::MethodNotAllowed(hook.allow.clone()));
         }
         if content_length(&parts.headers).is_some_and(|n| n > hook.max_body as u64) {
             return Err(Rejection::TooLarge(hook.max_body));
         }
+        hook.auth
+            .verify_head(&parts, now)
+            .map_err(|f| self.unauthorized(hook, f))?;
         let coding = ContentCoding::parse(header_str(&parts.headers, CONTENT_ENCODING.as_str()))
             .ok_or(Rejection::UnsupportedEncoding)?;
         let content_type = header_str(&parts.headers, CONTENT_TYPE.as_str());
@@ -149,7 +176,37 @@ impl Gateway {
             .try_acquire()
             .map_err(|_| Rejection::Overloaded)?;
         let raw = self.read_body(body, hook.max_body).await?;
+        // Over the bytes as received, before anything parses them.
+        let verified = hook
+            .auth
+            .verify_body(&parts, &raw, now)
+            .map_err(|f| self.unauthorized(hook, f))?;
 
+        let mut handshake_answer = None;
+        if let Some(hs) = &hook.handshake {
+            match hs.after_auth(&hook.auth, &raw, now) {
+                HandshakeOutcome::Answer(resp) => return Ok(Accepted::Handshake(resp)),
+                HandshakeOutcome::PublishThenAnswer(resp) => handshake_answer = Some(resp),
+                HandshakeOutcome::Continue => {}
+            }
+        }
+        let ticket = match (hook.auth.replay(), verified.delivery_id.as_deref()) {
+            (Some(guard), Some(delivery)) => {
+                match guard
+                    .admit(delivery, hook.ack_timeout + REPLAY_WAIT_SLACK)
+                    .await
+                {
+                    Admission::Duplicate(id) => {
+                        // Already stored: the sender gets the same answer, nothing more
+                        // is published.
+                        metrics::auth_failure(&hook.id, crate::auth::Failure::Replay.as_str());
+                        return Ok(Accepted::Stored { id });
+                    }
+                    Admission::Fresh(ticket) => Some(ticket),
+                }
+            }
+            _ => None,
+        };
         let pointers: Vec<&normalize::Pointer> = hook.pointers.list.iter().collect();
         let (normalized, found) = match hook.mode {
             EnvelopeMode::Structured => {
@@ -187,8 +244,8 @@ impl Gateway {
             dataschema: WEBHOOK_SCHEMA,
             hook: &hook.id,
             authscheme: hook.auth.scheme(),
-            signed: None,
-            deliveryid: None,
+            signed: verified.signed.as_deref(),
+            deliveryid: verified.delivery_id.as_deref(),
             traceparent: traceparent(&parts.headers),
         };
         let request = WebhookRequest {
@@ -234,7 +291,18 @@ impl Gateway {
             .await;
         metrics::delivery(&hook.id, delivered.elapsed(), result.is_ok());
         result?;
-        Ok(Accepted { id: id.to_string() })
+        if let Some(ticket) = ticket {
+            ticket.accepted(id);
+        }
+        match handshake_answer {
+            Some(answer) => Ok(Accepted::Handshake(answer)),
+            None => Ok(Accepted::Stored { id: id.to_string() }),
+        }
+    }
+
+    fn unauthorized(&self, hook: &Hook, failure: crate::auth::Failure) -> Rejection {
+        metrics::auth_failure(&hook.id, failure.as_str());
+        Rejection::Unauthorized(failure, hook.auth.challenge())
     }
 
     async fn read_body<B>(&self, body: B, limit: usize) -> Result<Bytes, Rejection>

@@ -26,45 +26,24 @@ pub struct UrlKey {
 
 impl UrlKeyConfig {
     pub fn build(&self, at: &str, env: &Environment, p: &mut Problems) -> Option<UrlKey> {
-        if self.secrets.is_empty() {
-            p.push(
-                format!("{at}.secrets"),
-                "url_key needs at least one key",
-                "add one, like secrets = [{ env = \"MY_HOOK_KEY\" }]",
-            );
-            return None;
-        }
-        let mut secrets = Vec::new();
-        for (i, r) in self.secrets.iter().enumerate() {
-            match r.resolve(env) {
-                Ok(s) => {
-                    let ok = s.expose().len() <= MAX_KEY_LEN
-                        && s.expose().iter().all(|b| {
-                            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
-                        });
-                    if ok {
-                        secrets.push(s);
-                    } else {
-                        p.push(
-                            format!("{at}.secrets[{i}]"),
-                            "a URL key must be 1 to 256 URL-safe characters (letters, digits, '-', '_', '.', '~')",
-                            "generate one with `openssl rand -hex 32`",
-                        );
-                    }
-                }
-                Err(e) => p.push(format!("{at}.secrets[{i}]"), e, "fix the secret reference"),
+        let secrets = super::resolve_secrets(&self.secrets, at, env, p)?;
+        let mut ok = true;
+        for (i, s) in secrets.iter().enumerate() {
+            let key = s.expose();
+            if key.len() > MAX_KEY_LEN
+                || !key
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(b))
+            {
+                ok = false;
+                p.push(
+                    format!("{at}.secrets[{i}]"),
+                    "a URL key must be 1 to 256 URL-safe characters (letters, digits, '-', '_', '.', '~')",
+                    "generate one with `openssl rand -hex 32`",
+                );
             }
         }
-        let now = std::time::SystemTime::now();
-        if !secrets.is_empty() && secrets.iter().all(|s| !s.is_active(now)) {
-            p.push(
-                format!("{at}.secrets"),
-                "every key has expired, so the hook would answer 404 to everyone",
-                "add a current key, or remove `expires` from one",
-            );
-            return None;
-        }
-        (secrets.len() == self.secrets.len()).then(|| UrlKey {
+        ok.then(|| UrlKey {
             keys: SecretSet::new(&secrets),
         })
     }

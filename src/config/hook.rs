@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::{ByteSize, ConfigDuration, Environment, Problems};
 use crate::auth::AuthConfig;
+use crate::handshake::{HandshakeConfig, ResponseConfig};
 use crate::hook::{Hook, Redaction};
 
 /// A hook's `max_body` unless it sets one.
@@ -57,8 +58,14 @@ pub struct HookConfig {
     #[serde(default)]
     pub redact_query: Vec<String>,
     /// How senders authenticate; required, so that an open hook is a decision:
-    /// `{ scheme = "none" }`, `{ scheme = "url_key", secrets = [...] }`.
+    /// `{ scheme = "none" }`, `{ scheme = "url_key", secrets = [...] }`, `basic`,
+    /// `api_key`, `token`, `hmac` (with a `preset` or a recipe).
     pub auth: AuthConfig,
+    /// A provider handshake to answer: `{ provider = "slack" }`, `"meta"` (with
+    /// `verify_token`), `"microsoft_graph"` or `"zoom"`.
+    pub handshake: Option<HandshakeConfig>,
+    /// A fixed answer instead of `202 {"id": …}` once the event is stored.
+    pub response: Option<ResponseConfig>,
 }
 
 fn default_methods() -> Vec<String> {
@@ -410,6 +417,14 @@ impl HookConfig {
         }
         let extra_query = self.redact_query.clone();
         let auth = self.auth.build(&at("auth"), env, p);
+        let handshake = self
+            .handshake
+            .as_ref()
+            .and_then(|h| h.build(&at("handshake"), auth.as_ref(), env, p));
+        let response = self
+            .response
+            .as_ref()
+            .and_then(|r| r.build(&at("response"), p));
         if p.0.len() > before {
             return None;
         }
@@ -428,6 +443,8 @@ impl HookConfig {
             mode: self.mode,
             redaction,
             auth,
+            handshake,
+            response,
         }))
     }
 }

@@ -4,9 +4,12 @@
 
 mod support;
 
+mod auth;
 mod cli;
 mod config_errors;
 mod contract;
+mod handshake;
 mod outage;
 mod readiness;
+mod replay;
 mod requests;

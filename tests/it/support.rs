@@ -174,3 +174,24 @@ impl RunningGateway {
         self.task.await.expect("gateway task")
     }
 }
+
+/// HMAC-SHA256 of `data`, hex, computed independently of the gateway's verifier.
+pub fn hmac_sha256_hex(secret: &str, data: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(data);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Now, in Unix seconds, as providers send it.
+pub fn unix_now() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string()
+}
