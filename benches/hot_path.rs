@@ -176,5 +176,81 @@ fn bench_pipeline(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_normalize, bench_encode, bench_pipeline);
+/// Verification per scheme, header-only schemes once, signature schemes at 1 KiB and
+/// 64 KiB bodies.
+fn bench_auth(c: &mut Criterion) {
+    let schemes = [
+        ("url_key", "auth = { scheme = \"url_key\", secrets = [{ value = \"0123456789abcdef0123456789abcdef\" }] }"),
+        ("basic", "auth = { scheme = \"basic\", credentials = [{ username = \"ci\", password = { value = \"pw-0123456789\" } }] }"),
+        ("api_key", "auth = { scheme = \"api_key\", header = \"x-api-key\", secrets = [{ value = \"key-0123456789\" }] }"),
+        ("token", "auth = { scheme = \"token\", preset = \"gitlab\", secrets = [{ value = \"tok-0123456789\" }] }"),
+        ("hmac_github", "auth = { scheme = \"hmac\", preset = \"github\", secrets = [{ value = \"gh-secret\" }] }"),
+        ("hmac_stripe", "auth = { scheme = \"hmac\", preset = \"stripe\", secrets = [{ value = \"whsec_abc\" }] }"),
+        ("hmac_shopify", "auth = { scheme = \"hmac\", preset = \"shopify\", secrets = [{ value = \"shp\" }] }"),
+        ("hmac_standard_webhooks", "auth = { scheme = \"hmac\", preset = \"standard_webhooks\", secrets = [{ value = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }] }"),
+        ("hmac_twilio", "auth = { scheme = \"hmac\", preset = \"twilio\", public_url = \"https://h.example.com\", secrets = [{ value = \"tw\" }] }"),
+    ];
+    let mut g = c.benchmark_group("auth");
+    let now = std::time::SystemTime::now();
+    for (name, auth) in schemes {
+        let toml = format!("[kafka]\nbrokers = \"unused:9092\"\n[[hooks]]\nid = \"h\"\ntopic = \"t\"\nmax_body = \"64KiB\"\n{auth}\n");
+        let env = Environment::default();
+        let source = Source::Text {
+            name: "bench".into(),
+            toml,
+        };
+        let settings = Config::load(&source, &env)
+            .unwrap()
+            .build(&env, "bench")
+            .unwrap();
+        let hook = &settings.hooks[0];
+        let sizes: &[usize] = if hook.auth.needs_body() {
+            &[1024, 65536]
+        } else {
+            &[1024]
+        };
+        for &size in sizes {
+            let body = if name == "hmac_twilio" {
+                Bytes::from(
+                    (0..size / 16)
+                        .map(|i| format!("F{i:04}=v{i:08}&"))
+                        .collect::<String>(),
+                )
+            } else {
+                json_body(size)
+            };
+            let creds = hook.auth.sign("POST", &hook.path, &body, now).unwrap();
+            let path = match &creds.path_segment {
+                Some(k) => format!("{}/{k}", hook.path),
+                None => hook.path.clone(),
+            };
+            let mut req = Request::post(path);
+            for (k, v) in &creds.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            let (parts, ()) = req.body(()).unwrap().into_parts();
+            g.throughput(Throughput::Bytes(body.len() as u64));
+            g.bench_function(BenchmarkId::new(name, size), |b| {
+                b.iter(|| {
+                    if let hookgate::auth::Auth::UrlKey(k) = &hook.auth {
+                        assert!(k.verify(black_box(creds.path_segment.as_deref().unwrap()), now));
+                    }
+                    hook.auth.verify_head(black_box(&parts), now).unwrap();
+                    hook.auth
+                        .verify_body(&parts, black_box(&body), now)
+                        .unwrap()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_normalize,
+    bench_encode,
+    bench_auth,
+    bench_pipeline
+);
 criterion_main!(benches);

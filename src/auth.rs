@@ -86,6 +86,16 @@ impl Failure {
     }
 }
 
+/// What a sender presents to authenticate, as `hookgate sign` prints it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// A path segment to append (`url_key`).
+    pub path_segment: Option<String>,
+    /// A query parameter to add.
+    pub query: Option<(String, String)>,
+    pub headers: Vec<(String, String)>,
+}
+
 /// What a body check established, for the event's `signed` and `deliveryid`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verified {
@@ -178,6 +188,26 @@ impl Auth {
             Auth::Hmac(h) => h.verify(parts, body, now),
             _ => Ok(Verified::default()),
         }
+    }
+
+    /// The credentials a sender would present now for this request. `None` when no
+    /// secret is active.
+    pub fn sign(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Option<Credentials> {
+        let mut c = Credentials::default();
+        match self {
+            Auth::None => {}
+            Auth::UrlKey(k) => c.path_segment = Some(k.sign(now)?),
+            Auth::Basic(b) => c.headers.push(("authorization".into(), b.sign(now)?)),
+            Auth::ApiKey(k) => return k.sign(now),
+            Auth::Hmac(h) => c.headers = h.sign_now(method, path_and_query, body, now)?,
+        }
+        Some(c)
     }
 
     /// The `WWW-Authenticate` challenge sent with a 401, if the scheme has one.

@@ -28,7 +28,10 @@ pub fn hook_table(settings: &Settings) -> String {
                     .map(|m| m.as_str())
                     .collect::<Vec<_>>()
                     .join(","),
-                h.auth.scheme().to_string(),
+                match h.auth.preset() {
+                    Some(p) => format!("{} ({p})", h.auth.scheme()),
+                    None => h.auth.scheme().to_string(),
+                },
                 h.mode.as_str().to_string(),
                 h.topic.clone(),
                 h.key.to_string(),

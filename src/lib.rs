@@ -35,6 +35,7 @@ pub mod replay;
 pub mod router;
 pub mod server;
 pub mod shutdown;
+pub mod sign;
 pub mod sink;
 pub mod tail;
 pub mod topics;

@@ -15,7 +15,12 @@ use crate::{Listeners, SinkKind};
 pub const PROFILE: &str = include_str!("../config/local.toml");
 
 /// Secrets the profile references, generated at each start.
-const DEV_SECRETS: &[(&str, &str)] = &[("HOOKGATE_DEV_ALERTS_KEY", "alerts")];
+const DEV_SECRETS: &[(&str, &str)] = &[
+    ("HOOKGATE_DEV_ALERTS_KEY", "alerts"),
+    ("HOOKGATE_DEV_GITHUB_SECRET", "github"),
+    ("HOOKGATE_DEV_SLACK_SECRET", "slack"),
+    ("HOOKGATE_DEV_GITLAB_TOKEN", "gitlab"),
+];
 
 /// Where `hookgate local` listens, unless told otherwise.
 pub struct Options {
@@ -84,6 +89,29 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     println!("  curl -si http://{http_addr}/hooks/orders -H 'content-type: application/json' -d '{{\"order_id\":\"A-1\",\"type\":\"order.created\",\"total\":42}}'");
     if let Some((_, key)) = secrets.iter().find(|(h, _)| *h == "alerts") {
         println!("  curl -si http://{http_addr}/hooks/alerts/{key} -d 'cpu=0.93&host=web-1'");
+    }
+    let sample = br#"{"action":"opened","number":1}"#;
+    let github = crate::sign::render(
+        &settings,
+        &crate::sign::Options {
+            hook: "github",
+            body: sample,
+            body_path: "-",
+            content_type: None,
+            base_url: Some(&format!("http://{http_addr}")),
+            curl: true,
+        },
+        std::time::SystemTime::now(),
+    );
+    if let Ok(cmd) = github {
+        // The body goes on stdin so the command is self-contained.
+        let cmd = cmd
+            .trim_end()
+            .replace("--data-binary '@-'", "--data-binary @-");
+        println!(
+            "  printf '%s' '{}' | {cmd}",
+            String::from_utf8_lossy(sample)
+        );
     }
     println!("  hookgate tail hookgate.orders --brokers {bootstrap} --from-beginning");
     println!();

@@ -49,6 +49,26 @@ enum Command {
         #[arg(long)]
         admin_listen: Option<SocketAddr>,
     },
+    /// Print what a sender would send for a hook: its auth headers, or a curl command.
+    Sign {
+        #[arg(long, short, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// The hook's id.
+        #[arg(long)]
+        hook: String,
+        /// File holding the body to send.
+        #[arg(long)]
+        body: PathBuf,
+        /// Content-Type to send (default: application/json when the body is JSON).
+        #[arg(long)]
+        content_type: Option<String>,
+        /// The gateway's base URL (default: from server.listen).
+        #[arg(long)]
+        url: Option<String>,
+        /// Print a ready curl command.
+        #[arg(long)]
+        curl: bool,
+    },
     /// Print the events on a topic as they arrive, one JSON object per line.
     Tail {
         topic: String,
@@ -122,6 +142,32 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 on_signal(),
             )
             .await
+        }
+        Command::Sign {
+            config,
+            hook,
+            body,
+            content_type,
+            url,
+            curl,
+        } => {
+            let settings = config::load(&config::Source::File(config), &env)?;
+            let bytes = std::fs::read(&body)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", body.display()))?;
+            let body_path = body.display().to_string();
+            let options = hookgate::sign::Options {
+                hook: &hook,
+                body: &bytes,
+                body_path: &body_path,
+                content_type: content_type.as_deref(),
+                base_url: url.as_deref(),
+                curl,
+            };
+            print!(
+                "{}",
+                hookgate::sign::render(&settings, &options, std::time::SystemTime::now())?
+            );
+            Ok(())
         }
         Command::Tail {
             topic,

@@ -135,6 +135,19 @@ impl ApiKey {
         self.query.clone()
     }
 
+    /// Where and what a sender presents now: the header (or else the query parameter)
+    /// and the key.
+    pub fn sign(&self, now: SystemTime) -> Option<super::Credentials> {
+        let key = String::from_utf8_lossy(self.keys.first_active(now)?.expose()).into_owned();
+        let mut c = super::Credentials::default();
+        match (&self.header, &self.query) {
+            (Some(h), _) => c.headers.push((h.clone(), key)),
+            (None, Some(q)) => c.query = Some((q.clone(), key)),
+            (None, None) => return None,
+        }
+        Some(c)
+    }
+
     pub fn verify(&self, parts: &Parts, now: SystemTime) -> Result<(), Failure> {
         let from_header = self
             .header

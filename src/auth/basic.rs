@@ -119,6 +119,15 @@ impl Basic {
         }
     }
 
+    /// The `Authorization` value a sender presents now.
+    pub fn sign(&self, now: SystemTime) -> Option<String> {
+        let pair = self.pairs.first_active(now)?;
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair.expose())
+        ))
+    }
+
     pub fn challenge(&self) -> HeaderValue {
         self.challenge.clone()
     }

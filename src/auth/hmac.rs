@@ -599,6 +599,48 @@ impl Hmac {
         })
     }
 
+    /// The headers a sender sets for `body` now: the signature, and the timestamp and
+    /// delivery id where the recipe reads them from headers.
+    pub fn sign_now(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Option<Vec<(String, String)>> {
+        let index = self
+            .keys
+            .iter()
+            .position(|k| k.expires.is_none_or(|t| now < t))?;
+        let ts = now.duration_since(UNIX_EPOCH).ok()?.as_secs().to_string();
+        let timestamp = match &self.timestamp {
+            Some(Source::Pointer(p)) => crate::normalize::json::scan(body, &[p]).ok()?.pop()?,
+            Some(_) => Some(ts),
+            None => None,
+        };
+        let id = match &self.id {
+            Some(Source::Pointer(p)) => crate::normalize::json::scan(body, &[p]).ok()?.pop()?,
+            Some(_) => Some(uuid::Uuid::new_v4().to_string()),
+            None => None,
+        };
+        let signature = self.sign(
+            index,
+            method,
+            path_and_query,
+            body,
+            timestamp.as_deref(),
+            id.as_deref(),
+        )?;
+        let mut headers = vec![(self.header.clone(), signature)];
+        if let (Some(Source::Header(h)), Some(t)) = (&self.timestamp, &timestamp) {
+            headers.push((h.clone(), t.clone()));
+        }
+        if let (Some(Source::Header(h)), Some(i)) = (&self.id, &id) {
+            headers.push((h.clone(), i.clone()));
+        }
+        Some(headers)
+    }
+
     /// The MAC of `data` under the first secret active at `now`, in hex (Zoom's
     /// `encryptedToken`).
     pub fn hex_digest(&self, data: &[u8], now: SystemTime) -> Option<String> {

@@ -50,6 +50,11 @@ impl UrlKeyConfig {
 }
 
 impl UrlKey {
+    /// The key a sender puts in the URL now.
+    pub fn sign(&self, now: SystemTime) -> Option<String> {
+        Some(String::from_utf8_lossy(self.keys.first_active(now)?.expose()).into_owned())
+    }
+
     /// Whether `presented` (the raw last path segment) is an active key.
     pub fn verify(&self, presented: &str, now: SystemTime) -> bool {
         // Over-long input is refused without hashing it; the length of a guess is the

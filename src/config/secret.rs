@@ -209,6 +209,8 @@ pub fn parse_time(s: &str) -> Option<SystemTime> {
 #[derive(Clone)]
 pub struct SecretSet {
     digests: Vec<([u8; 32], Option<SystemTime>)>,
+    /// The secrets themselves, for signing test requests (`hookgate sign`).
+    secrets: Vec<Secret>,
 }
 
 impl fmt::Debug for SecretSet {
@@ -229,7 +231,13 @@ impl SecretSet {
                 .iter()
                 .map(|s| (Sha256::digest(s.expose()).into(), s.expires))
                 .collect(),
+            secrets: secrets.to_vec(),
         }
+    }
+
+    /// The first secret still active at `now`: what a sender would present.
+    pub fn first_active(&self, now: SystemTime) -> Option<&Secret> {
+        self.secrets.iter().find(|s| s.is_active(now))
     }
 
     /// Whether `candidate` equals one of the secrets still active at `now`.

@@ -13,3 +13,4 @@ mod outage;
 mod readiness;
 mod replay;
 mod requests;
+mod sign;
