@@ -158,3 +158,107 @@ fn check_lists_the_hooks() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn secrets_never_reach_the_logs_even_at_trace_level() {
+    let dir = std::env::temp_dir().join(format!("hookgate-logs-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let admin = free_port();
+    let topic = crate::support::topic("logs");
+    let file = dir.join("gw.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[kafka]\nbrokers = \"{}\"\ncreate_topics = true\nreplication_factor = 1\n\
+             [[hooks]]\nid = \"k\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"url_key\", secrets = [{{ env = \"PLANTED_URL_KEY\" }}] }}\n\
+             [[hooks]]\nid = \"b\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"basic\", credentials = [{{ username = \"u\", password = {{ env = \"PLANTED_PASSWORD\" }} }}] }}\n\
+             [[hooks]]\nid = \"h\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"hmac\", preset = \"github\", secrets = [{{ env = \"PLANTED_HMAC\" }}] }}\n",
+            crate::support::brokers()
+        ),
+    )
+    .unwrap();
+    let planted = [
+        ("PLANTED_URL_KEY", "plantedurlkey0123456789"),
+        ("PLANTED_PASSWORD", "planted-password-0123456789"),
+        ("PLANTED_HMAC", "planted-hmac-0123456789"),
+    ];
+    let child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["run", "--config"])
+        .arg(&file)
+        .envs(planted)
+        .env("HOOKGATE_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while crate::support::http::get(&format!("http://127.0.0.1:{admin}/readyz"))
+            .await
+            .map(|r| r.status)
+            .ok()
+            != Some(200)
+        {
+            assert!(std::time::Instant::now() < deadline, "gateway not ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let basic = format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                "u:planted-password-0123456789"
+            )
+        );
+        let requests = [
+            crate::support::http::post(&format!("{base}/hooks/k/plantedurlkey0123456789"))
+                .body("{}"),
+            crate::support::http::post(&format!("{base}/hooks/k/wrong")).body("{}"),
+            crate::support::http::post(&format!("{base}/hooks/b"))
+                .header("authorization", &basic)
+                .body("{}"),
+            crate::support::http::post(&format!("{base}/hooks/b"))
+                .header("authorization", "Basic d3Jvbmc6d3Jvbmc=")
+                .body("{}"),
+            crate::support::http::post(&format!("{base}/hooks/h"))
+                .header("x-hub-signature-256", "sha256=00")
+                .body("{}"),
+        ];
+        for r in requests {
+            let reply = r.send().await.unwrap();
+            assert!(!String::from_utf8_lossy(&reply.body).contains("planted"));
+        }
+    });
+    // SIGTERM: a graceful stop that flushes and exits 0.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit after SIGTERM: {:?}", out.status);
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.contains("hookgate listening"),
+        "trace logs were captured:\n{logs}"
+    );
+    for (_, secret) in planted {
+        assert!(!logs.contains(secret), "`{secret}` appears in the logs");
+    }
+    assert!(
+        !logs.contains("plantedurlkey"),
+        "the URL key appears in the logs"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -190,3 +190,46 @@ fn check_refuses_a_missing_topic_and_names_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid configuration"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/hookgate.example.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    // Every variable the example references, as its header comment lists them.
+    let vars: Vec<(String, String)> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| {
+            w.len() > 3
+                && w.chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+        })
+        .map(|w| (w.to_string(), "value-for-tests".to_string()))
+        .collect();
+    let mut env = Environment::from_vars(vars);
+    env.set("SVIX_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    let settings = config::load(&Source::File(path.into()), &env).unwrap_or_else(|e| panic!("{e}"));
+    let schemes: std::collections::BTreeSet<&str> =
+        settings.hooks.iter().map(|h| h.auth.scheme()).collect();
+    for scheme in ["none", "url_key", "basic", "api_key", "token", "hmac"] {
+        assert!(schemes.contains(scheme), "the example shows {scheme}");
+    }
+    let presets: std::collections::BTreeSet<&str> = settings
+        .hooks
+        .iter()
+        .filter_map(|h| h.auth.preset())
+        .collect();
+    for preset in [
+        "github",
+        "stripe",
+        "slack",
+        "shopify",
+        "standard_webhooks",
+        "twilio",
+        "gitlab",
+    ] {
+        assert!(
+            presets.contains(preset),
+            "the example shows the {preset} preset"
+        );
+    }
+}
