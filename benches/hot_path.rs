@@ -9,7 +9,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hookgate::config::{Config, Environment, Source};
 use hookgate::normalize::normalize;
-use hookgate::pipeline::{Gateway, Limits};
+use hookgate::pipeline::{Gateway, Limits, Live};
 use hookgate::sink::Sink;
 use hookgate_event::{
     structured, Attributes, BodyEncoding, Fields, WebhookRequest, WEBHOOK_SCHEMA,
@@ -155,7 +155,11 @@ fn bench_pipeline(c: &mut Criterion) {
         body_read_timeout: std::time::Duration::from_secs(5),
         max_record_bytes: 1_000_000,
     };
-    let gateway = Gateway::new(settings.hooks, Sink::Null, limits);
+    let gateway = Gateway::new(
+        Live::new(settings.hooks, Default::default()),
+        Sink::Null,
+        limits,
+    );
     let body = json_body(1024);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -25,11 +25,12 @@ use serde::Deserialize;
 
 pub use duration::ConfigDuration;
 pub use hook::{
-    normalize_path, EnvelopeMode, HookConfig, KeySource, Lookup, TypeSource, DEFAULT_ACK_TIMEOUT,
+    normalize_path, ClientKeyConfig, ClientLimitConfig, EnvelopeMode, HookConfig, KeySource,
+    Lookup, TypeSource, DEFAULT_ACK_TIMEOUT,
 };
 pub use kafka::{KafkaConfig, PropertyValue, ResolvedProperties, RESERVED_PROPERTIES};
 pub use secret::{Environment, Secret, SecretRef, SecretSet};
-pub use server::{AdminConfig, ServerConfig};
+pub use server::{AdminConfig, ServerConfig, TlsConfig};
 pub use size::ByteSize;
 
 use crate::hook::Hook;
@@ -63,6 +64,8 @@ pub struct Settings {
     pub admin: AdminConfig,
     pub kafka: KafkaSettings,
     pub hooks: Vec<Hook>,
+    /// `server.trusted_proxies`, parsed.
+    pub trusted_proxies: crate::client::CidrList,
 }
 
 /// `[kafka]`, resolved.
@@ -209,7 +212,7 @@ impl Config {
     pub fn build(&self, env: &Environment, source_name: &str) -> Result<Settings, ConfigError> {
         let mut p = Problems::default();
         self.server.validate(&mut p);
-        self.admin.validate(&mut p);
+        self.admin.validate(env, &mut p);
         let mut hooks = Vec::with_capacity(self.hooks.len());
         if self.hooks.is_empty() {
             p.push(
@@ -279,6 +282,8 @@ impl Config {
                 properties,
             },
             hooks,
+            trusted_proxies: crate::client::CidrList::parse(&self.server.trusted_proxies)
+                .unwrap_or_default(),
         })
     }
 }
@@ -286,6 +291,28 @@ impl Config {
 /// Loads and builds in one step.
 pub fn load(source: &Source, env: &Environment) -> Result<Settings, ConfigError> {
     Config::load(source, env)?.build(env, &source.name())
+}
+
+/// A loaded configuration with what is needed to load it again (for reloads).
+#[derive(Debug)]
+pub struct Loaded {
+    pub source: Source,
+    pub env: Environment,
+    pub config: Config,
+    pub settings: Settings,
+}
+
+impl Loaded {
+    pub fn load(source: Source, env: Environment) -> Result<Loaded, ConfigError> {
+        let config = Config::load(&source, &env)?;
+        let settings = config.build(&env, &source.name())?;
+        Ok(Loaded {
+            source,
+            env,
+            config,
+            settings,
+        })
+    }
 }
 
 /// Two hooks may not serve the same path, and a `url_key` hook owns the path segment

@@ -21,6 +21,12 @@ pub enum Rejection {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed(HeaderValue),
+    /// The source address is not on the hook's allowlist.
+    #[error("source not allowed")]
+    Forbidden,
+    /// Over a rate limit; the wait until a request would pass.
+    #[error("rate limited")]
+    RateLimited(std::time::Duration),
     /// Authentication failed; the challenge is the scheme's `WWW-Authenticate`, if any.
     #[error("unauthorized")]
     Unauthorized(crate::auth::Failure, Option<HeaderValue>),
@@ -66,6 +72,8 @@ impl Rejection {
             Rejection::NotFound => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::Unauthorized(..) => StatusCode::UNAUTHORIZED,
+            Rejection::Forbidden => StatusCode::FORBIDDEN,
+            Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::UnsupportedEncoding | Rejection::CloudEventsInBinaryMode => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -100,6 +108,8 @@ impl Rejection {
             Rejection::NotFound => "not_found",
             Rejection::MethodNotAllowed(_) => "method_not_allowed",
             Rejection::Unauthorized(..) => "unauthorized",
+            Rejection::Forbidden => "forbidden",
+            Rejection::RateLimited(_) => "rate_limited",
             Rejection::TooLarge(_) | Rejection::BadEncoding(DecompressError::TooLarge(_)) => {
                 "too_large"
             }
@@ -157,6 +167,12 @@ impl Rejection {
             }
             Rejection::Unauthorized(_, Some(challenge)) => {
                 headers.insert(WWW_AUTHENTICATE, challenge);
+            }
+            Rejection::RateLimited(wait) => {
+                headers.insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(crate::ratelimit::retry_after_secs(wait)),
+                );
             }
             _ => {}
         }

@@ -3,12 +3,20 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use http::header::HeaderName;
 use http::{HeaderValue, Method};
 
 use crate::auth::Auth;
-use crate::config::{EnvelopeMode, KeySource, Lookup, TypeSource};
+use crate::client::CidrList;
+use crate::config::{
+    ClientKeyConfig, ClientLimitConfig, EnvelopeMode, HookConfig, KeySource, Lookup, Problems,
+    TypeSource,
+};
 use crate::handshake::{Handshake, SuccessResponse};
 use crate::normalize::Pointer;
+use crate::ratelimit::{ClientLimiter, HookLimiter, RateConfig};
 
 /// Longest record key the gateway uses; a longer header or field leaves the record
 /// unkeyed rather than rejecting the sender's event.
@@ -69,8 +77,76 @@ pub struct Hook {
     pub handshake: Option<Handshake>,
     /// The answer sent instead of the 202, if configured.
     pub response: Option<SuccessResponse>,
+    /// Rate limiters; kept across reloads that leave their settings alone.
+    pub limits: Arc<HookLimits>,
+    /// Source addresses allowed to post; empty: any.
+    pub allow_sources: CidrList,
     /// JSON pointers the hook reads from bodies, parsed once.
     pub pointers: Pointers,
+}
+
+/// A hook's rate limiters and the settings they were made from.
+#[derive(Debug, Default)]
+pub struct HookLimits {
+    pub rate: Option<(RateConfig, HookLimiter)>,
+    pub client: Option<(ClientLimitConfig, ClientKey, ClientLimiter)>,
+}
+
+/// How clients are told apart for a per-client limit.
+#[derive(Debug, Clone)]
+pub enum ClientKey {
+    Ip,
+    Header(HeaderName),
+}
+
+/// Clients a per-client limiter tracks unless the hook says otherwise.
+pub const DEFAULT_MAX_CLIENTS: usize = 100_000;
+
+impl HookLimits {
+    /// Builds the limiters of `cfg`; problems are reported under `at`.
+    pub fn build(cfg: &HookConfig, at: &str, p: &mut Problems) -> Option<HookLimits> {
+        let before = p.len();
+        let rate = cfg.rate_limit.and_then(|r| {
+            r.quota(&format!("{at}.rate_limit"), p)
+                .map(|q| (r, HookLimiter::new(q)))
+        });
+        let client = cfg.client_limit.as_ref().and_then(|c| {
+            let rate = RateConfig {
+                per_second: c.per_second,
+                burst: c.burst,
+            };
+            let quota = rate.quota(&format!("{at}.client_limit"), p)?;
+            let key = match &c.key {
+                ClientKeyConfig::Ip => ClientKey::Ip,
+                ClientKeyConfig::Header { header } => {
+                    match HeaderName::from_bytes(header.as_bytes()) {
+                        Ok(h) => ClientKey::Header(h),
+                        Err(_) => {
+                            p.push(
+                                format!("{at}.client_limit.key.header"),
+                                format!("`{header}` is not a header name"),
+                                "use letters, digits and '-'",
+                            );
+                            return None;
+                        }
+                    }
+                }
+            };
+            let limiter = ClientLimiter::new(
+                c.per_second,
+                quota.burst_size().get(),
+                c.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS),
+            );
+            Some((c.clone(), key, limiter))
+        });
+        (p.len() == before).then_some(HookLimits { rate, client })
+    }
+
+    /// Whether `other` was made from the same settings (so its state can be kept).
+    pub fn same_settings(&self, other: &HookLimits) -> bool {
+        self.rate.as_ref().map(|r| r.0) == other.rate.as_ref().map(|r| r.0)
+            && self.client.as_ref().map(|c| &c.0) == other.client.as_ref().map(|c| &c.0)
+    }
 }
 
 /// The JSON pointers of a hook's key and type sources, in one list so a body is scanned
@@ -120,6 +196,8 @@ pub struct HookParts {
     pub auth: Auth,
     pub handshake: Option<Handshake>,
     pub response: Option<SuccessResponse>,
+    pub limits: Arc<HookLimits>,
+    pub allow_sources: CidrList,
 }
 
 impl Hook {
@@ -148,6 +226,8 @@ impl Hook {
             auth: parts.auth,
             handshake: parts.handshake,
             response: parts.response,
+            limits: parts.limits,
+            allow_sources: parts.allow_sources,
         }
     }
 

@@ -15,13 +15,17 @@
 //! - [`error`]: the one mapping from a refusal to an HTTP answer.
 //!
 //! Around it: [`config`] (layered, strict, validated before any port is bound),
-//! [`topics`] and [`health`] (startup checks and readiness), [`admin`] (health, readiness,
-//! metrics), [`metrics`], [`shutdown`], and [`local`] (`hookgate local`: everything in one
-//! process with an embedded broker).
+//! [`reload`] (SIGHUP and `POST /reload`), [`ratelimit`] and [`client`] (per-hook and
+//! per-client limits, source allowlists), [`replay`] (delivery ids already accepted),
+//! [`handshake`] (provider endpoint checks), [`tls`], [`topics`] and [`health`] (startup
+//! checks and readiness), [`admin`] (health, readiness, metrics, reload), [`metrics`],
+//! [`shutdown`], and the commands' modules: [`check`], [`sign`], [`tail`] and [`local`]
+//! (`hookgate local`: everything in one process with an embedded broker).
 
 pub mod admin;
 pub mod auth;
 pub mod check;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod handshake;
@@ -31,6 +35,8 @@ pub mod local;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
+pub mod ratelimit;
+pub mod reload;
 pub mod replay;
 pub mod router;
 pub mod server;
@@ -38,15 +44,19 @@ pub mod shutdown;
 pub mod sign;
 pub mod sink;
 pub mod tail;
+pub mod tls;
 pub mod topics;
 
 use std::sync::Arc;
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::net::TcpListener;
 
-use crate::config::Settings;
+use crate::admin::Admin;
+use crate::config::{Loaded, SecretSet, Settings};
 use crate::health::Health;
-use crate::pipeline::{Gateway, Limits};
+use crate::pipeline::{Gateway, Limits, Live};
+use crate::reload::Reloader;
 use crate::shutdown::Shutdown;
 use crate::sink::{KafkaSink, Sink};
 use crate::topics::Topics;
@@ -68,14 +78,21 @@ pub enum SinkKind {
 }
 
 /// Runs the gateway until `shutdown`: checks (or creates) the hook topics, serves the
-/// webhook and admin listeners, then drains and flushes the producer.
+/// webhook and admin listeners, reloads on SIGHUP or `POST /reload`, then drains and
+/// flushes the producer.
 pub async fn run(
-    settings: Settings,
+    loaded: Loaded,
     listeners: Listeners,
     sink_kind: SinkKind,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     metrics::install();
+    let Loaded {
+        source,
+        env,
+        config,
+        settings,
+    } = loaded;
     let health = Arc::new(Health::new());
     let sink = match sink_kind {
         SinkKind::Kafka => {
@@ -100,21 +117,59 @@ pub async fn run(
         max_record_bytes: usize::try_from(settings.kafka.properties.message_max_bytes())
             .unwrap_or(usize::MAX),
     };
-    let gateway = Arc::new(Gateway::new(settings.hooks, sink, limits));
+    let tls = match &settings.server.tls {
+        Some(t) => Some(Arc::new(ArcSwap::new(
+            tls::load(t, settings.server.http2).map_err(|e| anyhow::anyhow!("server.tls: {e}"))?,
+        ))),
+        None => None,
+    };
+    let reload_token = Arc::new(ArcSwapOption::new(
+        settings
+            .admin
+            .reload_token
+            .as_ref()
+            .map(|r| r.resolve(&env))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("admin.reload_token: {e}"))?
+            .map(|s| Arc::new(SecretSet::new(&[s]))),
+    ));
+    let server_cfg = settings.server.clone();
+    let gateway = Arc::new(Gateway::new(
+        Live::new(settings.hooks, settings.trusted_proxies),
+        sink,
+        limits,
+    ));
+    let reloader = Arc::new(Reloader::new(
+        matches!(source, config::Source::File(_)).then_some(source),
+        env,
+        config,
+        gateway.clone(),
+        tls.clone(),
+        reload_token.clone(),
+    ));
+    tokio::spawn(reload_on_sighup(reloader.clone(), shutdown.clone()));
+    tokio::spawn(watch_producer_queue(gateway.clone(), shutdown.clone()));
 
-    let admin = tokio::spawn(server::serve(
+    let admin = Arc::new(Admin {
+        health,
+        reloader: Some(reloader),
+        reload_token,
+    });
+    let admin_task = tokio::spawn(server::serve(
         listeners.admin,
-        settings.server.clone(),
+        server_cfg.clone(),
+        None,
         move |req| {
-            let health = health.clone();
-            async move { admin::handle(&req, &health) }
+            let admin = admin.clone();
+            async move { admin.handle(req).await }
         },
         shutdown.clone(),
     ));
     let gw = gateway.clone();
     server::serve(
         listeners.http,
-        settings.server.clone(),
+        server_cfg.clone(),
+        tls,
         move |req| {
             let gw = gw.clone();
             async move { gw.handle(req).await }
@@ -122,10 +177,42 @@ pub async fn run(
         shutdown,
     )
     .await;
-    let _ = admin.await;
+    let _ = admin_task.await;
     tracing::info!("flushing the producer");
-    gateway.sink().flush(settings.server.shutdown_timeout.get());
+    gateway.sink().flush(server_cfg.shutdown_timeout.get());
     Ok(())
+}
+
+/// Reloads on every SIGHUP until shutdown.
+async fn reload_on_sighup(reloader: Arc<Reloader>, shutdown: Shutdown) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /reload instead");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received; reloading the configuration");
+                let _ = reloader.reload().await;
+            }
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// Publishes the producer's queue depth once a second.
+async fn watch_producer_queue(gateway: Arc<Gateway>, shutdown: Shutdown) {
+    let Sink::Kafka(kafka) = gateway.sink() else {
+        return;
+    };
+    loop {
+        metrics::producer_queue(kafka.in_flight());
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = shutdown.wait() => return,
+        }
+    }
 }
 
 /// The distinct topics of the configured hooks.

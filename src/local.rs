@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use rdkafka::mocking::MockCluster;
 
-use crate::config::{self, Config, Environment, Source};
+use crate::config::{self, Environment, Loaded, Source};
 use crate::shutdown::Shutdown;
 use crate::{Listeners, SinkKind};
 
@@ -52,7 +52,8 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
         name: "local profile".into(),
         toml: PROFILE.into(),
     };
-    let settings = Config::load(&source, &env)?.build(&env, "local profile")?;
+    let loaded = Loaded::load(source, env)?;
+    let settings = &loaded.settings;
     for hook in &settings.hooks {
         cluster
             .create_topic(&hook.topic, settings.kafka.partitions, 1)
@@ -92,7 +93,7 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     let sample = br#"{"action":"opened","number":1}"#;
     let github = crate::sign::render(
-        &settings,
+        settings,
         &crate::sign::Options {
             hook: "github",
             body: sample,
@@ -116,13 +117,7 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     println!("  hookgate tail hookgate.orders --brokers {bootstrap} --from-beginning");
     println!();
 
-    let result = crate::run(
-        settings,
-        Listeners { http, admin },
-        SinkKind::Kafka,
-        shutdown,
-    )
-    .await;
+    let result = crate::run(loaded, Listeners { http, admin }, SinkKind::Kafka, shutdown).await;
     drop(cluster);
     result
 }

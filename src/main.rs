@@ -110,16 +110,16 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     let env = Environment::from_process();
     match command {
         Command::Run { config, null_sink } => {
-            let settings = config::load(&config::Source::File(config), &env)?;
-            let http = bind(&settings.server.listen, "server.listen").await?;
-            let admin = bind(&settings.admin.listen, "admin.listen").await?;
-            tracing::info!(http = %http.local_addr()?, admin = %admin.local_addr()?, hooks = settings.hooks.len(), "hookgate listening");
+            let loaded = config::Loaded::load(config::Source::File(config), env)?;
+            let http = bind(&loaded.settings.server.listen, "server.listen").await?;
+            let admin = bind(&loaded.settings.admin.listen, "admin.listen").await?;
+            tracing::info!(http = %http.local_addr()?, admin = %admin.local_addr()?, hooks = loaded.settings.hooks.len(), "hookgate listening");
             let sink = if null_sink {
                 SinkKind::Null
             } else {
                 SinkKind::Kafka
             };
-            hookgate::run(settings, Listeners { http, admin }, sink, on_signal()).await
+            hookgate::run(loaded, Listeners { http, admin }, sink, on_signal()).await
         }
         Command::Check { config, offline } => {
             let settings = config::load(&config::Source::File(config.clone()), &env)?;

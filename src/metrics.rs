@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const REQUESTS: &str = "hookgate_requests_total";
 pub const REQUEST_SECONDS: &str = "hookgate_request_duration_seconds";
@@ -17,6 +17,11 @@ pub const DELIVERY_ERRORS: &str = "hookgate_kafka_delivery_errors_total";
 pub const PRODUCER_QUEUE: &str = "hookgate_kafka_producer_queue";
 pub const PRODUCER_REPLACED: &str = "hookgate_kafka_producer_replaced_total";
 pub const AUTH_FAILURES: &str = "hookgate_auth_failures_total";
+pub const RATE_LIMITED: &str = "hookgate_rate_limited_total";
+pub const SHED: &str = "hookgate_shed_total";
+pub const IN_FLIGHT: &str = "hookgate_in_flight_requests";
+pub const BODY_BYTES: &str = "hookgate_request_body_bytes";
+pub const RELOADS: &str = "hookgate_config_reloads_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -28,7 +33,16 @@ pub fn install() -> &'static PrometheusHandle {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0,
             ])
-            .expect("static bucket list is non-empty")
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(BODY_BYTES.to_string()),
+                    &[
+                        256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+                        16777216.0, 67108864.0,
+                    ],
+                )
+            })
+            .expect("static bucket lists are non-empty")
             .build_recorder();
         let handle = recorder.handle();
         // Fails only if another recorder is installed (an embedding program's); then our
@@ -72,4 +86,29 @@ pub fn producer_replaced() {
 /// `timestamp`, `replay`).
 pub fn auth_failure(hook: &str, reason: &'static str) {
     counter!(AUTH_FAILURES, "hook" => hook.to_string(), "reason" => reason).increment(1);
+}
+
+/// A request refused by a rate limit: `limit` is `hook` or `client`.
+pub fn rate_limited(hook: &str, limit: &'static str) {
+    counter!(RATE_LIMITED, "hook" => hook.to_string(), "limit" => limit).increment(1);
+}
+
+/// A request shed for load: `reason` is `in_flight` or `queue_full`.
+pub fn shed(reason: &'static str) {
+    counter!(SHED, "reason" => reason).increment(1);
+}
+
+/// Requests being handled now.
+pub fn in_flight(n: usize) {
+    gauge!(IN_FLIGHT).set(n as f64);
+}
+
+/// A body as received.
+pub fn body_bytes(hook: &str, n: usize) {
+    histogram!(BODY_BYTES, "hook" => hook.to_string()).record(n as f64);
+}
+
+/// A configuration reload: `result` is `ok` or `rejected`.
+pub fn reload(result: &'static str) {
+    counter!(RELOADS, "result" => result).increment(1);
 }

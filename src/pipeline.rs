@@ -14,6 +14,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
+
 use bytes::Bytes;
 use hookgate_event::{
     binary, structured, Attributes, Fields, WebhookRequest, REDACTED, WEBHOOK_SCHEMA,
@@ -23,9 +25,11 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use tokio::sync::Semaphore;
 
+use crate::client::{client_ip, CidrList, PeerAddr};
 use crate::config::{EnvelopeMode, KeySource, Lookup};
 use crate::error::Rejection;
 use crate::handshake::Outcome as HandshakeOutcome;
+use crate::hook::ClientKey;
 use crate::hook::{Hook, MAX_KEY_BYTES, MAX_TYPE_BYTES};
 use crate::metrics;
 use crate::normalize::{self, ContentCoding};
@@ -38,10 +42,26 @@ const REPLAY_WAIT_SLACK: Duration = Duration::from_secs(1);
 
 /// The gateway's request handler and the state it shares across connections.
 pub struct Gateway {
-    router: Router,
+    live: ArcSwap<Live>,
     sink: Sink,
     in_flight: Semaphore,
     limits: Limits,
+}
+
+/// What a reload replaces: the hooks and the trusted proxies.
+#[derive(Debug)]
+pub struct Live {
+    pub router: Router,
+    pub trusted_proxies: CidrList,
+}
+
+impl Live {
+    pub fn new(hooks: Vec<Hook>, trusted_proxies: CidrList) -> Live {
+        Live {
+            router: Router::new(hooks.into_iter().map(Arc::new)),
+            trusted_proxies,
+        }
+    }
 }
 
 /// Gateway-wide limits the pipeline enforces.
@@ -65,9 +85,9 @@ pub enum Accepted {
 }
 
 impl Gateway {
-    pub fn new(hooks: Vec<Hook>, sink: Sink, limits: Limits) -> Gateway {
+    pub fn new(live: Live, sink: Sink, limits: Limits) -> Gateway {
         Gateway {
-            router: Router::new(hooks.into_iter().map(Arc::new)),
+            live: ArcSwap::from_pointee(live),
             sink,
             in_flight: Semaphore::new(limits.max_in_flight),
             limits,
@@ -78,9 +98,15 @@ impl Gateway {
         &self.sink
     }
 
-    /// The hooks this gateway serves.
-    pub fn hooks(&self) -> impl Iterator<Item = &Arc<Hook>> {
-        self.router.hooks()
+    /// The hooks and proxies in use now.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Swaps in reloaded hooks. Requests already running finish with the hooks they
+    /// started with.
+    pub fn replace(&self, live: Live) {
+        self.live.store(Arc::new(live));
     }
 
     /// Handles one request. Never fails: every outcome is an HTTP answer.
@@ -135,7 +161,8 @@ impl Gateway {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (parts, body) = req.into_parts();
-        let route = self
+        let live = self.live.load_full();
+        let route = live
             .router
             .route(parts.uri.path())
             .ok_or(Rejection::NotFound)?;
@@ -160,9 +187,32 @@ impl Gateway {
         if content_length(&parts.headers).is_some_and(|n| n > hook.max_body as u64) {
             return Err(Rejection::TooLarge(hook.max_body));
         }
+        let client = parts
+            .extensions
+            .get::<PeerAddr>()
+            .map(|peer| client_ip(peer.0.ip(), &parts.headers, &live.trusted_proxies));
+        if !hook.allow_sources.is_empty()
+            && !client.is_some_and(|ip| hook.allow_sources.contains(ip))
+        {
+            return Err(Rejection::Forbidden);
+        }
         hook.auth
             .verify_head(&parts, now)
             .map_err(|f| self.unauthorized(hook, f))?;
+        if let Some((_, key, limiter)) = &hook.limits.client {
+            let ip_text;
+            let key: &[u8] = match key {
+                ClientKey::Ip => {
+                    ip_text = client.map(|ip| ip.to_string()).unwrap_or_default();
+                    ip_text.as_bytes()
+                }
+                ClientKey::Header(h) => parts.headers.get(h).map_or(&b""[..], |v| v.as_bytes()),
+            };
+            limiter.check(key).map_err(|wait| {
+                metrics::rate_limited(&hook.id, "client");
+                Rejection::RateLimited(wait)
+            })?;
+        }
         let coding = ContentCoding::parse(header_str(&parts.headers, CONTENT_ENCODING.as_str()))
             .ok_or(Rejection::UnsupportedEncoding)?;
         let content_type = header_str(&parts.headers, CONTENT_TYPE.as_str());
@@ -171,17 +221,27 @@ impl Gateway {
             // make readers take the sender's body for a whole, structured event.
             return Err(Rejection::CloudEventsInBinaryMode);
         }
-        let _permit = self
-            .in_flight
-            .try_acquire()
-            .map_err(|_| Rejection::Overloaded)?;
+        let _permit = self.in_flight.try_acquire().map_err(|_| {
+            metrics::shed("in_flight");
+            Rejection::Overloaded
+        })?;
+        metrics::in_flight(self.limits.max_in_flight - self.in_flight.available_permits());
         let raw = self.read_body(body, hook.max_body).await?;
+        metrics::body_bytes(&hook.id, raw.len());
         // Over the bytes as received, before anything parses them.
         let verified = hook
             .auth
             .verify_body(&parts, &raw, now)
             .map_err(|f| self.unauthorized(hook, f))?;
 
+        if let Some((_, limiter)) = &hook.limits.rate {
+            // Charged only now that the request is authenticated: forged floods cannot
+            // spend a real sender's quota.
+            limiter.check().map_err(|wait| {
+                metrics::rate_limited(&hook.id, "hook");
+                Rejection::RateLimited(wait)
+            })?;
+        }
         let mut handshake_answer = None;
         if let Some(hs) = &hook.handshake {
             match hs.after_auth(&hook.auth, &raw, now) {
@@ -290,6 +350,9 @@ impl Gateway {
             )
             .await;
         metrics::delivery(&hook.id, delivered.elapsed(), result.is_ok());
+        if matches!(result, Err(crate::sink::PublishError::QueueFull)) {
+            metrics::shed("queue_full");
+        }
         result?;
         if let Some(ticket) = ticket {
             ticket.accepted(id);

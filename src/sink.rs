@@ -104,6 +104,10 @@ impl Sink {
         }
     }
 
+    pub fn is_kafka(&self) -> bool {
+        matches!(self, Sink::Kafka(_))
+    }
+
     /// Waits until every queued record is delivered or `timeout` passes (at shutdown).
     pub fn flush(&self, timeout: Duration) {
         if let Sink::Kafka(k) = self {

@@ -12,6 +12,7 @@ use super::{ByteSize, ConfigDuration, Environment, Problems};
 use crate::auth::AuthConfig;
 use crate::handshake::{HandshakeConfig, ResponseConfig};
 use crate::hook::{Hook, Redaction};
+use crate::ratelimit::RateConfig;
 
 /// A hook's `max_body` unless it sets one.
 pub const DEFAULT_MAX_BODY: ByteSize = ByteSize::kib(256);
@@ -66,6 +67,56 @@ pub struct HookConfig {
     pub handshake: Option<HandshakeConfig>,
     /// A fixed answer instead of `202 {"id": …}` once the event is stored.
     pub response: Option<ResponseConfig>,
+    /// The hook's rate: `{ per_second = 200, burst = 400 }`, charged after
+    /// authentication; past it, 429.
+    pub rate_limit: Option<RateConfig>,
+    /// A rate per client within the hook, checked before the body is read:
+    /// `{ per_second = 5, burst = 10, key = "ip" }` (or `key = { header = "…" }`).
+    pub client_limit: Option<ClientLimitConfig>,
+    /// Source addresses allowed to post, as address blocks; others get 403. Empty: any.
+    #[serde(default)]
+    pub allow_sources: Vec<String>,
+}
+
+/// `client_limit`: a rate per client, and how clients are told apart.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientLimitConfig {
+    pub per_second: f64,
+    pub burst: Option<u32>,
+    /// `"ip"` (the client address, see `server.trusted_proxies`) or `{ header = "…" }`.
+    #[serde(default)]
+    pub key: ClientKeyConfig,
+    /// Clients tracked at most; default 100000.
+    pub max_clients: Option<usize>,
+}
+
+/// What identifies a client for `client_limit`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", untagged)]
+pub enum ClientKeyConfig {
+    #[default]
+    #[serde(with = "ip_literal")]
+    Ip,
+    Header {
+        header: String,
+    },
+}
+
+/// Deserializes the literal string `"ip"`.
+mod ip_literal {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "ip" {
+            Ok(())
+        } else {
+            Err(serde::de::Error::custom(
+                "expected \"ip\" or { header = \"…\" }",
+            ))
+        }
+    }
 }
 
 fn default_methods() -> Vec<String> {
@@ -425,6 +476,20 @@ impl HookConfig {
             .response
             .as_ref()
             .and_then(|r| r.build(&at("response"), p));
+        let limits = crate::hook::HookLimits::build(self, &format!("hooks[{index}]"), p);
+        let allow_sources = match crate::client::CidrList::parse(&self.allow_sources) {
+            Ok(list) => list,
+            Err(errors) => {
+                for (i, e) in errors {
+                    p.push(
+                        at(&format!("allow_sources[{i}]")),
+                        e,
+                        "write an address block like \"192.30.252.0/22\"",
+                    );
+                }
+                crate::client::CidrList::default()
+            }
+        };
         if p.0.len() > before {
             return None;
         }
@@ -445,6 +510,8 @@ impl HookConfig {
             auth,
             handshake,
             response,
+            limits: std::sync::Arc::new(limits?),
+            allow_sources,
         }))
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{ByteSize, ConfigDuration, Problems};
+use super::{ByteSize, ConfigDuration, Problems, SecretRef};
 
 /// The public listener that senders post webhooks to.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -30,6 +30,20 @@ pub struct ServerConfig {
     pub http2_max_concurrent_streams: u32,
     /// On SIGTERM/SIGINT, time given to in-flight requests before the gateway exits.
     pub shutdown_timeout: ConfigDuration,
+    /// Proxies whose `X-Forwarded-For` is believed, as address blocks
+    /// (`["10.0.0.0/8"]`). Empty: the peer address is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Serve HTTPS with these PEM files: `{ cert = "…", key = "…" }`. Reloadable.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Certificate chain and private key, PEM.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// The admin listener: health, readiness and metrics. Keep it off the public network.
@@ -38,6 +52,8 @@ pub struct ServerConfig {
 pub struct AdminConfig {
     /// Address to listen on; `127.0.0.1` by default so it is not reachable from outside.
     pub listen: String,
+    /// Enables `POST /reload`, for callers presenting `Authorization: Bearer <token>`.
+    pub reload_token: Option<SecretRef>,
 }
 
 impl ServerConfig {
@@ -66,6 +82,24 @@ impl ServerConfig {
                 "raise it, or set `http2 = false`",
             );
         }
+        if let Err(errors) = crate::client::CidrList::parse(&self.trusted_proxies) {
+            for (i, e) in errors {
+                p.push(
+                    format!("server.trusted_proxies[{i}]"),
+                    e,
+                    "write an address block like \"10.0.0.0/8\"",
+                );
+            }
+        }
+        if let Some(tls) = &self.tls {
+            if let Err(e) = crate::tls::load(tls, self.http2) {
+                p.push(
+                    "server.tls",
+                    e,
+                    "point cert and key at readable PEM files that belong together",
+                );
+            }
+        }
         for (key, d) in [
             ("server.header_read_timeout", self.header_read_timeout),
             ("server.body_read_timeout", self.body_read_timeout),
@@ -82,8 +116,11 @@ impl ServerConfig {
 }
 
 impl AdminConfig {
-    pub(super) fn validate(&self, p: &mut Problems) {
+    pub(super) fn validate(&self, env: &super::Environment, p: &mut Problems) {
         check_addr(&self.listen, "admin.listen", p);
+        if let Some(Err(e)) = self.reload_token.as_ref().map(|r| r.resolve(env)) {
+            p.push("admin.reload_token", e, "fix the secret reference");
+        }
     }
 }
 

@@ -262,3 +262,65 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+#[test]
+fn sighup_reloads_the_config_file() {
+    let dir = std::env::temp_dir().join(format!("hookgate-hup-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let file = dir.join("gw.toml");
+    let base = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[kafka]\nbrokers = \"unused:9092\"\n[[hooks]]\nid = \"a\"\ntopic = \"t\"\nauth = {{ scheme = \"none\" }}\n"
+    );
+    std::fs::write(&file, &base).unwrap();
+    let child = Guard(
+        Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(["run", "--null-sink", "--config"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = |path: &'static str| {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        runtime.block_on(async move {
+            match crate::support::http::post(&url).body("{}").send().await {
+                Ok(r) => r.status,
+                Err(_) => 0,
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while status("/hooks/a") != 202 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status("/hooks/b"), 404);
+    std::fs::write(
+        &file,
+        format!("{base}[[hooks]]\nid = \"b\"\ntopic = \"t\"\nauth = {{ scheme = \"none\" }}\n"),
+    )
+    .unwrap();
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while status("/hooks/b") != 202 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hook b not served after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status("/hooks/a"), 202);
+    drop(child);
+    std::fs::remove_dir_all(dir).unwrap();
+}

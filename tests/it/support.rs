@@ -5,7 +5,7 @@ pub mod kafka;
 
 use std::time::Duration;
 
-use hookgate::config::{Config, Environment, Source};
+use hookgate::config::{Environment, Loaded, Source};
 use hookgate::shutdown::{self, Trigger};
 use hookgate::{Listeners, SinkKind};
 use tokio::net::TcpListener;
@@ -29,6 +29,7 @@ pub struct GatewayBuilder {
     brokers: String,
     kafka: Vec<String>,
     server: Vec<String>,
+    admin: Vec<String>,
     hooks: Vec<String>,
     env: Vec<(String, String)>,
     sink: SinkKind,
@@ -43,6 +44,7 @@ impl GatewayBuilder {
                 "replication_factor = 1".into(),
             ],
             server: Vec::new(),
+            admin: Vec::new(),
             hooks: Vec::new(),
             env: Vec::new(),
             sink: SinkKind::Kafka,
@@ -77,6 +79,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Adds a line to `[admin]`.
+    pub fn admin(mut self, line: &str) -> Self {
+        self.admin.push(line.to_string());
+        self
+    }
+
     /// Sets a variable in the environment the config sees (secrets).
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.into(), value.into()));
@@ -90,8 +98,9 @@ impl GatewayBuilder {
 
     pub fn toml(&self) -> String {
         let mut t = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\n[kafka]\nbrokers = \"{}\"\n{}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}\n[kafka]\nbrokers = \"{}\"\n{}\n",
             self.server.join("\n"),
+            self.admin.join("\n"),
             self.brokers,
             self.kafka.join("\n")
         );
@@ -103,23 +112,24 @@ impl GatewayBuilder {
         t
     }
 
-    /// Builds and starts the gateway; returns once it accepts requests.
+    /// Builds and starts the gateway; returns once it accepts requests. The config is
+    /// written to a file ([`RunningGateway::config_path`]) so reloads can read it again.
     pub async fn start(self) -> RunningGateway {
         let env = Environment::from_vars(self.env.clone());
-        let source = Source::Text {
-            name: "test config".into(),
-            toml: self.toml(),
-        };
-        let settings = Config::load(&source, &env)
-            .and_then(|c| c.build(&env, "test config"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let dir =
+            std::env::temp_dir().join(format!("hookgate-it-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config_path = dir.join("hookgate.toml");
+        std::fs::write(&config_path, self.toml()).unwrap();
+        let loaded =
+            Loaded::load(Source::File(config_path.clone()), env).unwrap_or_else(|e| panic!("{e}"));
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", http.local_addr().unwrap());
         let admin_url = format!("http://{}", admin.local_addr().unwrap());
         let (trigger, shutdown) = shutdown::channel();
         let task = tokio::spawn(hookgate::run(
-            settings,
+            loaded,
             Listeners { http, admin },
             self.sink,
             shutdown,
@@ -127,6 +137,7 @@ impl GatewayBuilder {
         let gw = RunningGateway {
             url,
             admin_url,
+            config_path,
             trigger,
             task,
         };
@@ -139,6 +150,8 @@ impl GatewayBuilder {
 pub struct RunningGateway {
     pub url: String,
     pub admin_url: String,
+    /// The config file the gateway was started from.
+    pub config_path: std::path::PathBuf,
     trigger: Trigger,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -171,7 +184,11 @@ impl RunningGateway {
     /// Shuts down and waits for the gateway to drain and return.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.trigger.trigger();
-        self.task.await.expect("gateway task")
+        let result = self.task.await.expect("gateway task");
+        if let Some(dir) = self.config_path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        result
     }
 }
 

@@ -1,0 +1,257 @@
+//! Traffic control through the real listener: per-hook and per-client rate limits with
+//! `Retry-After`, forged floods that cannot spend a real sender's quota, source
+//! allowlists behind trusted proxies, slow clients cut off while others are served, and
+//! the metrics that show it.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::support::{hmac_sha256_hex, http, GatewayBuilder};
+
+fn null() -> GatewayBuilder {
+    GatewayBuilder::new().brokers("unused:9092").null_sink()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hook_over_its_rate_gets_429_with_retry_after() {
+    let gw = null()
+        .hook("id = \"r\"\ntopic = \"t\"\nrate_limit = { per_second = 0.5, burst = 3 }\nauth = { scheme = \"none\" }")
+        .start()
+        .await;
+    let url = gw.hook_url("/hooks/r");
+    for _ in 0..3 {
+        assert_eq!(
+            http::post(&url).body("{}").send().await.unwrap().status,
+            202
+        );
+    }
+    let r = http::post(&url).body("{}").send().await.unwrap();
+    assert_eq!(r.status, 429);
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_requests_do_not_spend_the_real_senders_quota() {
+    let gw = null()
+        .hook("id = \"gh\"\ntopic = \"t\"\nrate_limit = { per_second = 0.1, burst = 5 }\nauth = { scheme = \"hmac\", preset = \"github\", secrets = [{ value = \"real\" }] }")
+        .start()
+        .await;
+    let url = gw.hook_url("/hooks/gh");
+    let forged = futures_util::future::join_all((0..200).map(|i| {
+        let url = url.clone();
+        async move {
+            http::post(&url)
+                .header(
+                    "x-hub-signature-256",
+                    &format!(
+                        "sha256={}",
+                        hmac_sha256_hex("guess", format!("{i}").as_bytes())
+                    ),
+                )
+                .header("x-github-delivery", &format!("f-{i}"))
+                .body(format!("{i}"))
+                .send()
+                .await
+                .unwrap()
+                .status
+        }
+    }))
+    .await;
+    assert!(
+        forged.iter().all(|s| *s == 401),
+        "forged requests are refused as unauthorized"
+    );
+    for i in 0..5 {
+        let body = format!("{{\"n\":{i}}}");
+        let r = http::post(&url)
+            .header(
+                "x-hub-signature-256",
+                &format!("sha256={}", hmac_sha256_hex("real", body.as_bytes())),
+            )
+            .header("x-github-delivery", &format!("real-{i}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status, 202, "the real sender still has its whole burst");
+    }
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_client_has_its_own_limit_within_a_hook() {
+    let gw = null()
+        .hook("id = \"c\"\ntopic = \"t\"\nclient_limit = { per_second = 0.2, burst = 2, key = { header = \"x-client\" } }\nauth = { scheme = \"none\" }")
+        .start()
+        .await;
+    let url = gw.hook_url("/hooks/c");
+    let send = |client: &'static str| {
+        let url = url.clone();
+        async move {
+            http::post(&url)
+                .header("x-client", client)
+                .body("{}")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(send("a").await.status, 202);
+    assert_eq!(send("a").await.status, 202);
+    let r = send("a").await;
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(
+        send("b").await.status,
+        202,
+        "another client is not affected"
+    );
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sources_outside_the_allowlist_get_403_and_proxies_are_trusted_only_when_listed() {
+    let gw = null()
+        .server("trusted_proxies = [\"127.0.0.1/32\"]")
+        .hook("id = \"corp\"\ntopic = \"t\"\nallow_sources = [\"10.0.0.0/8\"]\nauth = { scheme = \"none\" }")
+        .hook("id = \"local\"\ntopic = \"t\"\nallow_sources = [\"127.0.0.0/8\", \"::1\"]\nauth = { scheme = \"none\" }")
+        .start()
+        .await;
+    let r = http::post(&gw.hook_url("/hooks/corp"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "source not allowed");
+    // Through the trusted proxy (this test's own address), the forwarded client counts.
+    let r = http::post(&gw.hook_url("/hooks/corp"))
+        .header("x-forwarded-for", "203.0.113.5, 10.1.2.3")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status, 202);
+    let r = http::post(&gw.hook_url("/hooks/corp"))
+        .header("x-forwarded-for", "10.1.2.3, 203.0.113.5")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status, 403,
+        "only the rightmost untrusted hop is believed"
+    );
+    assert_eq!(
+        http::post(&gw.hook_url("/hooks/local"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+            .status,
+        202
+    );
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off_while_others_are_served() {
+    let gw = null()
+        .server("header_read_timeout = \"500ms\"")
+        .server("body_read_timeout = \"500ms\"")
+        .hook("id = \"o\"\ntopic = \"t\"\nauth = { scheme = \"none\" }")
+        .start()
+        .await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for i in 0..50 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let partial: &[u8] = if i % 2 == 0 {
+            b"POST /hooks/o HTTP/1.1\r\nhost: x\r\nx-slow: "
+        } else {
+            b"POST /hooks/o HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{"
+        };
+        s.write_all(partial).await.unwrap();
+        slow.push(s);
+    }
+    // Normal traffic goes on meanwhile.
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        assert_eq!(
+            http::post(&gw.hook_url("/hooks/o"))
+                .body("{}")
+                .send()
+                .await
+                .unwrap()
+                .status,
+            202
+        );
+        assert!(started.elapsed() < Duration::from_millis(300));
+    }
+    // Every slow connection is closed (or answered 408) within its timeout + 1 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    for mut s in slow {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout_at(deadline, tokio::io::AsyncReadExt::read(&mut s, &mut buf))
+            .await
+            .expect("closed in time")
+            .unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_show_the_series_after_traffic() {
+    let gw = null()
+        .hook("id = \"m\"\ntopic = \"t\"\nrate_limit = { per_second = 0.1, burst = 1 }\nauth = { scheme = \"token\", header = \"x-token\", secrets = [{ value = \"tok\" }] }")
+        .start()
+        .await;
+    let url = gw.hook_url("/hooks/m");
+    http::post(&url)
+        .header("x-token", "tok")
+        .body("{\"a\":1}")
+        .send()
+        .await
+        .unwrap();
+    http::post(&url)
+        .header("x-token", "tok")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    http::post(&url)
+        .header("x-token", "bad")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    http::post(&gw.hook_url("/nope")).send().await.unwrap();
+    let text = String::from_utf8_lossy(
+        &http::get(&format!("{}/metrics", gw.admin_url))
+            .await
+            .unwrap()
+            .body,
+    )
+    .to_string();
+    for series in [
+        "hookgate_requests_total{hook=\"m\",outcome=\"accepted\"} 1",
+        "hookgate_requests_total{hook=\"m\",outcome=\"rate_limited\"} 1",
+        "hookgate_requests_total{hook=\"m\",outcome=\"unauthorized\"} 1",
+        "hookgate_requests_total{hook=\"(none)\",outcome=\"not_found\"} 1",
+        "hookgate_request_duration_seconds_bucket{hook=\"m\"",
+        "hookgate_request_body_bytes_bucket{hook=\"m\"",
+        "hookgate_auth_failures_total{hook=\"m\",reason=\"mismatch\"} 1",
+        "hookgate_rate_limited_total{hook=\"m\",limit=\"hook\"} 1",
+        "hookgate_in_flight_requests",
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
+    assert!(!text.contains("tok\""), "no secret in a label");
+    gw.stop().await.unwrap();
+}
