@@ -234,10 +234,11 @@ async fn a_record_the_broker_finds_too_large_is_413() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_drains_in_flight_requests_then_stops_accepting() {
-    let (cluster, gw) = mock_gateway("drain", "5s").await;
-    // Every produce takes 800 ms to be acknowledged.
+    let (cluster, gw) = mock_gateway("drain", "20s").await;
+    // Every request to the broker takes 400 ms more: the produce is still in flight when
+    // shutdown begins.
     cluster
-        .broker_round_trip_time(1, Duration::from_millis(800))
+        .broker_round_trip_time(1, Duration::from_millis(400))
         .unwrap();
     let url = gw.hook_url("/hooks/h");
     let in_flight = tokio::spawn({
@@ -250,7 +251,7 @@ async fn shutdown_drains_in_flight_requests_then_stops_accepting() {
                 .unwrap()
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let base = gw.url.clone();
     let stopped = tokio::spawn(gw.stop());
     let reply = in_flight.await.unwrap();
