@@ -190,7 +190,7 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
                 .status,
             202
         );
-        assert!(started.elapsed() < Duration::from_millis(300));
+        assert!(started.elapsed() < Duration::from_millis(1000));
     }
     // Every slow connection is closed (or answered 408) within its timeout + 1 s.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
