@@ -1,11 +1,11 @@
-//! hookgate-consumer: reads hookgate's event topics in a consumer group.
-//!
-//! Today it decodes every event with the `hookgate-event` contract crate and logs it;
-//! flows (conditions, outbound HTTP, Kafka produce) run on top of this source. Records
-//! that are not events are logged with the reason and skipped, so one bad record never
-//! stops a partition.
+//! hookgate-consumer: reads hookgate's event topics in a consumer group and runs flows on
+//! them.
 //!
 //! # Layout
-//! - [`source`]: the consumer group and the decode step.
+//! - [`source`]: the consumer group and the decode step;
+//! - [`expression`]: the one expression language of conditions and templates;
+//! - [`outbound`]: the SSRF-safe HTTP client of the `http` task (and of pollers).
 
+pub mod expression;
+pub mod outbound;
 pub mod source;

@@ -258,6 +258,19 @@ async fn oversized_headers_are_431() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn too_many_headers_are_431() {
+    let gw = gateway().await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let headers: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let req = format!("POST /hooks/open HTTP/1.1\r\nhost: x\r\n{headers}content-length: 0\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let reply = read_reply(&mut s).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_body_that_never_arrives_is_408() {
     let gw = gateway().await;
     let addr = gw.url.trim_start_matches("http://").to_string();
