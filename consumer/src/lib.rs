@@ -1,11 +1,23 @@
 //! hookgate-consumer: reads hookgate's event topics in a consumer group and runs flows on
-//! them.
+//! them — conditions, outbound HTTP calls, Kafka produces, logs — at least once, with
+//! retries and a dead-letter topic.
 //!
 //! # Layout
-//! - [`source`]: the consumer group and the decode step;
+//! - [`config`]: the consumer's TOML, layered and validated like the gateway's;
+//! - [`flow`]: triggers, conditions, variables and tasks;
+//! - [`task`]: one file per task kind (`http`, `kafka`, `log`);
 //! - [`expression`]: the one expression language of conditions and templates;
-//! - [`outbound`]: the SSRF-safe HTTP client of the `http` task (and of pollers).
+//! - [`outbound`]: the SSRF-safe HTTP client of the `http` task (and of pollers);
+//! - [`executor`]: runs one flow for one event and makes its execution record;
+//! - [`runtime`]: the consumer group, ordering, concurrency, commits and dead letters;
+//! - [`admin`]: health, readiness and metrics; [`metrics`].
 
+pub mod admin;
+pub mod config;
+pub mod executor;
 pub mod expression;
+pub mod flow;
+pub mod metrics;
 pub mod outbound;
-pub mod source;
+pub mod runtime;
+pub mod task;

@@ -1,43 +1,95 @@
 //! The `hookgate-consumer` command.
 
-use clap::Parser;
-use hookgate_consumer::source::{self, SourceConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hookgate_common::config::{Environment, Source};
+use hookgate_consumer::config::{self, DEFAULT_PATH};
 
 #[derive(Parser)]
 #[command(
     name = "hookgate-consumer",
     version,
-    about = "Reads hookgate's event topics and logs each event"
+    about = "Runs flows on hookgate's event topics"
 )]
 struct Cli {
-    /// Bootstrap brokers.
-    #[arg(long, default_value = "localhost:9092")]
-    brokers: String,
-    /// Consumer group id.
-    #[arg(long, default_value = "hookgate-consumer")]
-    group: String,
-    /// Event topics to read, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    topics: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum Command {
+    /// Read the event topics and run the flows.
+    Run {
+        #[arg(long, short, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Validate a config (every template and expression) and list its flows.
+    Check {
+        #[arg(long, short, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let config = SourceConfig {
-        brokers: cli.brokers,
-        group: cli.group,
-        topics: cli.topics,
-    };
-    source::run(config, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    let env = Environment::from_process();
+    match command {
+        Command::Run { config } => {
+            let settings = config::load(&Source::File(config), &env)?;
+            hookgate_consumer::metrics::install();
+            let listener = tokio::net::TcpListener::bind(&settings.admin.listen)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "admin.listen: cannot listen on {}: {e}",
+                        settings.admin.listen
+                    )
+                })?;
+            let ready = hookgate_consumer::admin::Ready::default();
+            tokio::spawn(hookgate_consumer::admin::serve(listener, ready.clone()));
+            hookgate_consumer::runtime::run(settings, ready, shutdown()).await
+        }
+        Command::Check { config } => {
+            let settings = config::load(&Source::File(config.clone()), &env)?;
+            print!("{}", hookgate_consumer::config::flow_table(&settings));
+            println!("{}: ok ({} flows)", config.display(), settings.flows.len());
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
 }

@@ -355,7 +355,7 @@ impl HookConfig {
     /// Validates the hook and builds it; problems go to `p`, prefixed `hooks[index]`.
     pub(crate) fn build(&self, index: usize, env: &Environment, p: &mut Problems) -> Option<Hook> {
         let at = |key: &str| format!("hooks[{index}].{key}");
-        let before = p.0.len();
+        let before = p.len();
         if !valid_id(&self.id) {
             p.push(
                 at("id"),
@@ -490,7 +490,7 @@ impl HookConfig {
                 crate::client::CidrList::default()
             }
         };
-        if p.0.len() > before {
+        if p.len() > before {
             return None;
         }
         let auth = auth?;

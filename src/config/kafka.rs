@@ -4,10 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::{ConfigDuration, Environment, Problems, SecretRef};
+use super::{ConfigDuration, Environment, Problems, PropertyValue};
 
 /// Properties the gateway sets itself, because its guarantees depend on them, with the
 /// reason given to whoever tries to set them.
@@ -85,56 +84,6 @@ pub struct KafkaConfig {
     /// "SASL_SSL"`, `"sasl.password" = { env = "KAFKA_PASSWORD" }`), except the reserved
     /// ones.
     pub properties: BTreeMap<String, PropertyValue>,
-}
-
-/// A librdkafka property value: a string, a number, a boolean, or a secret reference.
-#[derive(Clone, PartialEq)]
-pub enum PropertyValue {
-    Plain(String),
-    Secret(SecretRef),
-}
-
-impl fmt::Debug for PropertyValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PropertyValue::Plain(s) => write!(f, "{s:?}"),
-            PropertyValue::Secret(r) => r.fmt(f),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for PropertyValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = PropertyValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "a string, number, boolean, or a secret reference like { env = \"NAME\" }",
-                )
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<PropertyValue, E> {
-                Ok(PropertyValue::Plain(s.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<PropertyValue, E> {
-                Ok(PropertyValue::Plain(n.to_string()))
-            }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<PropertyValue, E> {
-                Ok(PropertyValue::Plain(n.to_string()))
-            }
-            fn visit_f64<E: de::Error>(self, n: f64) -> Result<PropertyValue, E> {
-                Ok(PropertyValue::Plain(n.to_string()))
-            }
-            fn visit_bool<E: de::Error>(self, b: bool) -> Result<PropertyValue, E> {
-                Ok(PropertyValue::Plain(b.to_string()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PropertyValue, A::Error> {
-                SecretRef::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(PropertyValue::Secret)
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// The producer properties after defaults, overrides and secret resolution. `Debug` hides
@@ -218,16 +167,9 @@ impl KafkaConfig {
                 p.push(&key, format!("cannot be set: {why}"), "remove it");
                 continue;
             }
-            match value {
-                PropertyValue::Plain(v) => resolved.entries.push((name.clone(), v.clone(), false)),
-                PropertyValue::Secret(r) => match r.resolve(env) {
-                    Ok(secret) => resolved.entries.push((
-                        name.clone(),
-                        String::from_utf8_lossy(secret.expose()).into_owned(),
-                        true,
-                    )),
-                    Err(e) => p.push(&key, e, "fix the secret reference"),
-                },
+            match value.resolve(env) {
+                Ok((v, secret)) => resolved.entries.push((name.clone(), v, secret)),
+                Err(e) => p.push(&key, e, "fix the secret reference"),
             }
         }
         for timeout_key in ["message.timeout.ms", "delivery.timeout.ms"] {

@@ -1,7 +1,8 @@
 //! Builders and helpers shared by the integration tests.
 
 pub mod http;
-pub mod kafka;
+
+pub use hookgate_testkit::{brokers, kafka, topic};
 
 use std::time::Duration;
 
@@ -10,18 +11,6 @@ use hookgate::shutdown::{self, Trigger};
 use hookgate::{Listeners, SinkKind};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-
-/// The broker the suite runs against. Tests that need Kafka fail, never skip, without it.
-pub fn brokers() -> String {
-    std::env::var("TEST_KAFKA_BROKERS").expect(
-        "TEST_KAFKA_BROKERS is not set: run the suite with scripts/test, which starts a broker",
-    )
-}
-
-/// A topic name no other test uses.
-pub fn topic(name: &str) -> String {
-    format!("it-{name}-{}", uuid::Uuid::new_v4().simple())
-}
 
 /// A gateway config under construction: server and Kafka defaults for tests, plus hooks
 /// given as TOML tables.

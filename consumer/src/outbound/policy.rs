@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use hookgate_common::config::{ConfigDuration, Problems};
 use serde::Deserialize;
 
 use super::address::{canonical, classify, AddressClass};
@@ -53,15 +54,15 @@ pub struct OutboundConfig {
     /// How long one TCP connect may take, e.g. `"5s"`. Default `"10s"`, at most `"5m"`.
     /// The request's own timeout bounds the whole exchange on top of this.
     #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: String,
+    pub connect_timeout: ConfigDuration,
 }
 
 fn default_max_response_bytes() -> usize {
     DEFAULT_MAX_RESPONSE_BYTES
 }
 
-fn default_connect_timeout() -> String {
-    "10s".to_owned()
+fn default_connect_timeout() -> ConfigDuration {
+    ConfigDuration(DEFAULT_CONNECT_TIMEOUT)
 }
 
 impl Default for OutboundConfig {
@@ -76,47 +77,54 @@ impl Default for OutboundConfig {
 }
 
 impl OutboundConfig {
-    /// Makes the policy, or reports every problem, each with its key, in one message.
-    pub fn build(&self) -> Result<Policy, String> {
-        let mut problems = Vec::new();
+    /// Makes the policy; every problem goes to `p` with its key.
+    pub fn build(&self, p: &mut Problems) -> Option<Policy> {
+        let before = p.len();
         let mut policy = Policy::strict();
         for (i, entry) in self.allow.iter().enumerate() {
             match policy.clone().allow(entry) {
-                Ok(p) => policy = p,
-                Err(e) => problems.push(format!("outbound.allow[{i}]: {e}")),
+                Ok(next) => policy = next,
+                Err(e) => p.push(
+                    format!("outbound.allow[{i}]"),
+                    e,
+                    "write a host name as in URLs, or an address block like \"10.0.0.0/8\"",
+                ),
             }
         }
         if self.follow_redirects > MAX_REDIRECTS {
-            problems.push(format!(
-                "outbound.follow_redirects: {} is more than the {MAX_REDIRECTS} allowed",
-                self.follow_redirects
-            ));
+            p.push(
+                "outbound.follow_redirects",
+                format!(
+                    "{} is more than the {MAX_REDIRECTS} allowed",
+                    self.follow_redirects
+                ),
+                "lower it",
+            );
         }
         if self.max_response_bytes == 0 || self.max_response_bytes > MAX_RESPONSE_BYTES {
-            problems.push(format!(
-                "outbound.max_response_bytes: {} is not between 1 and {MAX_RESPONSE_BYTES}",
-                self.max_response_bytes
-            ));
+            p.push(
+                "outbound.max_response_bytes",
+                format!(
+                    "{} is not between 1 and {MAX_RESPONSE_BYTES}",
+                    self.max_response_bytes
+                ),
+                "choose a size in that range",
+            );
         }
-        match humantime::parse_duration(&self.connect_timeout) {
-            Ok(d) if !d.is_zero() && d <= MAX_CONNECT_TIMEOUT => {
-                policy = policy.connect_timeout(d);
-            }
-            Ok(_) => problems.push(format!(
-                "outbound.connect_timeout: `{}` is not between 1ms and 5m",
-                self.connect_timeout
-            )),
-            Err(e) => problems.push(format!(
-                "outbound.connect_timeout: `{}` is not a duration like \"10s\": {e}",
-                self.connect_timeout
-            )),
+        let timeout = self.connect_timeout.get();
+        if timeout.is_zero() || timeout > MAX_CONNECT_TIMEOUT {
+            p.push(
+                "outbound.connect_timeout",
+                format!("{} is not between 1ms and 5m", self.connect_timeout),
+                "choose a duration in that range",
+            );
         }
-        if !problems.is_empty() {
-            return Err(problems.join("; "));
-        }
-        Ok(policy
-            .max_redirects(self.follow_redirects)
-            .max_response_bytes(self.max_response_bytes))
+        (p.len() == before).then(|| {
+            policy
+                .connect_timeout(timeout)
+                .max_redirects(self.follow_redirects)
+                .max_response_bytes(self.max_response_bytes)
+        })
     }
 }
 
@@ -354,7 +362,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let p = cfg.build().unwrap();
+        let p = cfg.build(&mut Problems::default()).unwrap();
         assert_eq!(p.redirect_limit(), 3);
         assert_eq!(p.response_limit(), 1024);
         assert_eq!(p.connect_limit(), Duration::from_secs(2));
@@ -377,7 +385,10 @@ mod tests {
     fn defaults_are_strict() {
         let cfg: OutboundConfig = toml::from_str("").unwrap();
         assert_eq!(cfg, OutboundConfig::default());
-        assert_eq!(cfg.build().unwrap(), Policy::strict());
+        assert_eq!(
+            cfg.build(&mut Problems::default()).unwrap(),
+            Policy::strict()
+        );
         let p = Policy::strict();
         assert_eq!(p.redirect_limit(), 0);
         assert_eq!(p.response_limit(), 10 * 1024 * 1024);
@@ -403,9 +414,15 @@ mod tests {
             ],
             follow_redirects: 50,
             max_response_bytes: 0,
-            connect_timeout: "soon".into(),
+            connect_timeout: ConfigDuration::from_secs(600),
         };
-        let err = cfg.build().unwrap_err();
+        let mut problems = Problems::default();
+        assert!(cfg.build(&mut problems).is_none());
+        let err = problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
         for want in [
             "outbound.allow[1]: `https://hooks.slack.com` is a URL",
             "outbound.allow[2]: `*.corp` wildcards",
@@ -415,7 +432,7 @@ mod tests {
             "outbound.allow[6]: `` is empty",
             "outbound.follow_redirects: 50",
             "outbound.max_response_bytes: 0",
-            "outbound.connect_timeout: `soon`",
+            "outbound.connect_timeout: 10m is not between",
         ] {
             assert!(err.contains(want), "missing {want:?} in {err}");
         }

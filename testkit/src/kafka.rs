@@ -134,3 +134,114 @@ pub fn ids_until(brokers: &str, topic: &str, sentinel: &str) -> Vec<String> {
     );
     ids
 }
+
+/// Produces records synchronously (each flushed), for tests that feed a consumer.
+pub struct Producer {
+    inner: rdkafka::producer::BaseProducer,
+}
+
+impl Producer {
+    pub fn new(brokers: &str) -> Producer {
+        Producer {
+            inner: ClientConfig::new()
+                .set("bootstrap.servers", brokers)
+                .create()
+                .expect("producer"),
+        }
+    }
+
+    /// Produces a structured-mode webhook event as the gateway makes it; returns its id.
+    pub fn event(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        hook: &str,
+        event_type: &str,
+        body: &serde_json::Value,
+    ) -> String {
+        use hookgate_event::{
+            structured, Attributes, BodyEncoding, Fields, WebhookRequest, WEBHOOK_SCHEMA,
+        };
+        let id = uuid::Uuid::now_v7().hyphenated().to_string();
+        let source = format!("/hooks/{hook}");
+        let mut headers = Fields::new();
+        headers.push("content-type", "application/json");
+        let query = Fields::new();
+        let attrs = Attributes {
+            id: &id,
+            source: &source,
+            event_type,
+            time: "2026-11-26T05:00:00.000000Z",
+            dataschema: WEBHOOK_SCHEMA,
+            hook,
+            authscheme: "none",
+            signed: None,
+            deliveryid: None,
+            traceparent: None,
+        };
+        let path = format!("/hooks/{hook}");
+        let request = WebhookRequest {
+            method: "POST",
+            path: &path,
+            query: &query,
+            headers: &headers,
+        };
+        let body_json = serde_json::to_vec(body).unwrap();
+        let mut value = Vec::new();
+        structured::encode_webhook(&attrs, &request, &body_json, BodyEncoding::Json, &mut value);
+        let record_headers =
+            rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: "content-type",
+                value: Some(hookgate_event::STRUCTURED_CONTENT_TYPE),
+            });
+        self.send(topic, key.map(str::as_bytes), &value, record_headers);
+        id
+    }
+
+    /// Produces an arbitrary record.
+    pub fn raw(&self, topic: &str, key: Option<&str>, value: &[u8]) {
+        self.send(
+            topic,
+            key.map(str::as_bytes),
+            value,
+            rdkafka::message::OwnedHeaders::new(),
+        );
+    }
+
+    fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: rdkafka::message::OwnedHeaders,
+    ) {
+        use rdkafka::producer::{BaseRecord, Producer as _};
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
+            .payload(value)
+            .headers(headers);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        self.inner
+            .send(record)
+            .map_err(|(e, _)| e)
+            .expect("enqueue");
+        self.inner.flush(Duration::from_secs(10)).expect("flush");
+    }
+}
+
+/// Creates a topic with `partitions` partitions.
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create topic");
+}

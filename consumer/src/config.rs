@@ -1,0 +1,268 @@
+//! The consumer's configuration: one TOML file, layered like the gateway's (embedded
+//! defaults → file → `HOOKGATE_<TABLE>__<KEY>` for the tables `kafka`, `admin`, `limits`
+//! and `outbound`), strict, and validated as a whole before anything connects: every
+//! template and expression is compiled at load time and every problem is reported with
+//! its TOML path.
+
+use std::collections::BTreeMap;
+
+use hookgate_common::config::{
+    ConfigDuration, ConfigError, Environment, Layers, Problems, PropertyValue, SecretRef, Source,
+};
+use serde::Deserialize;
+
+use crate::expression::{Engine, Secrets};
+use crate::flow::{Flow, FlowConfig};
+use crate::outbound::{OutboundConfig, Policy};
+
+/// The built-in defaults, the first layer.
+pub const DEFAULTS: &str = include_str!("../../config/consumer-defaults.toml");
+/// Where the consumer looks for its config when `--config` is not given.
+pub const DEFAULT_PATH: &str = "hookgate-consumer.toml";
+
+const LAYERS: Layers<'static> = Layers {
+    defaults: DEFAULTS,
+    env_tables: &["kafka", "admin", "limits", "outbound"],
+    missing_file_fix: "pass an existing file with --config",
+};
+
+/// The configuration as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerConfig {
+    pub kafka: KafkaConfig,
+    pub admin: AdminConfig,
+    pub limits: LimitsConfig,
+    pub outbound: OutboundConfig,
+    /// Secrets templates may use with `secret('NAME')`: `NAME = { env = "…" }` or
+    /// `{ file = "…" }`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretRef>,
+    /// The flows, one `[[flows]]` table each.
+    #[serde(default)]
+    pub flows: Vec<FlowConfig>,
+}
+
+/// `[kafka]`: where events come from and where records go.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    /// The consumer group; replicas with the same group share the partitions.
+    pub group: String,
+    /// Event topics to read. With none listed, the topics of the flows' hooks are not
+    /// known, so at least one topic (or `topic_pattern`) is required.
+    pub topics: Vec<String>,
+    /// A regular expression of topics to read, e.g. `"^webhooks\\..*"`.
+    pub topic_pattern: Option<String>,
+    /// Where records that cannot be decoded, and events whose flow failed after its
+    /// retries, are republished with the reason in their headers.
+    pub dead_letter_topic: String,
+    /// Where execution records go; empty to only log them.
+    pub executions_topic: String,
+    /// librdkafka properties for the consumer and producer (security, SASL).
+    pub properties: BTreeMap<String, PropertyValue>,
+}
+
+/// `[admin]`: health, readiness and metrics.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: String,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Events of one partition being processed at once at most (events with the same key
+    /// always one at a time); past it the partition is paused.
+    pub max_in_flight_per_partition: usize,
+    /// On SIGTERM/SIGINT, time given to running flows before the consumer commits and
+    /// exits; flows still running then are abandoned and replayed by whoever next owns
+    /// their partition.
+    pub shutdown_timeout: ConfigDuration,
+}
+
+/// The configuration after validation.
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub admin: AdminConfig,
+    pub limits: LimitsConfig,
+    pub policy: Policy,
+    pub engine: Engine,
+    pub flows: Vec<Flow>,
+}
+
+/// `[kafka]`, resolved.
+#[derive(Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub group: String,
+    pub topics: Vec<String>,
+    pub topic_pattern: Option<String>,
+    pub dead_letter_topic: String,
+    pub executions_topic: Option<String>,
+    /// (name, value); values that came from secrets are never printed.
+    pub properties: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("group", &self.group)
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConsumerConfig {
+    /// Reads the layers. Stops at the first parse error.
+    pub fn load(source: &Source, env: &Environment) -> Result<ConsumerConfig, ConfigError> {
+        LAYERS.load(source, env)
+    }
+
+    /// Validates everything (compiling every template and expression) and builds the
+    /// runtime types, reporting every problem.
+    pub fn build(&self, env: &Environment, source_name: &str) -> Result<Settings, ConfigError> {
+        let mut p = Problems::default();
+        let kafka = self.kafka.resolve(env, &mut p);
+        if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push(
+                "admin.listen",
+                format!("`{}` is not an address", self.admin.listen),
+                "write `ip:port`, like \"127.0.0.1:9191\"",
+            );
+        }
+        if self.limits.max_in_flight_per_partition == 0 {
+            p.push(
+                "limits.max_in_flight_per_partition",
+                "must be at least 1",
+                "raise it",
+            );
+        }
+        let policy = self.outbound.build(&mut p);
+        let mut secrets = Secrets::default();
+        for (name, r) in &self.secrets {
+            match r.resolve(env) {
+                Ok(s) => secrets.insert(
+                    name.clone(),
+                    String::from_utf8_lossy(s.expose()).into_owned(),
+                ),
+                Err(e) => p.push(format!("secrets.{name}"), e, "fix the secret reference"),
+            }
+        }
+        let engine = Engine::new(secrets);
+        let mut ids = BTreeMap::new();
+        let mut flows = Vec::new();
+        for (i, f) in self.flows.iter().enumerate() {
+            if let Some(first) = ids.insert(f.qualified_id(), i) {
+                p.push(
+                    format!("flows[{i}].id"),
+                    format!(
+                        "`{}` is already the id of flows[{first}] in that namespace",
+                        f.id
+                    ),
+                    "give every flow its own id",
+                );
+            }
+            if let Some(flow) = f.build(i, &engine, &self.secrets, &mut p) {
+                flows.push(flow);
+            }
+        }
+        if !p.is_empty() {
+            return Err(p.into_error(source_name));
+        }
+        Ok(Settings {
+            kafka: kafka.expect("no problems, so resolved"),
+            admin: self.admin.clone(),
+            limits: self.limits.clone(),
+            policy: policy.expect("no problems, so built"),
+            engine,
+            flows,
+        })
+    }
+}
+
+impl KafkaConfig {
+    fn resolve(&self, env: &Environment, p: &mut Problems) -> Option<KafkaSettings> {
+        let before = p.len();
+        if self.brokers.trim().is_empty() {
+            p.push("kafka.brokers", "is empty", "list the bootstrap brokers");
+        }
+        if self.group.trim().is_empty() {
+            p.push("kafka.group", "is empty", "name the consumer group");
+        }
+        if self.topics.is_empty() && self.topic_pattern.is_none() {
+            p.push(
+                "kafka.topics",
+                "no topics to read",
+                "list the event topics, or set kafka.topic_pattern",
+            );
+        }
+        if let Some(pattern) = &self.topic_pattern {
+            if let Err(e) = regex::Regex::new(pattern) {
+                p.push(
+                    "kafka.topic_pattern",
+                    format!("not a regular expression: {e}"),
+                    "fix the pattern",
+                );
+            }
+        }
+        if self.dead_letter_topic.trim().is_empty() {
+            p.push(
+                "kafka.dead_letter_topic",
+                "is empty",
+                "name a topic: events are never dropped silently",
+            );
+        }
+        let mut properties = Vec::new();
+        for (name, value) in &self.properties {
+            match value.resolve(env) {
+                Ok((v, _)) => properties.push((name.clone(), v)),
+                Err(e) => p.push(
+                    format!("kafka.properties.\"{name}\""),
+                    e,
+                    "fix the secret reference",
+                ),
+            }
+        }
+        (p.len() == before).then(|| KafkaSettings {
+            brokers: self.brokers.clone(),
+            group: self.group.clone(),
+            topics: self.topics.clone(),
+            // librdkafka subscribes to a pattern when the name starts with `^`.
+            topic_pattern: self.topic_pattern.as_ref().map(|t| {
+                if t.starts_with('^') {
+                    t.clone()
+                } else {
+                    format!("^{t}")
+                }
+            }),
+            dead_letter_topic: self.dead_letter_topic.clone(),
+            executions_topic: (!self.executions_topic.trim().is_empty())
+                .then(|| self.executions_topic.clone()),
+            properties,
+        })
+    }
+}
+
+/// Loads and builds in one step.
+pub fn load(source: &Source, env: &Environment) -> Result<Settings, ConfigError> {
+    ConsumerConfig::load(source, env)?.build(env, &source.name())
+}
+
+/// The flows as a table: namespace, id, trigger, conditions and tasks.
+pub fn flow_table(settings: &Settings) -> String {
+    let mut out = String::from("FLOW\tTASKS\n");
+    for f in &settings.flows {
+        let tasks: Vec<String> = f
+            .tasks
+            .iter()
+            .map(|t| format!("{}:{}", t.id(), t.kind()))
+            .collect();
+        out.push_str(&format!("{}\t{}\n", f.qualified_id(), tasks.join(" → ")));
+    }
+    out
+}

@@ -1,0 +1,300 @@
+//! Running one flow for one event: variables, conditions, then the tasks in order, each
+//! retried with backoff as its `retry` says and its outputs made visible to the next.
+//! Every run yields an [`Execution`] record (CREATED → RUNNING → SUCCESS | FAILED, or
+//! CREATED → SKIPPED), masked of secrets, which the runtime publishes and logs.
+
+use std::time::{Instant, SystemTime};
+
+use base64::Engine as _;
+use hookgate_event::{Event, EventData};
+use serde::Serialize;
+use serde_json::{json, Value as Json};
+
+use crate::expression::Context;
+use crate::flow::Flow;
+use crate::task::{Deps, TaskError};
+
+/// Where the event was read from.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A flow run's state.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    Created,
+    Running,
+    Success,
+    Failed,
+    Skipped,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Success => "success",
+            State::Failed => "failed",
+            State::Skipped => "skipped",
+        }
+    }
+}
+
+/// The execution record of one flow run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Execution {
+    pub id: String,
+    pub flow: String,
+    pub namespace: String,
+    pub event: EventRef,
+    pub state: State,
+    pub states: Vec<StateChange>,
+    pub tasks: Vec<TaskRun>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// The triggering event.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRef {
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(flatten)]
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StateChange {
+    pub state: State,
+    pub at: String,
+}
+
+/// One task's run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRun {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub state: State,
+    pub attempts: u32,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn now_text() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+impl Execution {
+    fn change(&mut self, state: State) {
+        self.state = state;
+        self.states.push(StateChange {
+            state,
+            at: now_text(),
+        });
+    }
+
+    /// The record as JSON, every secret value masked.
+    pub fn to_json(&self, deps: &Deps) -> Json {
+        let mut v = serde_json::to_value(self).expect("records serialize");
+        deps.engine.mask_json(&mut v);
+        v
+    }
+}
+
+/// The template context of an event: `trigger.*`.
+pub fn context(event: &Event, flow: &Flow, execution_id: &str) -> Context {
+    let (body, headers, parameters) = match &event.data {
+        EventData::Json(data) => (
+            data.get("body").cloned().unwrap_or(Json::Null),
+            data.get("headers").cloned().unwrap_or_else(|| json!({})),
+            data.get("query").cloned().unwrap_or_else(|| json!({})),
+        ),
+        EventData::Binary { body, headers } => {
+            let is_json = event
+                .datacontenttype
+                .as_deref()
+                .is_some_and(|ct| ct.contains("json"));
+            let body = if is_json {
+                serde_json::from_slice(body).unwrap_or(Json::Null)
+            } else {
+                match std::str::from_utf8(body) {
+                    Ok(text) => Json::String(text.to_string()),
+                    Err(_) => Json::String(base64::engine::general_purpose::STANDARD.encode(body)),
+                }
+            };
+            let mut h = serde_json::Map::new();
+            for (name, values) in headers.iter() {
+                h.insert(
+                    name.to_string(),
+                    Json::Array(values.iter().map(|v| Json::String(v.to_string())).collect()),
+                );
+            }
+            let query = event
+                .extension("httpquery")
+                .map(|q| {
+                    let mut m = serde_json::Map::new();
+                    for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+                        let entry = m
+                            .entry(k.into_owned())
+                            .or_insert_with(|| Json::Array(Vec::new()));
+                        if let Json::Array(a) = entry {
+                            a.push(Json::String(v.into_owned()));
+                        }
+                    }
+                    Json::Object(m)
+                })
+                .unwrap_or_else(|| json!({}));
+            (body, Json::Object(h), query)
+        }
+    };
+    Context::builder()
+        .body(body)
+        .headers(headers)
+        .parameters(parameters)
+        .hook(event.extension("hook").unwrap_or(""))
+        .id(&event.id)
+        .event_type(&event.event_type)
+        .source(&event.source)
+        .time(event.time.as_deref().unwrap_or(""))
+        .deliveryid(event.extension("deliveryid"))
+        .flow(&flow.id, &flow.namespace)
+        .execution(execution_id)
+        .build()
+}
+
+/// Runs `flow` for `event`.
+pub async fn execute(flow: &Flow, event: &Event, origin: &Origin, deps: &Deps) -> Execution {
+    let started = Instant::now();
+    let id = uuid::Uuid::now_v7().hyphenated().to_string();
+    let mut exec = Execution {
+        id: id.clone(),
+        flow: flow.id.clone(),
+        namespace: flow.namespace.clone(),
+        event: EventRef {
+            id: event.id.clone(),
+            source: event.source.clone(),
+            event_type: event.event_type.clone(),
+            origin: origin.clone(),
+        },
+        state: State::Created,
+        states: Vec::new(),
+        tasks: Vec::new(),
+        error: None,
+        duration_ms: 0,
+    };
+    exec.change(State::Created);
+    let mut ctx = context(event, flow, &id);
+    let prepared = flow
+        .vars
+        .render_into(&mut ctx)
+        .map_err(|e| format!("variables: {e}"))
+        .and_then(|()| {
+            for c in flow.conditions() {
+                if !c
+                    .eval(&ctx, SystemTime::now())
+                    .map_err(|e| format!("condition: {e}"))?
+                {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        });
+    match prepared {
+        Err(e) => {
+            exec.error = Some(deps.engine.mask(&e).into_owned());
+            exec.change(State::Failed);
+        }
+        Ok(false) => exec.change(State::Skipped),
+        Ok(true) => {
+            exec.change(State::Running);
+            let mut failed = None;
+            for task in &flow.tasks {
+                let run = run_task(task, &ctx, deps).await;
+                if let Some(outputs) = &run.outputs {
+                    ctx.set_output(task.id(), outputs.clone());
+                }
+                let state = run.state;
+                if state == State::Failed {
+                    failed = Some(format!(
+                        "task `{}` failed after {} attempt{}: {}",
+                        run.id,
+                        run.attempts,
+                        if run.attempts == 1 { "" } else { "s" },
+                        run.error.as_deref().unwrap_or("")
+                    ));
+                }
+                exec.tasks.push(run);
+                if state == State::Failed {
+                    break;
+                }
+            }
+            match failed {
+                Some(e) => {
+                    exec.error = Some(deps.engine.mask(&e).into_owned());
+                    exec.change(State::Failed);
+                }
+                None => exec.change(State::Success),
+            }
+        }
+    }
+    exec.duration_ms = started.elapsed().as_millis() as u64;
+    crate::metrics::flow_finished(&flow.qualified_id(), exec.state, started.elapsed());
+    exec
+}
+
+/// One task with its retries.
+async fn run_task(task: &crate::task::Task, ctx: &Context, deps: &Deps) -> TaskRun {
+    let retry = task.retry();
+    let started = Instant::now();
+    let mut attempts = 0;
+    let result: Result<Json, TaskError> = loop {
+        attempts += 1;
+        let result = task.run(ctx, deps).await;
+        match result {
+            Err(e)
+                if e.retryable
+                    && attempts < retry.max_attempts
+                    && started.elapsed() + retry.backoff(attempts + 1)
+                        <= retry.max_elapsed.get() =>
+            {
+                crate::metrics::task_retry(task.id());
+                tracing::debug!(task = task.id(), attempt = attempts, error = %deps.engine.mask(&e.message), "retrying");
+                tokio::time::sleep(retry.backoff(attempts + 1)).await;
+            }
+            other => break other,
+        }
+    };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(outputs) => TaskRun {
+            id: task.id().to_string(),
+            kind: task.kind(),
+            state: State::Success,
+            attempts,
+            duration_ms,
+            outputs: Some(outputs),
+            error: None,
+        },
+        Err(e) => TaskRun {
+            id: task.id().to_string(),
+            kind: task.kind(),
+            state: State::Failed,
+            attempts,
+            duration_ms,
+            outputs: None,
+            error: Some(deps.engine.mask(&e.message).into_owned()),
+        },
+    }
+}

@@ -1,0 +1,261 @@
+//! Flows: what runs when an event arrives. A flow names the hooks (and event types) that
+//! trigger it, the conditions that must hold, its variables, and its tasks, run in order,
+//! each seeing the outputs of those before it.
+//!
+//! ```toml
+//! [[flows]]
+//! id = "stock-alert"
+//! namespace = "warehouse"
+//! trigger = { hooks = ["inventory"] }
+//! condition = "{{ trigger.body.stock_value <= 10 }}"
+//! vars = [{ name = "product", value = "{{ trigger.body.product }}" }]
+//!
+//! [[flows.tasks]]
+//! id = "notify"
+//! type = "http"
+//! method = "POST"
+//! uri = "{{ secret('MESSAGING_WEBHOOK_URL') }}"
+//! body = { text = "Only {{ trigger.body.stock_value }} left of {{ vars.product }}" }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hookgate_common::config::{Problems, SecretRef};
+use hookgate_event::Event;
+use serde::Deserialize;
+
+use crate::expression::{Condition, Criterion, Engine, Vars};
+use crate::task::{Task, TaskConfig};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Letters, digits, `-`, `_` and `.`; unique within its namespace.
+    pub id: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub description: Option<String>,
+    /// Which events start the flow; empty lists match any.
+    #[serde(default)]
+    pub trigger: TriggerConfig,
+    /// An expression that must be true, Kestra-style: `"{{ trigger.body.n <= 10 }}"`.
+    pub condition: Option<String>,
+    /// StackStorm-style criteria that must all hold:
+    /// `{ "trigger.body.action" = { equals = "opened" } }`.
+    #[serde(default)]
+    pub criteria: BTreeMap<String, Criterion>,
+    /// Variables, rendered in order (each sees those before it) into `vars`.
+    #[serde(default)]
+    pub vars: Vec<VarConfig>,
+    pub tasks: Vec<TaskConfig>,
+}
+
+fn default_namespace() -> String {
+    "default".to_string()
+}
+
+/// `trigger`: the events that start a flow.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// Hook ids (the event's `hook`); empty: any hook.
+    #[serde(default)]
+    pub hooks: Vec<String>,
+    /// Poller ids; empty with hooks set: no poller.
+    #[serde(default)]
+    pub pollers: Vec<String>,
+    /// Event types; `prefix.*` matches a prefix; empty: any type.
+    #[serde(default)]
+    pub types: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VarConfig {
+    pub name: String,
+    /// A template, or a table whose string leaves are templates.
+    pub value: serde_json::Value,
+}
+
+/// A built flow.
+#[derive(Debug)]
+pub struct Flow {
+    pub id: String,
+    pub namespace: String,
+    trigger: TriggerConfig,
+    condition: Option<Condition>,
+    criteria: Option<Condition>,
+    pub vars: Vars,
+    pub tasks: Vec<Task>,
+    /// Secret names the flow's templates may use (for `check`).
+    pub secrets: BTreeSet<String>,
+}
+
+impl FlowConfig {
+    /// `namespace.id`.
+    pub fn qualified_id(&self) -> String {
+        format!("{}.{}", self.namespace, self.id)
+    }
+
+    /// Validates the flow and compiles its templates; problems go to `p` under
+    /// `flows[index]`.
+    pub fn build(
+        &self,
+        index: usize,
+        engine: &Engine,
+        secrets: &BTreeMap<String, SecretRef>,
+        p: &mut Problems,
+    ) -> Option<Flow> {
+        let at = |key: &str| format!("flows[{index}].{key}");
+        let before = p.len();
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !name_ok(&self.id) {
+            p.push(
+                at("id"),
+                format!("`{}` is not a valid flow id", self.id),
+                "use letters, digits, '-', '_' and '.'",
+            );
+        }
+        if !name_ok(&self.namespace) {
+            p.push(
+                at("namespace"),
+                format!("`{}` is not a valid namespace", self.namespace),
+                "use letters, digits, '-', '_' and '.'",
+            );
+        }
+        let condition = self.condition.as_deref().and_then(|c| {
+            Condition::expression(engine, &at("condition"), c)
+                .map_err(|e| p.push(at("condition"), e.to_string(), "fix the expression"))
+                .ok()
+        });
+        let criteria = (!self.criteria.is_empty())
+            .then(|| {
+                Condition::criteria(&at("criteria"), &self.criteria)
+                    .map_err(|e| p.push(at("criteria"), e.to_string(), "fix the criterion"))
+                    .ok()
+            })
+            .flatten();
+        let mut names = BTreeSet::new();
+        for (i, v) in self.vars.iter().enumerate() {
+            if !names.insert(v.name.as_str()) {
+                p.push(
+                    at(&format!("vars[{i}].name")),
+                    format!("`{}` is defined twice", v.name),
+                    "give every variable its own name",
+                );
+            }
+        }
+        let vars = Vars::compile(
+            engine,
+            &at("vars"),
+            self.vars.iter().map(|v| (v.name.as_str(), &v.value)),
+        )
+        .map_err(|e| p.push(at("vars"), e.to_string(), "fix the template"))
+        .unwrap_or_default();
+        if self.tasks.is_empty() {
+            p.push(
+                at("tasks"),
+                "a flow needs at least one task",
+                "add a [[flows.tasks]] table",
+            );
+        }
+        let mut task_ids = BTreeSet::new();
+        let mut tasks = Vec::new();
+        for (i, t) in self.tasks.iter().enumerate() {
+            let task_at = at(&format!("tasks[{i}]"));
+            if !task_ids.insert(t.id()) {
+                p.push(
+                    format!("{task_at}.id"),
+                    format!(
+                        "`{}` is already the id of another task of this flow",
+                        t.id()
+                    ),
+                    "give every task its own id",
+                );
+            }
+            if let Some(task) = t.build(&task_at, engine, p) {
+                tasks.push(task);
+            }
+        }
+        let used = secret_names(self);
+        for name in &used {
+            if !secrets.contains_key(name) {
+                p.push(
+                    at("tasks"),
+                    format!("secret('{name}') is used but not defined"),
+                    "add it to [secrets], like NAME = { env = \"NAME\" }",
+                );
+            }
+        }
+        (p.len() == before).then(|| Flow {
+            id: self.id.clone(),
+            namespace: self.namespace.clone(),
+            trigger: self.trigger.clone(),
+            condition,
+            criteria,
+            vars,
+            tasks,
+            secrets: used,
+        })
+    }
+}
+
+/// The names used in `secret('…')` calls anywhere in the flow's text.
+fn secret_names(flow: &FlowConfig) -> BTreeSet<String> {
+    // The flow's own text, re-serialized: every template is in it.
+    let text = format!("{flow:?}");
+    let mut out = BTreeSet::new();
+    for quote in ["secret('", "secret(\\\""] {
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find(quote) {
+            rest = &rest[i + quote.len()..];
+            let end = rest.find(['\'', '\\']).unwrap_or(rest.len());
+            out.insert(rest[..end].to_string());
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
+impl Flow {
+    /// `namespace.id`.
+    pub fn qualified_id(&self) -> String {
+        format!("{}.{}", self.namespace, self.id)
+    }
+
+    /// Whether `event` triggers this flow.
+    pub fn triggered_by(&self, event: &Event) -> bool {
+        let t = &self.trigger;
+        let (kind, id) = match event.source.split_once('/').map(|(_, rest)| rest) {
+            Some(rest) => rest.split_once('/').unwrap_or((rest, "")),
+            None => ("", ""),
+        };
+        let source_ok = match kind {
+            "hooks" => {
+                t.hooks.iter().any(|h| h == id) || (t.hooks.is_empty() && t.pollers.is_empty())
+            }
+            "pollers" => {
+                t.pollers.iter().any(|p| p == id) || (t.hooks.is_empty() && t.pollers.is_empty())
+            }
+            _ => t.hooks.is_empty() && t.pollers.is_empty(),
+        };
+        let type_ok = t.types.is_empty()
+            || t.types
+                .iter()
+                .any(|pattern| match pattern.strip_suffix('*') {
+                    Some(prefix) => event.event_type.starts_with(prefix),
+                    None => *pattern == event.event_type,
+                });
+        source_ok && type_ok
+    }
+
+    /// The flow's conditions, both of which must hold when given.
+    pub fn conditions(&self) -> impl Iterator<Item = &Condition> {
+        self.condition.iter().chain(self.criteria.iter())
+    }
+}

@@ -1,0 +1,56 @@
+//! The consumer's metrics: flows run and their outcome, durations, task retries, dead
+//! letters, and consumer lag. Labels are bounded: flow ids and task ids from config, and
+//! small fixed sets.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::executor::State;
+
+pub const FLOWS: &str = "hookgate_consumer_flows_total";
+pub const FLOW_SECONDS: &str = "hookgate_consumer_flow_duration_seconds";
+pub const TASK_RETRIES: &str = "hookgate_consumer_task_retries_total";
+pub const DEAD_LETTERS: &str = "hookgate_consumer_dead_letters_total";
+pub const LAG: &str = "hookgate_consumer_lag";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs a Prometheus recorder unless the process already has one (the gateway's, in
+/// `hookgate local`), in which case metrics go there.
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).ok().map(|()| handle)
+    });
+}
+
+/// The metrics in Prometheus' text format (empty when another recorder owns them).
+pub fn render() -> String {
+    HANDLE
+        .get()
+        .and_then(|h| h.as_ref())
+        .map(PrometheusHandle::render)
+        .unwrap_or_default()
+}
+
+pub fn flow_finished(flow: &str, state: State, elapsed: Duration) {
+    counter!(FLOWS, "flow" => flow.to_string(), "state" => state.as_str()).increment(1);
+    histogram!(FLOW_SECONDS, "flow" => flow.to_string()).record(elapsed.as_secs_f64());
+}
+
+pub fn task_retry(task: &str) {
+    counter!(TASK_RETRIES, "task" => task.to_string()).increment(1);
+}
+
+/// `reason`: `undecodable` or `flow_failed`.
+pub fn dead_letter(reason: &'static str) {
+    counter!(DEAD_LETTERS, "reason" => reason).increment(1);
+}
+
+pub fn consumer_lag(lag: i64) {
+    gauge!(LAG).set(lag as f64);
+}

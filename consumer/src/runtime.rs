@@ -1,0 +1,411 @@
+//! The consumer's main loop: reads the event topics in a consumer group, runs the flows
+//! each event triggers, and commits at least once.
+//!
+//! - **Commits**: the offset stored for a partition is the lowest one not yet finished
+//!   (flows done, or the event dead-lettered); a crash replays everything from there.
+//! - **Order and concurrency**: events with the same record key run one at a time, in
+//!   order; up to `limits.max_in_flight_per_partition` events of a partition run at once.
+//!   At the cap the partition is paused, so polling never stops long enough for the group
+//!   to evict the consumer.
+//! - **Dead letters**: a record that is not an event, and an event whose flow still fails
+//!   after its retries, are republished to the dead-letter topic with the reason in their
+//!   headers; they never stop the partition.
+//! - **Shutdown**: stop fetching, give running flows `limits.shutdown_timeout`, store the
+//!   offsets of what finished, commit, exit.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use crate::config::{KafkaSettings, Settings};
+use crate::executor::{self, Origin, State};
+use crate::flow::Flow;
+use crate::outbound::Client;
+use crate::task::Deps;
+
+/// How long a dead letter or an execution record may wait for its acknowledgement.
+const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Logs librdkafka's lines, and turns its statistics into the lag gauge.
+pub struct RuntimeContext;
+
+impl ClientContext for RuntimeContext {
+    fn stats(&self, stats: Statistics) {
+        let lag: i64 = stats
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        crate::metrics::consumer_lag(lag);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(%error, "kafka client error: {reason}");
+    }
+}
+
+impl ConsumerContext for RuntimeContext {}
+
+/// The client config shared by the consumer and producer.
+fn base_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.brokers);
+    for (k, v) in &kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The producer for dead letters, execution records and `kafka` tasks.
+pub fn producer(kafka: &KafkaSettings) -> anyhow::Result<FutureProducer> {
+    let mut c = base_config(kafka);
+    c.set("enable.idempotence", "true").set("acks", "all");
+    c.create().context("creating the Kafka producer")
+}
+
+/// Everything a record's processing needs, shared by the tasks that process records.
+struct Shared {
+    flows: Vec<Flow>,
+    deps: Deps,
+    dead_letter_topic: String,
+    executions_topic: Option<String>,
+}
+
+/// What a finished record reports back to the loop.
+struct Done {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+}
+
+/// A partition's records between fetch and commit.
+#[derive(Default)]
+struct PartitionState {
+    /// Fetched, not started, in offset order.
+    waiting: VecDeque<OwnedMessage>,
+    /// Started, not finished.
+    running: BTreeSet<i64>,
+    /// Keys with a record running.
+    busy_keys: HashSet<Vec<u8>>,
+    /// One past the highest offset fetched.
+    next: Option<i64>,
+    paused: bool,
+}
+
+impl PartitionState {
+    fn load(&self) -> usize {
+        self.waiting.len() + self.running.len()
+    }
+
+    /// The offset to commit: the lowest one not finished.
+    fn commit_position(&self) -> Option<i64> {
+        let lowest_waiting = self.waiting.front().map(|m| m.offset());
+        let lowest_running = self.running.first().copied();
+        match (lowest_waiting, lowest_running) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (Some(a), None) | (None, Some(a)) => Some(a),
+            (None, None) => self.next,
+        }
+    }
+}
+
+/// Runs until `stop` resolves, then drains and commits.
+pub async fn run(
+    settings: Settings,
+    ready: crate::admin::Ready,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let kafka = settings.kafka.clone();
+    let mut config = base_config(&kafka);
+    config
+        .set("group.id", &kafka.group)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000");
+    let consumer: StreamConsumer<RuntimeContext> = config
+        .create_with_context(RuntimeContext)
+        .context("creating the Kafka consumer")?;
+    let mut topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
+    if let Some(p) = &kafka.topic_pattern {
+        topics.push(p);
+    }
+    consumer
+        .subscribe(&topics)
+        .context("subscribing to the event topics")?;
+    let cap = settings.limits.max_in_flight_per_partition;
+    let shared = Arc::new(Shared {
+        deps: Deps {
+            http: Client::new(settings.policy.clone()),
+            producer: producer(&kafka)?,
+            engine: settings.engine.clone(),
+        },
+        flows: settings.flows,
+        dead_letter_topic: kafka.dead_letter_topic.clone(),
+        executions_topic: kafka.executions_topic.clone(),
+    });
+    ready.set(true);
+    tracing::info!(topics = ?topics, group = %kafka.group, flows = shared.flows.len(), "consumer started");
+
+    // Bounded by what can run at once: every partition's cap, in practice far less.
+    let (done_tx, mut done_rx) = mpsc::channel::<Done>(4096);
+    let mut partitions: BTreeMap<(String, i32), PartitionState> = BTreeMap::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            msg = consumer.recv() => match msg {
+                Ok(m) => {
+                    let m = m.detach();
+                    let key = (m.topic().to_string(), m.partition());
+                    let state = partitions.entry(key.clone()).or_default();
+                    state.next = Some(m.offset() + 1);
+                    state.waiting.push_back(m);
+                    start_ready(state, &shared, &done_tx, cap);
+                    if state.load() >= cap && !state.paused {
+                        set_paused(&consumer, &key, true);
+                        state.paused = true;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(done) = done_rx.recv() => {
+                finish(&consumer, &mut partitions, done, &shared, &done_tx, cap);
+            }
+            _ = &mut stop => break,
+        }
+    }
+
+    // Stop fetching; let what runs finish, within the deadline.
+    ready.set(false);
+    tracing::info!("stopping: finishing running flows");
+    consumer.unsubscribe();
+    let deadline = tokio::time::Instant::now() + settings.limits.shutdown_timeout.get();
+    while partitions.values().any(|p| !p.running.is_empty()) {
+        match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+            Ok(Some(done)) => finish(&consumer, &mut partitions, done, &shared, &done_tx, 0),
+            _ => {
+                tracing::warn!("shutdown timeout passed; unfinished events will be replayed");
+                break;
+            }
+        }
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(error = %e, "final commit");
+    }
+    Ok(())
+}
+
+fn set_paused(consumer: &StreamConsumer<RuntimeContext>, key: &(String, i32), pause: bool) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&key.0, key.1);
+    let result = if pause {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, topic = %key.0, partition = key.1, "pause/resume");
+    }
+}
+
+/// Starts every waiting record whose key is free, up to the cap.
+fn start_ready(
+    state: &mut PartitionState,
+    shared: &Arc<Shared>,
+    done: &mpsc::Sender<Done>,
+    cap: usize,
+) {
+    let mut i = 0;
+    while i < state.waiting.len() && state.running.len() < cap {
+        let free = match state.waiting[i].key() {
+            Some(k) => !state.busy_keys.contains(k),
+            None => true,
+        };
+        if !free {
+            i += 1;
+            continue;
+        }
+        let m = state.waiting.remove(i).expect("index in range");
+        if let Some(k) = m.key() {
+            state.busy_keys.insert(k.to_vec());
+        }
+        state.running.insert(m.offset());
+        let shared = shared.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            process(&m, &shared).await;
+            let _ = done
+                .send(Done {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                })
+                .await;
+        });
+    }
+}
+
+/// Records a finished record: frees its key, stores the new commit position, starts what
+/// can start, and resumes the partition below the cap.
+fn finish(
+    consumer: &StreamConsumer<RuntimeContext>,
+    partitions: &mut BTreeMap<(String, i32), PartitionState>,
+    done: Done,
+    shared: &Arc<Shared>,
+    done_tx: &mpsc::Sender<Done>,
+    cap: usize,
+) {
+    let key = (done.topic, done.partition);
+    let Some(state) = partitions.get_mut(&key) else {
+        return;
+    };
+    state.running.remove(&done.offset);
+    if let Some(k) = &done.key {
+        state.busy_keys.remove(k);
+    }
+    if let Some(position) = state.commit_position() {
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(&key.0, key.1, Offset::Offset(position))
+            .is_ok()
+        {
+            // Fails harmlessly for a partition this consumer no longer owns.
+            let _ = consumer.store_offsets(&tpl);
+        }
+    }
+    if cap > 0 {
+        start_ready(state, shared, done_tx, cap);
+        if state.paused && state.load() < cap {
+            set_paused(consumer, &key, false);
+            state.paused = false;
+        }
+    }
+}
+
+/// Decodes one record and runs the flows it triggers; dead-letters what cannot be done.
+async fn process(m: &OwnedMessage, shared: &Shared) {
+    let origin = Origin {
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+    };
+    let headers: Vec<(String, Vec<u8>)> = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .filter_map(|h| Some((h.key.to_string(), h.value?.to_vec())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let borrowed: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    let event = match hookgate_event::decode(hookgate_event::Record {
+        headers: &borrowed,
+        value: m.payload(),
+    }) {
+        Ok(e) => e,
+        Err(e) => {
+            crate::metrics::dead_letter("undecodable");
+            tracing::warn!(topic = %origin.topic, partition = origin.partition, offset = origin.offset, reason = %e, "record is not an event; dead-lettering it");
+            dead_letter(shared, m, &format!("undecodable: {e}"), None).await;
+            return;
+        }
+    };
+    for flow in shared.flows.iter().filter(|f| f.triggered_by(&event)) {
+        let execution = executor::execute(flow, &event, &origin, &shared.deps).await;
+        let record = execution.to_json(&shared.deps);
+        tracing::info!(
+            flow = %flow.qualified_id(),
+            execution = %execution.id,
+            event_id = %event.id,
+            state = execution.state.as_str(),
+            duration_ms = execution.duration_ms,
+            "flow finished"
+        );
+        if let Some(topic) = &shared.executions_topic {
+            let value = record.to_string();
+            let rec = FutureRecord::to(topic).key(&execution.id).payload(&value);
+            if let Err((e, _)) = shared.deps.producer.send(rec, PRODUCE_TIMEOUT).await {
+                tracing::warn!(error = %e, execution = %execution.id, "execution record not published");
+            }
+        }
+        if execution.state == State::Failed {
+            crate::metrics::dead_letter("flow_failed");
+            let reason = execution.error.clone().unwrap_or_default();
+            dead_letter(
+                shared,
+                m,
+                &reason,
+                Some((&flow.qualified_id(), &execution.id)),
+            )
+            .await;
+        }
+    }
+}
+
+/// Republishes the record as received, with the reason and its origin in headers. Keeps
+/// trying until the broker takes it: the offset is not committed before.
+async fn dead_letter(shared: &Shared, m: &OwnedMessage, reason: &str, flow: Option<(&str, &str)>) {
+    let reason = shared.deps.engine.mask(reason).into_owned();
+    let partition = m.partition().to_string();
+    let offset = m.offset().to_string();
+    let mut headers = m.headers().cloned().unwrap_or_else(OwnedHeaders::new);
+    for (k, v) in [
+        ("hookgate-dead-letter-reason", reason.as_str()),
+        ("hookgate-dead-letter-topic", m.topic()),
+        ("hookgate-dead-letter-partition", partition.as_str()),
+        ("hookgate-dead-letter-offset", offset.as_str()),
+    ] {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    if let Some((flow, execution)) = flow {
+        headers = headers
+            .insert(Header {
+                key: "hookgate-dead-letter-flow",
+                value: Some(flow),
+            })
+            .insert(Header {
+                key: "hookgate-dead-letter-execution",
+                value: Some(execution),
+            });
+    }
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut rec = FutureRecord::to(&shared.dead_letter_topic)
+            .payload(m.payload().unwrap_or_default())
+            .headers(headers.clone());
+        if let Some(k) = m.key() {
+            rec = rec.key(k);
+        }
+        match shared.deps.producer.send(rec, PRODUCE_TIMEOUT).await {
+            Ok(_) => return,
+            Err((e, _)) => {
+                tracing::error!(error = %e, topic = %shared.dead_letter_topic, "dead letter not stored; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}

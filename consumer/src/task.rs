@@ -1,0 +1,245 @@
+//! Tasks: the steps of a flow. One file per kind, each with the same verbs: `build` from
+//! config (compiling every template once) and `run` against a context, returning the
+//! outputs the following tasks see as `outputs.<id>`.
+
+mod http;
+mod kafka;
+mod log;
+
+use std::time::Duration;
+
+use hookgate_common::config::{ConfigDuration, Problems};
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::expression::{Context, Engine};
+
+pub use http::{HttpConfig, HttpTask};
+pub use kafka::{KafkaTask, KafkaTaskConfig};
+pub use log::{LogConfig, LogTask};
+
+/// A task as configured: `type = "http" | "kafka" | "log"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TaskConfig {
+    /// An HTTP request through the SSRF-safe client.
+    Http(Box<HttpConfig>),
+    /// A record produced to a Kafka topic.
+    Kafka(KafkaTaskConfig),
+    /// A log line.
+    Log(LogConfig),
+}
+
+/// A built task.
+#[derive(Debug)]
+pub enum Task {
+    Http(Box<HttpTask>),
+    Kafka(KafkaTask),
+    Log(LogTask),
+}
+
+/// How a task's failures are retried: exponential backoff, bounded in attempts and in
+/// total time.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included; 1 disables retries.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled each time.
+    #[serde(default = "default_backoff")]
+    pub backoff: ConfigDuration,
+    /// The longest wait between attempts.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: ConfigDuration,
+    /// No retry starts after this long since the first attempt.
+    #[serde(default = "default_max_elapsed")]
+    pub max_elapsed: ConfigDuration,
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+fn default_backoff() -> ConfigDuration {
+    ConfigDuration::from_millis(500)
+}
+fn default_max_backoff() -> ConfigDuration {
+    ConfigDuration::from_secs(10)
+}
+fn default_max_elapsed() -> ConfigDuration {
+    ConfigDuration::from_secs(60)
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: default_attempts(),
+            backoff: default_backoff(),
+            max_backoff: default_max_backoff(),
+            max_elapsed: default_max_elapsed(),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// No retries.
+    pub const NONE: RetryConfig = RetryConfig {
+        max_attempts: 1,
+        backoff: ConfigDuration::from_millis(0),
+        max_backoff: ConfigDuration::from_millis(0),
+        max_elapsed: ConfigDuration::from_millis(0),
+    };
+
+    pub(crate) fn validate(&self, at: &str, p: &mut Problems) {
+        if self.max_attempts == 0 || self.max_attempts > 100 {
+            p.push(
+                format!("{at}.max_attempts"),
+                "must be between 1 and 100",
+                "choose a number in that range",
+            );
+        }
+        if self.max_elapsed.get() > Duration::from_secs(3600) {
+            p.push(
+                format!("{at}.max_elapsed"),
+                "must be at most 1h",
+                "lower it",
+            );
+        }
+    }
+
+    /// The wait before attempt `attempt` (2 = the first retry).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(2));
+        self.backoff
+            .get()
+            .saturating_mul(factor)
+            .min(self.max_backoff.get())
+    }
+}
+
+/// Why a task failed, and whether another attempt may succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl TaskError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        TaskError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        TaskError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// What tasks use to act.
+pub struct Deps {
+    pub http: crate::outbound::Client,
+    pub producer: rdkafka::producer::FutureProducer,
+    pub engine: Engine,
+}
+
+/// Task ids are referenced in templates as `outputs.<id>`.
+fn valid_id(id: &str) -> bool {
+    let mut bytes = id.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+}
+
+impl TaskConfig {
+    pub fn id(&self) -> &str {
+        match self {
+            TaskConfig::Http(c) => &c.id,
+            TaskConfig::Kafka(c) => &c.id,
+            TaskConfig::Log(c) => &c.id,
+        }
+    }
+
+    pub fn build(&self, at: &str, engine: &Engine, p: &mut Problems) -> Option<Task> {
+        if !valid_id(self.id()) {
+            p.push(
+                format!("{at}.id"),
+                format!("`{}` is not a task id", self.id()),
+                "use lowercase letters, digits and '_', starting with a letter or '_', so templates can say outputs.<id>",
+            );
+        }
+        match self {
+            TaskConfig::Http(c) => c.build(at, engine, p).map(|t| Task::Http(Box::new(t))),
+            TaskConfig::Kafka(c) => c.build(at, engine, p).map(Task::Kafka),
+            TaskConfig::Log(c) => c.build(at, engine, p).map(Task::Log),
+        }
+    }
+}
+
+impl Task {
+    pub fn id(&self) -> &str {
+        match self {
+            Task::Http(t) => t.id(),
+            Task::Kafka(t) => t.id(),
+            Task::Log(t) => t.id(),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Task::Http(_) => "http",
+            Task::Kafka(_) => "kafka",
+            Task::Log(_) => "log",
+        }
+    }
+
+    pub fn retry(&self) -> RetryConfig {
+        match self {
+            Task::Http(t) => t.retry(),
+            Task::Kafka(_) => RetryConfig::default(),
+            Task::Log(_) => RetryConfig::NONE,
+        }
+    }
+
+    /// One attempt; the outputs are what `outputs.<id>` shows.
+    pub async fn run(&self, ctx: &Context, deps: &Deps) -> Result<Json, TaskError> {
+        match self {
+            Task::Http(t) => t.run(ctx, deps).await,
+            Task::Kafka(t) => t.run(ctx, deps).await,
+            Task::Log(t) => t.run(ctx, deps),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_can_be_referenced() {
+        for ok in ["signin", "_x", "tag_2"] {
+            assert!(valid_id(ok), "{ok}");
+        }
+        for bad in ["", "2fa", "Tag", "with-dash", "a.b"] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let r = RetryConfig {
+            max_attempts: 10,
+            backoff: ConfigDuration::from_millis(100),
+            max_backoff: ConfigDuration::from_millis(700),
+            max_elapsed: ConfigDuration::from_secs(10),
+        };
+        assert_eq!(r.backoff(2), Duration::from_millis(100));
+        assert_eq!(r.backoff(3), Duration::from_millis(200));
+        assert_eq!(r.backoff(4), Duration::from_millis(400));
+        assert_eq!(r.backoff(5), Duration::from_millis(700));
+        assert_eq!(r.backoff(60), Duration::from_millis(700));
+    }
+}

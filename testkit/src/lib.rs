@@ -1,0 +1,21 @@
+//! Test support shared by hookgate's crates.
+//!
+//! - [`brokers`] and [`topic`]: the suite's real broker (started by scripts/test) and
+//!   topic names no other test uses;
+//! - [`kafka`]: reading records back with `assign()`, and producing events;
+//! - [`server`]: a local HTTP(S) server that records what it receives.
+
+pub mod kafka;
+pub mod server;
+
+/// The broker the suite runs against. Tests that need Kafka fail, never skip, without it.
+pub fn brokers() -> String {
+    std::env::var("TEST_KAFKA_BROKERS").expect(
+        "TEST_KAFKA_BROKERS is not set: run the suite with scripts/test, which starts a broker",
+    )
+}
+
+/// A topic name no other test uses.
+pub fn topic(name: &str) -> String {
+    format!("it-{name}-{}", uuid::Uuid::new_v4().simple())
+}
