@@ -11,8 +11,14 @@ use crate::config::{self, Environment, Loaded, Source};
 use crate::shutdown::Shutdown;
 use crate::{Listeners, SinkKind};
 
+mod echo;
+
 /// The embedded local profile.
 pub const PROFILE: &str = include_str!("../config/local.toml");
+/// The consumer side of the local profile.
+pub const CONSUMER_PROFILE: &str = include_str!("../config/local-consumer.toml");
+/// The shipped flows.
+pub const SCENARIOS: &str = include_str!("../config/flows/scenarios.toml");
 
 /// Secrets the profile references, generated at each start.
 const DEV_SECRETS: &[(&str, &str)] = &[
@@ -54,10 +60,19 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     };
     let loaded = Loaded::load(source, env)?;
     let settings = &loaded.settings;
-    for hook in &settings.hooks {
+    let echo = echo::start().await.context("starting the echo endpoint")?;
+    let consumer = consumer_settings(&bootstrap, echo)?;
+    let mut topics: Vec<&str> = settings.hooks.iter().map(|h| h.topic.as_str()).collect();
+    topics.push(&consumer.kafka.dead_letter_topic);
+    if let Some(t) = &consumer.kafka.executions_topic {
+        topics.push(t);
+    }
+    topics.sort();
+    topics.dedup();
+    for topic in topics {
         cluster
-            .create_topic(&hook.topic, settings.kafka.partitions, 1)
-            .with_context(|| format!("creating topic {}", hook.topic))?;
+            .create_topic(topic, settings.kafka.partitions, 1)
+            .with_context(|| format!("creating topic {topic}"))?;
     }
     let http = tokio::net::TcpListener::bind(&settings.server.listen)
         .await
@@ -82,6 +97,12 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     println!("http: {http_addr}");
     println!("kafka: {bootstrap}");
     println!("admin: {admin_addr}");
+    println!("echo: {echo}");
+    let flows: Vec<String> = consumer.flows.iter().map(|f| f.qualified_id()).collect();
+    println!(
+        "flows: {} (their calls go to the echo endpoint)",
+        flows.join(", ")
+    );
     for (hook, value) in &secrets {
         println!("dev secret for hook `{hook}`: {value}");
     }
@@ -114,10 +135,23 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
             String::from_utf8_lossy(sample)
         );
     }
+    println!("  curl -si http://{http_addr}/hooks/inventory -H 'content-type: application/json' -d '{{\"product\":\"M8 bolts\",\"stock_value\":4,\"warehouse\":\"east\"}}'");
+    println!("  curl -si http://{http_addr}/hooks/bi-usage -H 'content-type: application/json' -d '{{\"workbook_id\":\"wb-42\",\"workbook_name\":\"Q3 churn\",\"hits_last_14_days\":3}}'");
     println!("  hookgate tail hookgate.orders --brokers {bootstrap} --from-beginning");
     println!();
 
+    let flows_stop = shutdown.clone();
+    let flows = tokio::spawn(hookgate_consumer::runtime::run(
+        consumer,
+        hookgate_consumer::admin::Ready::default(),
+        async move { flows_stop.wait().await },
+    ));
     let result = crate::run(loaded, Listeners { http, admin }, SinkKind::Kafka, shutdown).await;
+    match flows.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "the flow consumer stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "the flow consumer failed"),
+        Ok(Ok(())) => {}
+    }
     drop(cluster);
     result
 }
@@ -128,4 +162,44 @@ pub fn profile_source() -> config::Source {
         name: "local profile".into(),
         toml: PROFILE.into(),
     }
+}
+
+/// The flow consumer's settings: the local consumer profile with the shipped flows, every
+/// secret pointing at the echo endpoint or a development value.
+fn consumer_settings(
+    bootstrap: &str,
+    echo: std::net::SocketAddr,
+) -> anyhow::Result<hookgate_consumer::config::Settings> {
+    use hookgate_consumer::config::{ConsumerConfig, FlowsFile};
+    let base = format!("http://{echo}");
+    let mut env = Environment::default();
+    for (name, value) in [
+        ("MESSAGING_WEBHOOK_URL", format!("{base}/messaging/webhook")),
+        ("BI_BASE_URL", format!("{base}/bi")),
+        ("BI_PAT_NAME", "dev-pat".to_string()),
+        ("BI_PAT_SECRET", "dev-pat-secret".to_string()),
+        ("SLACK_WEBHOOK_URL", format!("{base}/slack/webhook")),
+        ("TICKETS_BASE_URL", format!("{base}/tickets")),
+        ("TICKETS_USER", "dev-user".to_string()),
+        ("TICKETS_PASSWORD", "dev-password".to_string()),
+        ("TICKETS_CLIENT_ID", "dev-client".to_string()),
+        ("TICKETS_CLIENT_SECRET", "dev-client-secret".to_string()),
+        ("CHAT_BASE_URL", format!("{base}/chat")),
+        ("CHAT_BOT_TOKEN", "dev-bot-token".to_string()),
+        ("ONCALL_USERS", "U0DEV1,U0DEV2".to_string()),
+        ("PAGER_URL", format!("{base}/pager/enqueue")),
+        ("PAGER_ROUTING_KEY", "dev-routing-key".to_string()),
+        ("HOOKGATE_KAFKA__BROKERS", bootstrap.to_string()),
+    ] {
+        env.set(name, value);
+    }
+    let source = Source::Text {
+        name: "local consumer profile".into(),
+        toml: CONSUMER_PROFILE.into(),
+    };
+    let mut config = ConsumerConfig::load(&source, &env)?;
+    config
+        .flows
+        .extend(FlowsFile::parse(SCENARIOS, "config/flows/scenarios.toml")?.flows);
+    Ok(config.build(&env, "local consumer profile")?)
 }

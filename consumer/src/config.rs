@@ -41,6 +41,29 @@ pub struct ConsumerConfig {
     /// The flows, one `[[flows]]` table each.
     #[serde(default)]
     pub flows: Vec<FlowConfig>,
+    /// More files of `[[flows]]` tables, read after this one (relative paths from the
+    /// working directory).
+    #[serde(default)]
+    pub flow_files: Vec<std::path::PathBuf>,
+}
+
+/// A file of flows: `[[flows]]` tables and nothing else.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsFile {
+    #[serde(default)]
+    pub flows: Vec<FlowConfig>,
+}
+
+impl FlowsFile {
+    /// Parses a file of flows; `name` labels the problem.
+    pub fn parse(text: &str, name: &str) -> Result<FlowsFile, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let mut p = Problems::default();
+            p.push(name, e.message().to_string(), "correct the flows file");
+            p.into_error(name)
+        })
+    }
 }
 
 /// `[kafka]`: where events come from and where records go.
@@ -154,20 +177,46 @@ impl ConsumerConfig {
             }
         }
         let engine = Engine::new(secrets);
-        let mut ids = BTreeMap::new();
-        let mut flows = Vec::new();
-        for (i, f) in self.flows.iter().enumerate() {
-            if let Some(first) = ids.insert(f.qualified_id(), i) {
-                p.push(
-                    format!("flows[{i}].id"),
-                    format!(
-                        "`{}` is already the id of flows[{first}] in that namespace",
-                        f.id
+        let mut all: Vec<(String, FlowConfig)> = self
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (format!("flows[{i}]"), f.clone()))
+            .collect();
+        for (n, path) in self.flow_files.iter().enumerate() {
+            let name = format!("flow_files[{n}] ({})", path.display());
+            match std::fs::read_to_string(path) {
+                Ok(text) => match FlowsFile::parse(&text, &name) {
+                    Ok(file) => all.extend(
+                        file.flows
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, f)| (format!("{name}.flows[{i}]"), f)),
                     ),
+                    Err(e) => {
+                        for problem in e.problems {
+                            p.push(problem.path, problem.message, &problem.fix);
+                        }
+                    }
+                },
+                Err(e) => p.push(
+                    format!("flow_files[{n}]"),
+                    format!("cannot read `{}`: {e}", path.display()),
+                    "point it at an existing file",
+                ),
+            }
+        }
+        let mut ids: BTreeMap<String, String> = BTreeMap::new();
+        let mut flows = Vec::new();
+        for (at, f) in &all {
+            if let Some(first) = ids.insert(f.qualified_id(), at.clone()) {
+                p.push(
+                    format!("{at}.id"),
+                    format!("`{}` is already the id of {first} in that namespace", f.id),
                     "give every flow its own id",
                 );
             }
-            if let Some(flow) = f.build(i, &engine, &self.secrets, &mut p) {
+            if let Some(flow) = f.build(at, &engine, &self.secrets, &mut p) {
                 flows.push(flow);
             }
         }

@@ -97,16 +97,16 @@ impl FlowConfig {
         format!("{}.{}", self.namespace, self.id)
     }
 
-    /// Validates the flow and compiles its templates; problems go to `p` under
-    /// `flows[index]`.
+    /// Validates the flow and compiles its templates; problems go to `p` under `path`
+    /// (`flows[2]`).
     pub fn build(
         &self,
-        index: usize,
+        path: &str,
         engine: &Engine,
         secrets: &BTreeMap<String, SecretRef>,
         p: &mut Problems,
     ) -> Option<Flow> {
-        let at = |key: &str| format!("flows[{index}].{key}");
+        let at = |key: &str| format!("{path}.{key}");
         let before = p.len();
         let name_ok = |s: &str| {
             !s.is_empty()
