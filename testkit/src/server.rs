@@ -32,6 +32,16 @@ impl Seen {
     }
 }
 
+/// Holds a reply back this long before sending it (see [`delayed`]).
+#[derive(Debug, Clone, Copy)]
+struct Delay(std::time::Duration);
+
+/// `reply`, sent only after `delay`; the server keeps serving other requests meanwhile.
+pub fn delayed(mut reply: Reply, delay: std::time::Duration) -> Reply {
+    reply.extensions_mut().insert(Delay(delay));
+    reply
+}
+
 pub type Reply = http::Response<Full<Bytes>>;
 pub type Responder = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
 
@@ -126,8 +136,12 @@ where
                 body,
                 sni,
             };
+            // Recorded on arrival, so a test sees a request the server is still holding.
+            log.lock().unwrap().push(seen.clone());
             let reply = respond(&seen);
-            log.lock().unwrap().push(seen);
+            if let Some(Delay(d)) = reply.extensions().get::<Delay>().copied() {
+                tokio::time::sleep(d).await;
+            }
             Ok::<_, Infallible>(reply)
         }
     });

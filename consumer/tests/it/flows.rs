@@ -381,3 +381,131 @@ async fn ssrf_targets_are_refused_unless_allowed_and_secrets_stay_out_of_records
     );
     consumer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_and_log_tasks_use_the_outputs_before_them() {
+    let t = topics("produce", 1).await;
+    let out = topic("produce-out");
+    create_topic(&brokers(), &out, 1).await;
+    let flow = format!(
+        r#"[[flows]]
+id = "forward"
+trigger = {{ hooks = ["orders"], types = ["order.*"] }}
+criteria = {{ "trigger.body.total" = {{ gte = 100 }}, "trigger.headers.content-type.0" = {{ startswith = "application/json" }} }}
+
+[[flows.tasks]]
+id = "note"
+type = "log"
+message = "big order {{{{ trigger.body.id }}}}"
+
+[[flows.tasks]]
+id = "publish"
+type = "kafka"
+topic = "{out}"
+key = "{{{{ trigger.body.id }}}}"
+value = {{ order = "{{{{ trigger.body.id }}}}", total = "{{{{ trigger.body.total }}}}", noted = "{{{{ outputs.note.message }}}}" }}
+"#
+    );
+    let consumer = start(&t, "", &flow, &[]);
+    let p = Producer::new(&brokers());
+    p.event(
+        &t.events,
+        Some("a"),
+        "orders",
+        "order.created",
+        &json!({"id": "A-1", "total": 250}),
+    );
+    p.event(
+        &t.events,
+        Some("b"),
+        "orders",
+        "order.created",
+        &json!({"id": "B-2", "total": 5}),
+    );
+    p.event(
+        &t.events,
+        Some("c"),
+        "orders",
+        "invoice.paid",
+        &json!({"id": "C-3", "total": 900}),
+    );
+    let records = executions(&t, 2);
+    let published = kafka::read_n(&brokers(), &out, 1);
+    assert_eq!(published[0].key.as_deref(), Some(&b"A-1"[..]));
+    let value: Value = serde_json::from_slice(&published[0].value).unwrap();
+    assert_eq!(
+        value,
+        json!({"order": "A-1", "total": 250, "noted": "big order A-1"})
+    );
+    let states: Vec<&str> = records
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert!(
+        states.contains(&"SUCCESS") && states.contains(&"SKIPPED"),
+        "{states:?}"
+    );
+    let success = records.iter().find(|r| r["state"] == "SUCCESS").unwrap();
+    assert_eq!(success["tasks"][1]["outputs"]["topic"], json!(out));
+    consumer.stop().await;
+}
+
+#[test]
+fn check_validates_the_example_and_names_what_is_wrong() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let example = format!("{root}/config/hookgate-consumer.example.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let vars: Vec<(String, String)> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.len() > 3 && w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .map(|w| (w.to_string(), "https://example.test/value".to_string()))
+        .collect();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
+        .args(["check", "--config", &example])
+        .current_dir(root)
+        .envs(vars.clone())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for flow in [
+        "warehouse.stock-alert",
+        "bi.archive-unused-workbook",
+        "ops.incident-war-room",
+    ] {
+        assert!(stdout.contains(flow), "{flow} missing from:\n{stdout}");
+    }
+
+    // A broken flow: every problem, with its TOML path.
+    let dir = std::env::temp_dir().join(format!(
+        "hookgate-consumer-check-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[kafka]\ntopics = [\"t\"]\n[[flows]]\nid = \"f\"\ncondition = \"{{ trigger.body.n <= }}\"\n[[flows.tasks]]\nid = \"Bad-Id\"\ntype = \"http\"\nuri = \"{{ secret('NOPE') }}\"\nmethod = \"FETCH NOW\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for want in [
+        "flows[0].condition",
+        "flows[0].tasks[0].id",
+        "flows[0].tasks[0].method",
+        "secret('NOPE') is used but not defined",
+    ] {
+        assert!(stderr.contains(want), "{want} missing from:\n{stderr}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

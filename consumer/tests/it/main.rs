@@ -3,3 +3,4 @@
 
 mod flows;
 mod outbound;
+mod restart;

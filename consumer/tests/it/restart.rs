@@ -1,0 +1,156 @@
+//! At least once, for real: `kill -9` of the consumer while a flow is mid-task, a
+//! restart, and the flow completes; the restarted consumer's logs carry no secret.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookgate_testkit::kafka::{self, create_topic, Producer};
+use hookgate_testkit::server::{delayed, TestServer};
+use hookgate_testkit::{brokers, topic};
+use serde_json::{json, Value};
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(config: &std::path::Path) -> Guard {
+    Guard(
+        Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("PLANTED_SECRET", "planted-consumer-secret-42")
+            .env("HOOKGATE_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flow_interrupted_by_kill_9_completes_after_a_restart() {
+    let (events, dead, executions) = (
+        topic("restart"),
+        topic("restart-dlq"),
+        topic("restart-exec"),
+    );
+    for t in [&events, &dead, &executions] {
+        create_topic(&brokers(), t, 1).await;
+    }
+    // The first call hangs (the consumer is killed during it); later ones answer at once.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let server = TestServer::start(move |_| {
+        let reply = http::Response::builder()
+            .status(200)
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+            .unwrap();
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            delayed(reply, Duration::from_secs(8))
+        } else {
+            reply
+        }
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!(
+        "hookgate-restart-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("consumer.toml");
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup = \"{}\"\ntopics = [\"{events}\"]\ndead_letter_topic = \"{dead}\"\nexecutions_topic = \"{executions}\"\n\
+             properties = {{ \"session.timeout.ms\" = 6000, \"max.poll.interval.ms\" = 10000 }}\n\
+             [admin]\nlisten = \"{admin}\"\n[outbound]\nallow = [\"127.0.0.1/32\"]\n[secrets]\nTOKEN = {{ env = \"PLANTED_SECRET\" }}\n\
+             [[flows]]\nid = \"call\"\ntrigger = {{ hooks = [\"h\"] }}\n[[flows.tasks]]\nid = \"call\"\ntype = \"http\"\nmethod = \"POST\"\nuri = \"{}\"\n\
+             headers = {{ authorization = \"Bearer {{{{ secret('TOKEN') }}}}\" }}\ntimeout = \"20s\"\nbody = {{ n = \"{{{{ trigger.body.n }}}}\" }}\n",
+            brokers(),
+            topic("group"),
+            server.url("/work")
+        ),
+    )
+    .unwrap();
+
+    let first = spawn(&config);
+    let id = Producer::new(&brokers()).event(&events, Some("k"), "h", "t", &json!({"n": 7}));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while calls.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the flow never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Mid-task: kill -9, no chance to commit.
+    let pid = first.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap()
+        .success());
+    drop(first);
+
+    let mut second = spawn(&config);
+    let records = kafka::read_until(&brokers(), &executions, Duration::from_secs(60), |r| {
+        r.iter().any(|x| {
+            serde_json::from_slice::<Value>(&x.value)
+                .map(|v| v["state"] == "SUCCESS")
+                .unwrap_or(false)
+        })
+    });
+    let done: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).unwrap())
+        .collect();
+    let success = done
+        .iter()
+        .find(|v| v["state"] == "SUCCESS")
+        .expect("the flow completed after the restart");
+    assert_eq!(success["event"]["id"], json!(id));
+    assert!(
+        calls.load(Ordering::SeqCst) >= 2,
+        "the call was made again after the restart: {} calls, records {done:#?}",
+        calls.load(Ordering::SeqCst)
+    );
+    assert!(server
+        .seen()
+        .iter()
+        .all(|s| s.header("authorization") == Some("Bearer planted-consumer-secret-42")));
+
+    // SIGTERM: a clean stop; its logs hold no secret.
+    let pid = second.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let _ = second.0.wait();
+    let mut logs = String::new();
+    second
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains("flow finished"),
+        "debug logs were captured:\n{logs}"
+    );
+    assert!(
+        !logs.contains("planted-consumer-secret-42"),
+        "the secret is in the logs"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
