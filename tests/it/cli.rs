@@ -40,31 +40,48 @@ fn local_runs_the_readme_examples_end_to_end() {
             .spawn()
             .unwrap(),
     );
-    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let (mut http, mut kafka_addr, mut alerts_key) = (None, None, None);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(a) = line.strip_prefix("http: ") {
-            http = Some(a.to_string());
-        } else if let Some(a) = line.strip_prefix("kafka: ") {
-            kafka_addr = Some(a.to_string());
-        } else if let Some(k) = line.strip_prefix("dev secret for hook `alerts`: ") {
-            alerts_key = Some(k.to_string());
-        } else if line == "try:" {
-            break;
+    // Everything it prints, collected as it comes (the echo endpoint prints after start).
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = printed.clone();
+    let stdout = child.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
         }
-    }
+    });
+    let wait_for = |pred: &dyn Fn(&str) -> bool, what: &str, secs: u64| -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(l) = printed.lock().unwrap().iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never printed {what}: {:#?}",
+                printed.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(&|l| l == "try:", "the examples", 60);
+    let value = |prefix: &str| {
+        printed
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix).map(str::to_string))
+    };
     assert_eq!(
-        http.as_deref(),
+        value("http: ").as_deref(),
         Some("127.0.0.1:8080"),
         "the HTTP address, on its own line"
     );
-    let kafka_addr = kafka_addr.expect("the Kafka bootstrap address, on its own line");
+    let kafka_addr = value("kafka: ").expect("the Kafka bootstrap address, on its own line");
     assert!(
         kafka_addr.parse::<std::net::SocketAddr>().is_ok(),
         "{kafka_addr} is host:port"
     );
-    let alerts_key = alerts_key.expect("a generated dev secret");
+    let alerts_key = value("dev secret for hook `alerts`: ").expect("a generated dev secret");
 
     // Run each README command as written, with the printed secret in its variable.
     let mut ids = Vec::new();
@@ -84,9 +101,19 @@ fn local_runs_the_readme_examples_end_to_end() {
 
     // A librdkafka client reads them from the printed address.
     let mut on_topics = Vec::new();
-    for topic in ["hookgate.orders", "hookgate.raw", "hookgate.alerts"] {
+    for (hook, topic) in [
+        ("orders", "hookgate.orders"),
+        ("raw", "hookgate.raw"),
+        ("alerts", "hookgate.alerts"),
+        ("inventory", "hookgate.inventory"),
+        ("bi-usage", "hookgate.bi"),
+    ] {
+        let expected = curls
+            .iter()
+            .filter(|c| c.contains(&format!("/hooks/{hook}")))
+            .count();
         let reads = kafka::read_until(&kafka_addr, topic, Duration::from_secs(10), |r| {
-            r.len() >= curls.iter().filter(|c| c.contains(&topic[9..])).count()
+            r.len() >= expected
         });
         on_topics.extend(reads.iter().map(|r| r.event().id));
     }
@@ -95,6 +122,15 @@ fn local_runs_the_readme_examples_end_to_end() {
             on_topics.contains(id),
             "event {id} not readable from {kafka_addr}"
         );
+    }
+
+    // The flows ran: their calls reached the echo endpoint.
+    for call in [
+        "POST /messaging/webhook",
+        "PUT /bi/api/sites/dev-site/workbooks/wb-42/tags",
+        "POST /pager/enqueue",
+    ] {
+        wait_for(&|l| l.starts_with(&format!("echo <- {call}")), call, 60);
     }
 
     // `hookgate tail` prints them too.
