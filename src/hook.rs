@@ -83,6 +83,8 @@ pub struct Hook {
     pub allow_sources: CidrList,
     /// JSON pointers the hook reads from bodies, parsed once.
     pub pointers: Pointers,
+    /// Metric handles, registered on first use (after the recorder is installed).
+    metrics: std::sync::OnceLock<crate::metrics::HookMetrics>,
 }
 
 /// A hook's rate limiters and the settings they were made from.
@@ -209,6 +211,7 @@ impl Hook {
             .collect::<Vec<_>>()
             .join(", ");
         Hook {
+            metrics: std::sync::OnceLock::new(),
             pointers: Pointers::new(&parts.key, &parts.event_type),
             index: parts.index,
             source: format!("/hooks/{}", parts.id),
@@ -229,6 +232,12 @@ impl Hook {
             limits: parts.limits,
             allow_sources: parts.allow_sources,
         }
+    }
+
+    /// The hook's metric handles.
+    pub fn metrics(&self) -> &crate::metrics::HookMetrics {
+        self.metrics
+            .get_or_init(|| crate::metrics::HookMetrics::new(&self.id))
     }
 
     pub fn allows(&self, method: &Method) -> bool {

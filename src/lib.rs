@@ -149,6 +149,7 @@ pub async fn run(
     ));
     tokio::spawn(reload_on_sighup(reloader.clone(), shutdown.clone()));
     tokio::spawn(watch_producer_queue(gateway.clone(), shutdown.clone()));
+    tokio::spawn(metrics::upkeep(shutdown.clone()));
 
     let admin = Arc::new(Admin {
         health,

@@ -69,6 +69,8 @@ enum Command {
         #[arg(long)]
         curl: bool,
     },
+    /// Print the JSON Schema of the events hookgate publishes (structured mode).
+    Schema,
     /// Print the events on a topic as they arrive, one JSON object per line.
     Tail {
         topic: String,
@@ -167,6 +169,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 "{}",
                 hookgate::sign::render(&settings, &options, std::time::SystemTime::now())?
             );
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", hookgate_event::WEBHOOK_SCHEMA_JSON);
             Ok(())
         }
         Command::Tail {

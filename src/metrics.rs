@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const REQUESTS: &str = "hookgate_requests_total";
@@ -57,19 +57,104 @@ pub fn render() -> String {
     install().render()
 }
 
-/// One finished request.
-pub fn request(hook: &str, outcome: &'static str, elapsed: Duration) {
-    let hook = if hook.is_empty() { "(none)" } else { hook };
-    counter!(REQUESTS, "hook" => hook.to_string(), "outcome" => outcome).increment(1);
-    histogram!(REQUEST_SECONDS, "hook" => hook.to_string()).record(elapsed.as_secs_f64());
+/// Drains the recorded histogram samples into their buckets. The recorder keeps raw
+/// samples until then, so without this memory grows with traffic between scrapes.
+pub async fn upkeep(shutdown: crate::shutdown::Shutdown) {
+    loop {
+        install().run_upkeep();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.wait() => return,
+        }
+    }
 }
 
-/// One produce, from enqueue to acknowledgement or failure.
-pub fn delivery(hook: &str, elapsed: Duration, ok: bool) {
-    histogram!(DELIVERY_SECONDS).record(elapsed.as_secs_f64());
-    if !ok {
-        counter!(DELIVERY_ERRORS, "hook" => hook.to_string()).increment(1);
+/// Every `outcome` label value, in one place.
+pub const OUTCOMES: &[&str] = &[
+    "accepted",
+    "handshake",
+    "not_found",
+    "method_not_allowed",
+    "unauthorized",
+    "forbidden",
+    "rate_limited",
+    "too_large",
+    "unsupported_encoding",
+    "unsupported_media_type",
+    "bad_request",
+    "body_timeout",
+    "shed",
+    "queue_full",
+    "ack_timeout",
+    "delivery_failed",
+    "delivery_refused",
+];
+
+/// One hook's metric handles, registered once so that recording on the hot path is an
+/// atomic add, not a registry lookup with freshly allocated labels.
+pub struct HookMetrics {
+    requests: Vec<Counter>,
+    duration: Histogram,
+    body: Histogram,
+    delivery_errors: Counter,
+}
+
+impl std::fmt::Debug for HookMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HookMetrics")
     }
+}
+
+impl HookMetrics {
+    pub fn new(hook: &str) -> HookMetrics {
+        install();
+        HookMetrics {
+            requests: OUTCOMES
+                .iter()
+                .map(|o| counter!(REQUESTS, "hook" => hook.to_string(), "outcome" => *o))
+                .collect(),
+            duration: histogram!(REQUEST_SECONDS, "hook" => hook.to_string()),
+            body: histogram!(BODY_BYTES, "hook" => hook.to_string()),
+            delivery_errors: counter!(DELIVERY_ERRORS, "hook" => hook.to_string()),
+        }
+    }
+
+    /// The handles of requests that matched no hook.
+    pub fn unmatched() -> &'static HookMetrics {
+        static NONE: OnceLock<HookMetrics> = OnceLock::new();
+        NONE.get_or_init(|| HookMetrics::new("(none)"))
+    }
+
+    /// One finished request.
+    pub fn request(&self, outcome: &str, elapsed: Duration) {
+        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+            self.requests[i].increment(1);
+        }
+        self.duration.record(elapsed.as_secs_f64());
+    }
+
+    /// A body as received.
+    pub fn body_bytes(&self, n: usize) {
+        self.body.record(n as f64);
+    }
+
+    /// One produce, from enqueue to acknowledgement or failure.
+    pub fn delivery(&self, elapsed: Duration, ok: bool) {
+        delivery_seconds().record(elapsed.as_secs_f64());
+        if !ok {
+            self.delivery_errors.increment(1);
+        }
+    }
+}
+
+fn delivery_seconds() -> &'static Histogram {
+    static H: OnceLock<Histogram> = OnceLock::new();
+    H.get_or_init(|| histogram!(DELIVERY_SECONDS))
+}
+
+fn in_flight_gauge() -> &'static Gauge {
+    static G: OnceLock<Gauge> = OnceLock::new();
+    G.get_or_init(|| gauge!(IN_FLIGHT))
 }
 
 /// Messages the producer holds.
@@ -100,12 +185,7 @@ pub fn shed(reason: &'static str) {
 
 /// Requests being handled now.
 pub fn in_flight(n: usize) {
-    gauge!(IN_FLIGHT).set(n as f64);
-}
-
-/// A body as received.
-pub fn body_bytes(hook: &str, n: usize) {
-    histogram!(BODY_BYTES, "hook" => hook.to_string()).record(n as f64);
+    in_flight_gauge().set(n as f64);
 }
 
 /// A configuration reload: `result` is `ok` or `rejected`.

@@ -119,9 +119,13 @@ impl Gateway {
         let mut hook_id: Option<Arc<Hook>> = None;
         let result = self.process(req, &mut hook_id).await;
         let hook = hook_id.as_deref().map_or("", |h| h.id.as_str());
+        let hook_metrics: &metrics::HookMetrics = match hook_id.as_deref() {
+            Some(h) => h.metrics(),
+            None => metrics::HookMetrics::unmatched(),
+        };
         match result {
             Ok(Accepted::Stored { id }) => {
-                metrics::request(hook, "accepted", started.elapsed());
+                hook_metrics.request("accepted", started.elapsed());
                 tracing::debug!(hook, event_id = %id, "accepted");
                 match hook_id.as_deref().and_then(|h| h.response.as_ref()) {
                     Some(custom) => custom.respond(&id),
@@ -129,7 +133,7 @@ impl Gateway {
                 }
             }
             Ok(Accepted::Handshake(resp)) => {
-                metrics::request(hook, "handshake", started.elapsed());
+                hook_metrics.request("handshake", started.elapsed());
                 tracing::info!(
                     hook,
                     status = resp.status().as_u16(),
@@ -139,7 +143,7 @@ impl Gateway {
             }
             Err(rejection) => {
                 let outcome = rejection.outcome();
-                metrics::request(hook, outcome, started.elapsed());
+                hook_metrics.request(outcome, started.elapsed());
                 match rejection.fault() {
                     crate::error::Fault::Sender => {
                         tracing::debug!(hook, outcome, reason = %rejection, "refused")
@@ -227,7 +231,7 @@ impl Gateway {
         })?;
         metrics::in_flight(self.limits.max_in_flight - self.in_flight.available_permits());
         let raw = self.read_body(body, hook.max_body).await?;
-        metrics::body_bytes(&hook.id, raw.len());
+        hook.metrics().body_bytes(raw.len());
         // Over the bytes as received, before anything parses them.
         let verified = hook
             .auth
@@ -349,7 +353,7 @@ impl Gateway {
                 hook.ack_timeout,
             )
             .await;
-        metrics::delivery(&hook.id, delivered.elapsed(), result.is_ok());
+        hook.metrics().delivery(delivered.elapsed(), result.is_ok());
         if matches!(result, Err(crate::sink::PublishError::QueueFull)) {
             metrics::shed("queue_full");
         }
