@@ -36,6 +36,8 @@ pub const DEFAULT_PATH: &str = "hookgate.toml";
 /// How the gateway's config is layered.
 const LAYERS: Layers<'static> = Layers {
     defaults: DEFAULTS,
+    env_prefix: "HOOKGATE_",
+    env_ignore: &["HOOKGATE_CONSUMER_"],
     env_tables: &["server", "admin", "kafka"],
     missing_file_fix:
         "pass an existing file with --config, or run `hookgate local` to try it without one",

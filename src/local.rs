@@ -189,7 +189,7 @@ fn consumer_settings(
         ("ONCALL_USERS", "U0DEV1,U0DEV2".to_string()),
         ("PAGER_URL", format!("{base}/pager/enqueue")),
         ("PAGER_ROUTING_KEY", "dev-routing-key".to_string()),
-        ("HOOKGATE_KAFKA__BROKERS", bootstrap.to_string()),
+        ("HOOKGATE_CONSUMER_KAFKA__BROKERS", bootstrap.to_string()),
     ] {
         env.set(name, value);
     }

@@ -21,9 +21,6 @@ pub use property::PropertyValue;
 pub use secret::{parse_time, Environment, Secret, SecretRef, SecretSet};
 pub use size::ByteSize;
 
-/// Prefix of the environment variables that override the file.
-const ENV_PREFIX: &str = "HOOKGATE_";
-
 /// Where a config file comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -47,7 +44,13 @@ impl Source {
 pub struct Layers<'a> {
     /// The embedded defaults, TOML.
     pub defaults: &'a str,
-    /// The tables `HOOKGATE_<TABLE>__<KEY>` variables may set.
+    /// Prefix of the variables that override the file: `HOOKGATE_` for the gateway
+    /// (`HOOKGATE_<TABLE>__<KEY>`).
+    pub env_prefix: &'a str,
+    /// Prefixes under `env_prefix` that belong to another program sharing the
+    /// environment (the consumer's `HOOKGATE_CONSUMER_`), ignored here.
+    pub env_ignore: &'a [&'a str],
+    /// The tables environment variables may set.
     pub env_tables: &'a [&'a str],
     /// What to tell a user whose config file cannot be read.
     pub missing_file_fix: &'a str,
@@ -81,12 +84,13 @@ impl Layers<'_> {
             }
             Source::Text { toml, .. } => Toml::string(toml),
         };
-        let env_layer = EnvLayer::new(env, self.env_tables).map_err(|(var, message)| {
+        let env_layer = EnvLayer::new(env, self).map_err(|(var, message)| {
             fail(
                 &var,
                 message,
                 &format!(
-                    "set only HOOKGATE_<TABLE>__<KEY> for the tables {}",
+                    "set only {}<TABLE>__<KEY> for the tables {}",
+                    self.env_prefix,
                     self.env_tables.join(", ")
                 ),
             )
@@ -99,7 +103,11 @@ impl Layers<'_> {
             .map_err(|e| ConfigError {
                 source: source.name(),
                 // Deserialization stops at its first error; report that one.
-                problems: e.into_iter().take(1).map(problem_from_figment).collect(),
+                problems: e
+                    .into_iter()
+                    .take(1)
+                    .map(|e| problem_from_figment(e, self.env_prefix))
+                    .collect(),
             })
     }
 }
@@ -186,7 +194,7 @@ impl std::error::Error for ConfigError {}
 
 /// Turns a figment error into a problem with a TOML path (`hooks[0].auth.scheme`) or the
 /// environment variable that caused it.
-fn problem_from_figment(e: figment::Error) -> Problem {
+fn problem_from_figment(e: figment::Error, env_prefix: &str) -> Problem {
     let mut path = String::new();
     for (i, seg) in e.path.iter().enumerate() {
         if seg.parse::<usize>().is_ok() {
@@ -208,7 +216,7 @@ fn problem_from_figment(e: figment::Error) -> Problem {
         .is_some_and(|m| m.name == ENV_LAYER_NAME);
     let location = if from_env {
         let keys: Vec<&str> = e.path.iter().map(String::as_str).collect();
-        format!("{} (environment)", env_var_name(&keys))
+        format!("{} (environment)", env_var_name(env_prefix, &keys))
     } else if path.is_empty() {
         "(file)".to_string()
     } else {
@@ -237,34 +245,40 @@ fn problem_from_figment(e: figment::Error) -> Problem {
 
 const ENV_LAYER_NAME: &str = "environment variable";
 
-fn env_var_name(keys: &[&str]) -> String {
+fn env_var_name(prefix: &str, keys: &[&str]) -> String {
     let upper: Vec<String> = keys.iter().map(|k| k.to_uppercase()).collect();
-    format!("{ENV_PREFIX}{}", upper.join("__"))
+    format!("{prefix}{}", upper.join("__"))
 }
 
 /// The environment layer: `HOOKGATE_SERVER__LISTEN=…` sets `server.listen`. Values are
 /// read as TOML-like scalars (`8`, `true`, `"text"`).
 struct EnvLayer {
     dict: Dict,
+    prefix: String,
 }
 
 impl EnvLayer {
-    fn new(env: &Environment, tables: &[&str]) -> Result<EnvLayer, (String, String)> {
+    fn new(env: &Environment, layers: &Layers<'_>) -> Result<EnvLayer, (String, String)> {
+        let (prefix, tables) = (layers.env_prefix, layers.env_tables);
         let mut dict = Dict::new();
         let mut vars: Vec<(&str, &str)> = env
             .iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+            .filter(|(k, _)| {
+                k.starts_with(prefix)
+                    && k.contains("__")
+                    && !layers.env_ignore.iter().any(|other| k.starts_with(other))
+            })
             .collect();
         vars.sort();
         for (name, value) in vars {
-            let keys: Vec<String> = name[ENV_PREFIX.len()..]
+            let keys: Vec<String> = name[prefix.len()..]
                 .split("__")
                 .map(str::to_lowercase)
                 .collect();
             if keys.len() < 2 || keys.iter().any(String::is_empty) {
                 return Err((
                     name.to_string(),
-                    "is not of the form HOOKGATE_<TABLE>__<KEY>".into(),
+                    format!("is not of the form {prefix}<TABLE>__<KEY>"),
                 ));
             }
             if !tables.contains(&keys[0].as_str()) {
@@ -282,7 +296,10 @@ impl EnvLayer {
                 value.parse::<Value>().unwrap_or_else(|e| match e {}),
             );
         }
-        Ok(EnvLayer { dict })
+        Ok(EnvLayer {
+            dict,
+            prefix: prefix.to_string(),
+        })
     }
 }
 
@@ -306,7 +323,8 @@ fn insert_path(dict: &mut Dict, keys: &[String], value: Value) {
 
 impl Provider for EnvLayer {
     fn metadata(&self) -> Metadata {
-        Metadata::named(ENV_LAYER_NAME).interpolater(|_, keys| env_var_name(keys))
+        let prefix = self.prefix.clone();
+        Metadata::named(ENV_LAYER_NAME).interpolater(move |_, keys| env_var_name(&prefix, keys))
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {

@@ -1,5 +1,5 @@
 //! The consumer's configuration: one TOML file, layered like the gateway's (embedded
-//! defaults → file → `HOOKGATE_<TABLE>__<KEY>` for the tables `kafka`, `admin`, `limits`
+//! defaults → file → `HOOKGATE_CONSUMER_<TABLE>__<KEY>` for the tables `kafka`, `admin`, `limits`
 //! and `outbound`), strict, and validated as a whole before anything connects: every
 //! template and expression is compiled at load time and every problem is reported with
 //! its TOML path.
@@ -22,6 +22,8 @@ pub const DEFAULT_PATH: &str = "hookgate-consumer.toml";
 
 const LAYERS: Layers<'static> = Layers {
     defaults: DEFAULTS,
+    env_prefix: "HOOKGATE_CONSUMER_",
+    env_ignore: &[],
     env_tables: &["kafka", "admin", "limits", "outbound"],
     missing_file_fix: "pass an existing file with --config",
 };

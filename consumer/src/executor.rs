@@ -196,21 +196,28 @@ pub async fn execute(flow: &Flow, event: &Event, origin: &Origin, deps: &Deps) -
     };
     exec.change(State::Created);
     let mut ctx = context(event, flow, &id);
-    let prepared = flow
-        .vars
-        .render_into(&mut ctx)
-        .map_err(|e| format!("variables: {e}"))
-        .and_then(|()| {
-            for c in flow.conditions() {
-                if !c
-                    .eval(&ctx, SystemTime::now())
-                    .map_err(|e| format!("condition: {e}"))?
-                {
-                    return Ok(false);
-                }
+    // Variables first, so conditions may use them; but a condition that is false skips
+    // the run even when a variable could not be rendered (it read a field this event
+    // does not have).
+    let vars = flow.vars.render_into(&mut ctx);
+    let mut verdict: Result<bool, String> = Ok(true);
+    for c in flow.conditions() {
+        match c.eval(&ctx, SystemTime::now()) {
+            Ok(true) => {}
+            Ok(false) => {
+                verdict = Ok(false);
+                break;
             }
-            Ok(true)
-        });
+            Err(e) => {
+                verdict = Err(format!("condition: {e}"));
+                break;
+            }
+        }
+    }
+    let prepared = match (verdict, vars) {
+        (Ok(true), Err(e)) => Err(format!("variables: {e}")),
+        (verdict, _) => verdict,
+    };
     match prepared {
         Err(e) => {
             exec.error = Some(deps.engine.mask(&e).into_owned());
@@ -221,7 +228,7 @@ pub async fn execute(flow: &Flow, event: &Event, origin: &Origin, deps: &Deps) -
             exec.change(State::Running);
             let mut failed = None;
             for task in &flow.tasks {
-                let run = run_task(task, &ctx, deps).await;
+                let run = run_task(&flow.qualified_id(), task, &ctx, deps).await;
                 if let Some(outputs) = &run.outputs {
                     ctx.set_output(task.id(), outputs.clone());
                 }
@@ -255,7 +262,7 @@ pub async fn execute(flow: &Flow, event: &Event, origin: &Origin, deps: &Deps) -
 }
 
 /// One task with its retries.
-async fn run_task(task: &crate::task::Task, ctx: &Context, deps: &Deps) -> TaskRun {
+async fn run_task(flow: &str, task: &crate::task::Task, ctx: &Context, deps: &Deps) -> TaskRun {
     let retry = task.retry();
     let started = Instant::now();
     let mut attempts = 0;
@@ -269,7 +276,7 @@ async fn run_task(task: &crate::task::Task, ctx: &Context, deps: &Deps) -> TaskR
                     && started.elapsed() + retry.backoff(attempts + 1)
                         <= retry.max_elapsed.get() =>
             {
-                crate::metrics::task_retry(task.id());
+                crate::metrics::task_retry(flow, task.id());
                 tracing::debug!(task = task.id(), attempt = attempts, error = %deps.engine.mask(&e.message), "retrying");
                 tokio::time::sleep(retry.backoff(attempts + 1)).await;
             }
@@ -293,7 +300,7 @@ async fn run_task(task: &crate::task::Task, ctx: &Context, deps: &Deps) -> TaskR
             state: State::Failed,
             attempts,
             duration_ms,
-            outputs: None,
+            outputs: e.outputs,
             error: Some(deps.engine.mask(&e.message).into_owned()),
         },
     }

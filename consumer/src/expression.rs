@@ -91,6 +91,26 @@ pub enum ExpressionError {
     Render { path: String, message: String },
 }
 
+impl ExpressionError {
+    /// Adds this error to `p` under its own path, with `fix`.
+    pub fn report(&self, p: &mut hookgate_common::config::Problems, fix: &str) {
+        let (path, message) = match self {
+            ExpressionError::Syntax { path, message } => {
+                (path, format!("invalid template or expression: {message}"))
+            }
+            ExpressionError::Regex { path, source } => (
+                path,
+                format!("invalid regular expression for `matchregex`: {source}"),
+            ),
+            ExpressionError::Criterion { path, message } => (path, message.clone()),
+            ExpressionError::Render { path, message } => {
+                (path, format!("rendering failed: {message}"))
+            }
+        };
+        p.push(path.clone(), message, fix);
+    }
+}
+
 /// The compiled-template store and the secrets of one consumer configuration.
 ///
 /// Cheap to clone (an [`Arc`]); every compiled template holds a clone, which is what lets

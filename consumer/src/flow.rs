@@ -130,13 +130,13 @@ impl FlowConfig {
         }
         let condition = self.condition.as_deref().and_then(|c| {
             Condition::expression(engine, &at("condition"), c)
-                .map_err(|e| p.push(at("condition"), e.to_string(), "fix the expression"))
+                .map_err(|e| e.report(p, "fix the expression"))
                 .ok()
         });
         let criteria = (!self.criteria.is_empty())
             .then(|| {
                 Condition::criteria(&at("criteria"), &self.criteria)
-                    .map_err(|e| p.push(at("criteria"), e.to_string(), "fix the criterion"))
+                    .map_err(|e| e.report(p, "fix the criterion"))
                     .ok()
             })
             .flatten();
@@ -155,7 +155,7 @@ impl FlowConfig {
             &at("vars"),
             self.vars.iter().map(|v| (v.name.as_str(), &v.value)),
         )
-        .map_err(|e| p.push(at("vars"), e.to_string(), "fix the template"))
+        .map_err(|e| e.report(p, "fix the template"))
         .unwrap_or_default();
         if self.tasks.is_empty() {
             p.push(
@@ -205,21 +205,22 @@ impl FlowConfig {
     }
 }
 
-/// The names used in `secret('…')` calls anywhere in the flow's text.
+/// The names used in `secret('…')` calls anywhere in the flow's templates.
 fn secret_names(flow: &FlowConfig) -> BTreeSet<String> {
-    // The flow's own text, re-serialized: every template is in it.
-    let text = format!("{flow:?}");
-    let mut out = BTreeSet::new();
-    for quote in ["secret('", "secret(\\\""] {
-        let mut rest = text.as_str();
-        while let Some(i) = rest.find(quote) {
-            rest = &rest[i + quote.len()..];
-            let end = rest.find(['\'', '\\']).unwrap_or(rest.len());
-            out.insert(rest[..end].to_string());
-            rest = &rest[end..];
+    // Every template is a string somewhere in the flow; its debug text holds them all
+    // (quotes escaped). The description is prose, not a template.
+    let text = format!(
+        "{:?}",
+        FlowConfig {
+            description: None,
+            ..flow.clone()
         }
-    }
-    out
+    );
+    let call = regex::Regex::new(r#"secret\(\s*(?:'|\\")([^'"\\]+)(?:'|\\")\s*\)"#)
+        .expect("a valid pattern");
+    call.captures_iter(&text)
+        .map(|c| c[1].to_string())
+        .collect()
 }
 
 impl Flow {
@@ -257,5 +258,29 @@ impl Flow {
     /// The flow's conditions, both of which must hold when given.
     pub fn conditions(&self) -> impl Iterator<Item = &Condition> {
         self.condition.iter().chain(self.criteria.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_references_are_found_in_templates_only() {
+        let flow: FlowConfig = toml::from_str(
+            r#"
+            id = "f"
+            description = "uses secret('IN_PROSE') in its description"
+            [[tasks]]
+            id = "a"
+            type = "http"
+            uri = "{{ secret( 'SPACED' ) }}/x"
+            headers = { authorization = "Bearer {{ secret(\"DOUBLE\") }}" }
+            body = { k = "{{ secret('IN_BODY') }}" }
+            "#,
+        )
+        .unwrap();
+        let names: Vec<String> = secret_names(&flow).into_iter().collect();
+        assert_eq!(names, ["DOUBLE", "IN_BODY", "SPACED"]);
     }
 }

@@ -61,6 +61,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run { config } => {
             let settings = config::load(&Source::File(config), &env)?;
             hookgate_consumer::metrics::install();
+            tokio::spawn(hookgate_consumer::metrics::upkeep());
             let listener = tokio::net::TcpListener::bind(&settings.admin.listen)
                 .await
                 .map_err(|e| {

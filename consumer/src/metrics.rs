@@ -22,10 +22,26 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 /// `hookgate local`), in which case metrics go there.
 pub fn install() {
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ])
+            .expect("static bucket list is non-empty")
+            .build_recorder();
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder).ok().map(|()| handle)
     });
+}
+
+/// Drains recorded histogram samples into their buckets once a second, so memory does
+/// not grow with traffic between scrapes.
+pub async fn upkeep() {
+    loop {
+        if let Some(Some(handle)) = HANDLE.get() {
+            handle.run_upkeep();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The metrics in Prometheus' text format (empty when another recorder owns them).
@@ -42,8 +58,8 @@ pub fn flow_finished(flow: &str, state: State, elapsed: Duration) {
     histogram!(FLOW_SECONDS, "flow" => flow.to_string()).record(elapsed.as_secs_f64());
 }
 
-pub fn task_retry(task: &str) {
-    counter!(TASK_RETRIES, "task" => task.to_string()).increment(1);
+pub fn task_retry(flow: &str, task: &str) {
+    counter!(TASK_RETRIES, "flow" => flow.to_string(), "task" => task.to_string()).increment(1);
 }
 
 /// `reason`: `undecodable` or `flow_failed`.

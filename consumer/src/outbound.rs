@@ -43,7 +43,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Headers the client sets itself: the framing is its business, and a caller-chosen
 /// `Host` would make the request say one destination while going to another.
-const RESERVED_HEADERS: [&str; 9] = [
+pub const RESERVED_HEADERS: [&str; 9] = [
     "host",
     "content-length",
     "transfer-encoding",

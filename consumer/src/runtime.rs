@@ -36,8 +36,12 @@ use crate::task::Deps;
 /// How long a dead letter or an execution record may wait for its acknowledgement.
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Logs librdkafka's lines, and turns its statistics into the lag gauge.
-pub struct RuntimeContext;
+/// Turns librdkafka's statistics into the lag gauge, and tells the loop about
+/// rebalances: revoked partitions are forgotten, an assignment makes the consumer ready.
+pub struct RuntimeContext {
+    revoked: Arc<std::sync::Mutex<Vec<(String, i32)>>>,
+    ready: crate::admin::Ready,
+}
 
 impl ClientContext for RuntimeContext {
     fn stats(&self, stats: Statistics) {
@@ -56,7 +60,33 @@ impl ClientContext for RuntimeContext {
     }
 }
 
-impl ConsumerContext for RuntimeContext {}
+impl ConsumerContext for RuntimeContext {
+    fn pre_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Revoke(tpl) = rebalance {
+            let mut revoked = self.revoked.lock().expect("revoked lock");
+            revoked.extend(
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition())),
+            );
+        }
+    }
+
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Assign(tpl) = rebalance {
+            self.ready.set(tpl.count() > 0);
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
+        }
+    }
+}
 
 /// The client config shared by the consumer and producer.
 fn base_config(kafka: &KafkaSettings) -> ClientConfig {
@@ -85,6 +115,9 @@ struct Shared {
 
 /// What a finished record reports back to the loop.
 struct Done {
+    /// The partition state it belongs to; a revoked and reassigned partition starts a new
+    /// one, and reports from the old one are ignored.
+    epoch: u64,
     topic: String,
     partition: i32,
     offset: i64,
@@ -103,6 +136,7 @@ struct PartitionState {
     /// One past the highest offset fetched.
     next: Option<i64>,
     paused: bool,
+    epoch: u64,
 }
 
 impl PartitionState {
@@ -136,8 +170,13 @@ pub async fn run(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000");
+    let revoked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let context = RuntimeContext {
+        revoked: revoked.clone(),
+        ready: ready.clone(),
+    };
     let consumer: StreamConsumer<RuntimeContext> = config
-        .create_with_context(RuntimeContext)
+        .create_with_context(context)
         .context("creating the Kafka consumer")?;
     let mut topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
     if let Some(p) = &kafka.topic_pattern {
@@ -157,20 +196,30 @@ pub async fn run(
         dead_letter_topic: kafka.dead_letter_topic.clone(),
         executions_topic: kafka.executions_topic.clone(),
     });
-    ready.set(true);
     tracing::info!(topics = ?topics, group = %kafka.group, flows = shared.flows.len(), "consumer started");
 
     // Bounded by what can run at once: every partition's cap, in practice far less.
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(4096);
     let mut partitions: BTreeMap<(String, i32), PartitionState> = BTreeMap::new();
+    let mut epochs = 0u64;
     tokio::pin!(stop);
     loop {
+        // Partitions taken away: their unstarted events belong to the new owner now.
+        for key in std::mem::take(&mut *revoked.lock().expect("revoked lock")) {
+            partitions.remove(&key);
+        }
         tokio::select! {
             msg = consumer.recv() => match msg {
                 Ok(m) => {
                     let m = m.detach();
                     let key = (m.topic().to_string(), m.partition());
-                    let state = partitions.entry(key.clone()).or_default();
+                    let state = partitions.entry(key.clone()).or_insert_with(|| {
+                        epochs += 1;
+                        PartitionState {
+                            epoch: epochs,
+                            ..PartitionState::default()
+                        }
+                    });
                     state.next = Some(m.offset() + 1);
                     state.waiting.push_back(m);
                     start_ready(state, &shared, &done_tx, cap);
@@ -242,6 +291,7 @@ fn start_ready(
             continue;
         }
         let m = state.waiting.remove(i).expect("index in range");
+        let epoch = state.epoch;
         if let Some(k) = m.key() {
             state.busy_keys.insert(k.to_vec());
         }
@@ -252,6 +302,7 @@ fn start_ready(
             process(&m, &shared).await;
             let _ = done
                 .send(Done {
+                    epoch,
                     topic: m.topic().to_string(),
                     partition: m.partition(),
                     offset: m.offset(),
@@ -273,7 +324,7 @@ fn finish(
     cap: usize,
 ) {
     let key = (done.topic, done.partition);
-    let Some(state) = partitions.get_mut(&key) else {
+    let Some(state) = partitions.get_mut(&key).filter(|s| s.epoch == done.epoch) else {
         return;
     };
     state.running.remove(&done.offset);

@@ -117,11 +117,13 @@ impl RetryConfig {
     }
 }
 
-/// Why a task failed, and whether another attempt may succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a task failed, whether another attempt may succeed, and what it produced anyway
+/// (an HTTP task's unexpected response, for the execution record).
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskError {
     pub message: String,
     pub retryable: bool,
+    pub outputs: Option<Json>,
 }
 
 impl TaskError {
@@ -129,6 +131,7 @@ impl TaskError {
         TaskError {
             message: message.into(),
             retryable: false,
+            outputs: None,
         }
     }
 
@@ -136,6 +139,7 @@ impl TaskError {
         TaskError {
             message: message.into(),
             retryable: true,
+            outputs: None,
         }
     }
 }
@@ -199,7 +203,7 @@ impl Task {
     pub fn retry(&self) -> RetryConfig {
         match self {
             Task::Http(t) => t.retry(),
-            Task::Kafka(_) => RetryConfig::default(),
+            Task::Kafka(t) => t.retry(),
             Task::Log(_) => RetryConfig::NONE,
         }
     }

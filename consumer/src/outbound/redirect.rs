@@ -10,8 +10,8 @@
 
 use bytes::Bytes;
 use http::header::{
-    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LOCATION, CONTENT_TYPE, COOKIE,
-    PROXY_AUTHORIZATION,
+    ACCEPT, ACCEPT_LANGUAGE, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LOCATION, CONTENT_TYPE,
+    USER_AGENT,
 };
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
@@ -35,8 +35,10 @@ const BODY_HEADERS: [HeaderName; 4] = [
     CONTENT_LOCATION,
 ];
 
-/// Headers that must not follow a request to another origin.
-const CREDENTIAL_HEADERS: [HeaderName; 3] = [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION];
+/// The only headers that follow a request to another origin (besides those describing a
+/// body that is kept). Anything else a flow set may be a credential under a custom name
+/// (`x-auth-token`, `x-client-secret`), so it stays with the origin it was meant for.
+const CROSS_ORIGIN_HEADERS: [HeaderName; 3] = [ACCEPT, ACCEPT_LANGUAGE, USER_AGENT];
 
 /// Whether a response with this status is a redirect to follow (given a `Location`).
 /// 300 (a choice), 304 (not modified) and 305 (use proxy) are not.
@@ -80,7 +82,8 @@ pub(crate) fn next(
         headers.retain(|(name, _)| !BODY_HEADERS.contains(name));
     }
     if target.origin() != from.origin() {
-        headers.retain(|(name, _)| !CREDENTIAL_HEADERS.contains(name));
+        headers
+            .retain(|(name, _)| CROSS_ORIGIN_HEADERS.contains(name) || BODY_HEADERS.contains(name));
     }
     Ok(Hop {
         method,
@@ -93,6 +96,7 @@ pub(crate) fn next(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::{AUTHORIZATION, COOKIE};
 
     fn hop(method: Method, url: &str) -> Hop {
         Hop {
@@ -162,7 +166,7 @@ mod tests {
             "https://a.example:8443/",
         ] {
             let h = follow(Method::GET, 302, "https://a.example/x", to);
-            assert_eq!(names(&h), ["content-type", "x-trace"], "{to}");
+            assert_eq!(names(&h), ["content-type"], "{to}");
         }
     }
 

@@ -100,9 +100,21 @@ pub struct HttpTask {
 impl HttpConfig {
     pub fn build(&self, at: &str, engine: &Engine, p: &mut Problems) -> Option<HttpTask> {
         let before = p.len();
+        for name in self.headers.keys() {
+            let lower = name.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(lower.as_bytes()).is_err()
+                || crate::outbound::RESERVED_HEADERS.contains(&lower.as_str())
+            {
+                p.push(
+                    format!("{at}.headers.\"{name}\""),
+                    "is not a header a task may set (invalid, or owned by the HTTP client: host, content-length, connection, …)",
+                    "remove it",
+                );
+            }
+        }
         let mut template = |key: &str, source: &str| -> Option<Template> {
             Template::compile(engine, &format!("{at}.{key}"), source)
-                .map_err(|e| p.push(format!("{at}.{key}"), e.to_string(), "fix the template"))
+                .map_err(|e| e.report(p, "fix the template"))
                 .ok()
         };
         let method = Method::from_bytes(self.method.to_ascii_uppercase().as_bytes()).ok();
@@ -156,7 +168,7 @@ impl HttpConfig {
                 match Template::compile(engine, &format!("{at}.body"), s) {
                     Ok(t) => Body::Text(t),
                     Err(e) => {
-                        p.push(format!("{at}.body"), e.to_string(), "fix the template");
+                        e.report(p, "fix the template");
                         Body::None
                     }
                 }
@@ -165,7 +177,7 @@ impl HttpConfig {
                 match JsonTemplate::compile(engine, &format!("{at}.body"), value) {
                     Ok(t) => Body::Json(t),
                     Err(e) => {
-                        p.push(format!("{at}.body"), e.to_string(), "fix the template");
+                        e.report(p, "fix the template");
                         Body::None
                     }
                 }
@@ -312,6 +324,7 @@ impl HttpTask {
             .map_err(|e| TaskError {
                 message: e.to_string(),
                 retryable: e.is_transient(),
+                outputs: None,
             })?;
         let ok = if self.expect.is_empty() {
             (200..300).contains(&resp.status)
@@ -323,6 +336,7 @@ impl HttpTask {
             return Err(TaskError {
                 message: format!("{} answered {}", resp.url_host(), resp.status),
                 retryable: matches!(resp.status, 408 | 429 | 500..=599),
+                outputs: Some(outputs),
             });
         }
         Ok(outputs)

@@ -22,6 +22,8 @@ pub struct KafkaTaskConfig {
     pub topic: String,
     pub key: Option<String>,
     pub value: Json,
+    #[serde(default)]
+    pub retry: super::RetryConfig,
 }
 
 #[derive(Debug)]
@@ -33,6 +35,7 @@ enum Value {
 #[derive(Debug)]
 pub struct KafkaTask {
     id: String,
+    retry: super::RetryConfig,
     topic: Template,
     key: Option<Template>,
     value: Value,
@@ -41,33 +44,33 @@ pub struct KafkaTask {
 impl KafkaTaskConfig {
     pub fn build(&self, at: &str, engine: &Engine, p: &mut Problems) -> Option<KafkaTask> {
         let before = p.len();
-        let mut problem = |key: &str, e: crate::expression::ExpressionError| {
-            p.push(format!("{at}.{key}"), e.to_string(), "fix the template")
-        };
+        let mut problem = |e: crate::expression::ExpressionError| e.report(p, "fix the template");
         let topic = Template::compile(engine, &format!("{at}.topic"), &self.topic)
-            .map_err(|e| problem("topic", e))
+            .map_err(&mut problem)
             .ok();
         let key = match &self.key {
             Some(k) => Template::compile(engine, &format!("{at}.key"), k)
-                .map_err(|e| problem("key", e))
+                .map_err(&mut problem)
                 .ok(),
             None => None,
         };
         let value = match &self.value {
             Json::String(s) => Template::compile(engine, &format!("{at}.value"), s)
                 .map(Value::Text)
-                .map_err(|e| problem("value", e))
+                .map_err(&mut problem)
                 .ok(),
             other => JsonTemplate::compile(engine, &format!("{at}.value"), other)
                 .map(Value::Json)
-                .map_err(|e| problem("value", e))
+                .map_err(&mut problem)
                 .ok(),
         };
+        self.retry.validate(&format!("{at}.retry"), p);
         if p.len() > before {
             return None;
         }
         Some(KafkaTask {
             id: self.id.clone(),
+            retry: self.retry,
             topic: topic?,
             key,
             value: value?,
@@ -78,6 +81,10 @@ impl KafkaTaskConfig {
 impl KafkaTask {
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    pub fn retry(&self) -> super::RetryConfig {
+        self.retry
     }
 
     pub async fn run(&self, ctx: &Context, deps: &Deps) -> Result<Json, TaskError> {

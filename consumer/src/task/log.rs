@@ -37,7 +37,7 @@ pub struct LogTask {
 impl LogConfig {
     pub fn build(&self, at: &str, engine: &Engine, p: &mut Problems) -> Option<LogTask> {
         let message = Template::compile(engine, &format!("{at}.message"), &self.message)
-            .map_err(|e| p.push(format!("{at}.message"), e.to_string(), "fix the template"))
+            .map_err(|e| e.report(p, "fix the template"))
             .ok()?;
         Some(LogTask {
             id: self.id.clone(),
