@@ -15,6 +15,7 @@ mod readiness;
 mod reload;
 mod replay;
 mod requests;
+mod sdk;
 mod sign;
 mod tls;
 mod traffic;
