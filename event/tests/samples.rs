@@ -7,6 +7,8 @@
 //! it is a decision (additive changes only within v1, see docs/events.md#compatibility;
 //! anything else is `urn:hookgate:webhook:v2`, with its own schema file).
 
+mod support;
+
 use std::collections::BTreeSet;
 
 use hookgate_event::{
@@ -15,80 +17,24 @@ use hookgate_event::{
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-fn samples() -> Vec<(String, Value)> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/samples");
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (
-                name,
-                serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap(),
-            )
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-/// Standard base64, decoded here so the contract's tests need no extra crate.
-fn unbase64(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0);
-    for c in text.bytes().filter(|c| *c != b'=') {
-        buf = (buf << 6) | ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-        }
-    }
-    out
-}
-
-fn record_parts(sample: &Value) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
-    let headers = sample["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h[0].as_str().unwrap().to_string(),
-                h[1].as_str().unwrap().as_bytes().to_vec(),
-            )
-        })
-        .collect();
-    let value = match sample["mode"].as_str().unwrap() {
-        "structured" => serde_json::to_vec(&sample["value"]).unwrap(),
-        _ => unbase64(sample["value_base64"].as_str().unwrap()),
-    };
-    (headers, value)
-}
-
 #[test]
 fn every_recorded_sample_decodes_and_validates() {
     let schema: Value = serde_json::from_str(WEBHOOK_SCHEMA_JSON).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let mut encodings = BTreeSet::new();
     let mut binary = 0;
-    for (name, sample) in samples() {
-        let (headers, value) = record_parts(&sample);
-        let borrowed: Vec<(&str, &[u8])> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_slice()))
-            .collect();
+    for sample in support::samples() {
+        let name = &sample.name;
         let event = decode(Record {
-            headers: &borrowed,
-            value: Some(&value),
+            headers: &sample.borrowed_headers(),
+            value: Some(&sample.value),
         })
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(event.dataschema.as_deref(), Some(WEBHOOK_SCHEMA), "{name}");
         match &event.data {
             EventData::Json(data) => {
                 let errors: Vec<String> = validator
-                    .iter_errors(&sample["value"])
+                    .iter_errors(&sample.json["value"])
                     .map(|e| e.to_string())
                     .collect();
                 assert!(errors.is_empty(), "{name} no longer validates: {errors:?}");
