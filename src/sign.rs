@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 
 use crate::config::Settings;
+use crate::hook::Hook;
 
 /// What to sign.
 pub struct Options<'a> {
@@ -32,33 +33,12 @@ pub fn render(settings: &Settings, o: &Options<'_>, now: SystemTime) -> anyhow::
             let ids: Vec<&str> = settings.hooks.iter().map(|h| h.id.as_str()).collect();
             format!("no hook `{}`; the hooks are: {}", o.hook, ids.join(", "))
         })?;
-    let method = if hook.allows(&http::Method::POST) {
-        http::Method::POST
-    } else {
-        hook.methods[0].clone()
-    };
-    let credentials = hook
-        .auth
-        .sign(method.as_str(), &hook.path, o.body, now)
+    let method = sender_method(hook);
+    let Signed {
+        path_and_query: path,
+        headers: credential_headers,
+    } = signed_request(hook, &method, o.body, now)
         .with_context(|| format!("hook `{}` has no secret active now to sign with", hook.id))?;
-    let mut path = hook.path.clone();
-    if let Some(segment) = &credentials.path_segment {
-        path = format!("{path}/{segment}");
-    }
-    if let Some((k, v)) = &credentials.query {
-        let q: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair(k, v)
-            .finish();
-        path = format!("{path}?{q}");
-    }
-    // Signatures over {url} cover the path with the query: sign again if one was added.
-    let credentials = if credentials.query.is_some() {
-        hook.auth
-            .sign(method.as_str(), &path, o.body, now)
-            .unwrap_or(credentials)
-    } else {
-        credentials
-    };
     let base = match o.base_url {
         Some(b) => b.trim_end_matches('/').to_string(),
         None => format!(
@@ -71,7 +51,7 @@ pub fn render(settings: &Settings, o: &Options<'_>, now: SystemTime) -> anyhow::
             .is_ok()
             .then(|| "application/json".to_string())
     });
-    let mut headers = credentials.headers.clone();
+    let mut headers = credential_headers;
     if let Some(ct) = content_type {
         headers.push(("content-type".into(), ct));
     }
@@ -97,6 +77,60 @@ pub fn render(settings: &Settings, o: &Options<'_>, now: SystemTime) -> anyhow::
         }
     }
     Ok(out)
+}
+
+/// Where a signed request goes and the credentials it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The hook's path, with a URL key segment or an API key query parameter if the scheme
+    /// puts one there.
+    pub path_and_query: String,
+    /// Authentication headers (signature, timestamp, delivery id, basic credentials, API
+    /// key), lowercase names.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The method a sender uses: POST when the hook takes it, else its first method.
+pub fn sender_method(hook: &Hook) -> http::Method {
+    if hook.allows(&http::Method::POST) {
+        http::Method::POST
+    } else {
+        hook.methods[0].clone()
+    }
+}
+
+/// What a sender would send to `hook` with `body` at `now`: the request target and the
+/// authentication headers. `None` when no secret of the hook is active at `now`.
+pub fn signed_request(
+    hook: &Hook,
+    method: &http::Method,
+    body: &[u8],
+    now: SystemTime,
+) -> Option<Signed> {
+    let credentials = hook.auth.sign(method.as_str(), &hook.path, body, now)?;
+    let mut path = hook.path.clone();
+    if let Some(segment) = &credentials.path_segment {
+        path = format!("{path}/{segment}");
+    }
+    let Some((k, v)) = &credentials.query else {
+        return Some(Signed {
+            path_and_query: path,
+            headers: credentials.headers,
+        });
+    };
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair(k, v)
+        .finish();
+    path = format!("{path}?{q}");
+    // Signatures over {url} cover the path with the query: sign again now that it has one.
+    let credentials = hook
+        .auth
+        .sign(method.as_str(), &path, body, now)
+        .unwrap_or(credentials);
+    Some(Signed {
+        path_and_query: path,
+        headers: credentials.headers,
+    })
 }
 
 /// Single-quotes `s` for a POSIX shell.

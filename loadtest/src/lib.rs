@@ -7,6 +7,10 @@
 //! here so that tests can drive a load in-process.
 
 pub mod baseline;
+pub mod chart;
 pub mod cpu;
 pub mod load;
 pub mod report;
+pub mod scenario;
+pub mod spawn;
+pub mod verify;

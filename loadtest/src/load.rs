@@ -25,7 +25,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
 use tokio::time::{sleep, sleep_until, Instant};
 
-pub use body::{json_body, MIN_JSON_BODY};
+pub use body::{json_body, BodyKind, BodyTemplate, ID_LEN, MIN_JSON_BODY};
+pub(crate) use conn::event_id;
 use conn::{H2Slot, Link, Outcome};
 
 use crate::cpu::{self, Process};
@@ -64,6 +65,66 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Server process whose CPU time and peak RSS to report.
     pub server_pid: Option<u32>,
+    /// Makes each request instead of `method`, `headers`, `body` and the URL's path (a
+    /// scenario's mix of hooks); `None` sends the same request every time.
+    pub requests: Option<Arc<dyn Requests>>,
+    /// Keep the event id of every 2xx answer, for the loss check.
+    pub collect_ids: bool,
+}
+
+/// Makes the requests of a run, one at a time, from any worker.
+pub trait Requests: Send + Sync + std::fmt::Debug {
+    /// Request number `seq` (numbered across the whole run, warm-up included), and the
+    /// index of the group it belongs to (a scenario's hook), reported with its answer.
+    fn request(&self, seq: u64, to: &Destination) -> (Request<Full<Bytes>>, u16);
+}
+
+/// The server's address in the form each protocol wants it.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    http2: bool,
+    /// HTTP/2's `:authority`, and HTTP/1.1's `Host`.
+    authority: http::uri::Authority,
+    host: HeaderValue,
+}
+
+impl Destination {
+    /// HTTP/1.1 requests to `authority` (`host:port`).
+    pub fn http1(authority: &str) -> Result<Self> {
+        Ok(Self {
+            http2: false,
+            authority: authority.parse()?,
+            host: HeaderValue::from_str(authority)?,
+        })
+    }
+
+    /// A request to `path_and_query` on the server: HTTP/1.1 gets the origin form and a
+    /// `Host` header (unless `headers` has one), HTTP/2 the absolute form.
+    pub fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        mut headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Request<Full<Bytes>>> {
+        let uri = if self.http2 {
+            Uri::builder()
+                .scheme("http")
+                .authority(self.authority.clone())
+                .path_and_query(path_and_query)
+                .build()?
+        } else {
+            if !headers.contains_key(HOST) {
+                headers.insert(HOST, self.host.clone());
+            }
+            path_and_query.parse()?
+        };
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        Ok(request)
+    }
 }
 
 impl LoadConfig {
@@ -82,6 +143,8 @@ impl LoadConfig {
             h2_connections: None,
             timeout: Duration::from_secs(5),
             server_pid: None,
+            requests: None,
+            collect_ids: false,
         }
     }
 
@@ -183,18 +246,16 @@ pub fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
     Ok((name, value))
 }
 
-/// Where to connect, and the request URI for each protocol.
+/// Where to connect, and how to address requests.
 struct Target {
     addr: SocketAddr,
-    /// HTTP/1.1 wants the origin form plus a `Host` header.
-    origin: Uri,
-    host: HeaderValue,
-    /// HTTP/2 wants scheme and authority for its pseudo-headers.
-    absolute: Uri,
+    destination: Destination,
+    /// The URL's path and query: where the fixed request goes.
+    path: String,
 }
 
 impl Target {
-    async fn resolve(url: &str) -> Result<Self> {
+    async fn resolve(url: &str, http2: bool) -> Result<Self> {
         let uri: Uri = url.parse().with_context(|| format!("bad URL `{url}`"))?;
         match uri.scheme_str() {
             Some("http") => {}
@@ -214,32 +275,26 @@ impl Target {
             .with_context(|| format!("resolving {host}"))?
             .next()
             .with_context(|| format!("{host} has no address"))?;
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let absolute = Uri::builder()
-            .scheme("http")
-            .authority(authority.clone())
-            .path_and_query(path)
-            .build()?;
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         Ok(Self {
             addr,
-            origin: path.parse()?,
-            host: HeaderValue::from_str(authority.as_str())?,
-            absolute,
+            destination: Destination {
+                http2,
+                host: HeaderValue::from_str(authority.as_str())?,
+                authority,
+            },
+            path,
         })
     }
 }
 
-/// The request every worker sends. Headers and URI are built once; the body
-/// is shared by reference count, so a request costs no copy of it.
-struct RequestTemplate {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-}
+/// The request every worker sends when there is no [`Requests`]. It is built once; the
+/// body is shared by reference count, so a request costs no copy of it.
+#[derive(Debug)]
+struct Fixed(Request<Full<Bytes>>);
 
-impl RequestTemplate {
-    fn new(config: &LoadConfig, target: &Target) -> Self {
+impl Fixed {
+    fn new(config: &LoadConfig, target: &Target) -> Result<Self> {
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             headers.append(name.clone(), value.clone());
@@ -247,34 +302,31 @@ impl RequestTemplate {
         if !config.body.is_empty() && !headers.contains_key(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, config.content_type.clone());
         }
-        let uri = if config.http2 {
-            target.absolute.clone()
-        } else {
-            if !headers.contains_key(HOST) {
-                headers.insert(HOST, target.host.clone());
-            }
-            target.origin.clone()
-        };
-        Self {
-            method: config.method.clone(),
-            uri,
+        let request = target.destination.request(
+            config.method.clone(),
+            &target.path,
             headers,
-            body: config.body.clone(),
-        }
+            config.body.clone(),
+        )?;
+        Ok(Self(request))
     }
+}
 
-    fn build(&self) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(self.body.clone()));
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = self.headers.clone();
-        request
+impl Requests for Fixed {
+    fn request(&self, _seq: u64, _to: &Destination) -> (Request<Full<Bytes>>, u16) {
+        let mut request = Request::new(self.0.body().clone());
+        *request.method_mut() = self.0.method().clone();
+        *request.uri_mut() = self.0.uri().clone();
+        *request.headers_mut() = self.0.headers().clone();
+        (request, 0)
     }
 }
 
 /// The timetable shared by all workers.
 struct Plan {
-    template: RequestTemplate,
+    requests: Arc<dyn Requests>,
+    destination: Destination,
+    collect_ids: bool,
     start: Instant,
     measure_start: Instant,
     end: Instant,
@@ -303,16 +355,18 @@ async fn worker(plan: Arc<Plan>, index: u64, mut link: Link) -> Stats {
     let mut stats = Stats::new();
     let mut next = 0u64;
     loop {
+        let seq = index + next * plan.workers;
         let scheduled = match plan.rate {
             None => {
                 let now = Instant::now();
                 if now >= plan.end {
                     break;
                 }
+                next += 1;
                 now
             }
             Some(rate) => {
-                let due = plan.due(index + next * plan.workers, rate);
+                let due = plan.due(seq, rate);
                 if due >= plan.end {
                     break;
                 }
@@ -338,15 +392,26 @@ async fn worker(plan: Arc<Plan>, index: u64, mut link: Link) -> Stats {
             }
             continue;
         }
-        let outcome = link.exchange(plan.template.build(), plan.timeout).await;
+        let (request, group) = plan.requests.request(seq, &plan.destination);
+        let outcome = link.exchange(request, plan.timeout, plan.collect_ids).await;
         let done = Instant::now();
+        if let Outcome::Response { status, id } = &outcome {
+            // Warm-up events are acknowledged events too: the loss check covers them.
+            if plan.collect_ids && (200..300).contains(status) {
+                match id {
+                    Some(id) => stats.acks.push((group, id.clone())),
+                    None => stats.acks_without_id += 1,
+                }
+            }
+        }
         if !measured {
             continue;
         }
         stats.sent += 1;
         match outcome {
-            Outcome::Status(status) => stats.record_response(
+            Outcome::Response { status, .. } => stats.record_response(
                 status,
+                group,
                 done - scheduled,
                 done.saturating_duration_since(plan.measure_start),
             ),
@@ -389,8 +454,27 @@ fn usage(
 
 /// Runs the load described by `config` and reports on its measured window.
 pub async fn run(config: &LoadConfig) -> Result<Report> {
+    Ok(run_collecting(config).await?.0)
+}
+
+/// The event ids the server acknowledged during a run (warm-up included), when
+/// [`LoadConfig::collect_ids`] is set.
+#[derive(Debug, Default)]
+pub struct Acks {
+    /// (group, id) per 2xx answer.
+    pub ids: Vec<(u16, Box<str>)>,
+    /// 2xx answers that named no event id.
+    pub without_id: u64,
+}
+
+/// [`run`], also returning the acknowledged event ids.
+pub async fn run_collecting(config: &LoadConfig) -> Result<(Report, Acks)> {
     config.validate()?;
-    let target = Target::resolve(&config.url).await?;
+    let target = Target::resolve(&config.url, config.http2).await?;
+    let requests: Arc<dyn Requests> = match &config.requests {
+        Some(requests) => requests.clone(),
+        None => Arc::new(Fixed::new(config, &target)?),
+    };
     if let Some(pid) = config.server_pid {
         cpu::cpu_time(Process::Pid(pid))
             .with_context(|| format!("cannot read the CPU time of server pid {pid}"))?;
@@ -428,7 +512,9 @@ pub async fn run(config: &LoadConfig) -> Result<Report> {
     let start = Instant::now();
     let measure_start = start + config.warmup;
     let plan = Arc::new(Plan {
-        template: RequestTemplate::new(config, &target),
+        requests,
+        destination: target.destination.clone(),
+        collect_ids: config.collect_ids,
         start,
         measure_start,
         end: measure_start + config.duration,
@@ -447,8 +533,12 @@ pub async fn run(config: &LoadConfig) -> Result<Report> {
         .map(|(i, link)| tokio::spawn(worker(plan.clone(), i as u64, link)))
         .collect();
     let mut stats = Stats::new();
+    let mut acks = Acks::default();
     for task in tasks {
-        stats.merge(&task.await?);
+        let mut done = task.await?;
+        acks.ids.append(&mut done.acks);
+        acks.without_id += done.acks_without_id;
+        stats.merge(&done);
     }
     // An open loop's workers stop after their last due request, which may be
     // just before the end; the window is never shorter than asked for.
@@ -467,13 +557,8 @@ pub async fn run(config: &LoadConfig) -> Result<Report> {
         Some((pid, usage?))
     });
     let client = usage(first.client, last.client, wall, None);
-    Ok(Report::new(
-        config.setup(),
-        &stats,
-        measured,
-        server,
-        client,
-    ))
+    let report = Report::new(config.setup(), &stats, measured, server, client);
+    Ok((report, acks))
 }
 
 #[cfg(test)]

@@ -9,8 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use hookgate_loadtest::baseline;
 use hookgate_loadtest::load::{self, json_body, parse_duration, parse_header, LoadConfig};
+use hookgate_loadtest::scenario::Scenario;
+use hookgate_loadtest::spawn::{self, parse_cpus, Cpus, Server};
+use hookgate_loadtest::{baseline, chart};
 use http::{HeaderName, HeaderValue, Method};
 
 #[derive(Parser)]
@@ -34,24 +36,31 @@ enum Command {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Target, e.g. http://127.0.0.1:8080/hooks/github
+    /// A scenario file (loadtest/scenarios/*.toml): hooks, mix, bodies and load, signed
+    /// for the gateway config it names. Options given here override its settings.
+    #[arg(long, conflicts_with_all = ["url", "body_file", "body_size", "method", "headers", "content_type"])]
+    scenario: Option<PathBuf>,
+    /// Target, e.g. http://127.0.0.1:8080/hooks/github (without --scenario).
+    #[arg(long, required_unless_present = "scenario")]
+    url: Option<String>,
+    /// Concurrent requests: HTTP/1.1 connections, or HTTP/2 streams [default: 64].
     #[arg(long)]
-    url: String,
-    /// Concurrent requests: HTTP/1.1 connections, or HTTP/2 streams.
-    #[arg(long, default_value_t = 64)]
-    connections: usize,
-    /// Measured time, e.g. 10s, 500ms, 2m.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    duration: Duration,
-    /// Unrecorded load before the measured time.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    warmup: Duration,
+    connections: Option<usize>,
+    /// Measured time, e.g. 10s, 500ms, 2m [default: 10s].
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Unrecorded load before the measured time [default: 2s].
+    #[arg(long, value_parser = parse_duration)]
+    warmup: Option<Duration>,
     /// Requests per second on a fixed timetable (open loop); without it, each
     /// connection sends as fast as it is answered (closed loop).
     #[arg(long)]
     rate: Option<f64>,
-    #[arg(long, default_value = "POST")]
-    method: Method,
+    /// Closed loop even if the scenario sets a rate.
+    #[arg(long, conflicts_with = "rate")]
+    closed: bool,
+    #[arg(long)]
+    method: Option<Method>,
     /// `Name: value`; repeatable.
     #[arg(long = "header", short = 'H', value_parser = parse_header)]
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -61,24 +70,44 @@ struct RunArgs {
     /// Body of this many bytes: a JSON object {"pad":"…"}.
     #[arg(long)]
     body_size: Option<usize>,
-    /// Content-Type of a non-empty body.
-    #[arg(long, default_value = "application/json")]
-    content_type: HeaderValue,
+    /// Content-Type of a non-empty body [default: application/json].
+    #[arg(long)]
+    content_type: Option<HeaderValue>,
     /// HTTP/2 with prior knowledge (h2c).
     #[arg(long)]
     http2: bool,
     /// HTTP/2 connections to spread the workers over [default: one per 16].
-    #[arg(long, requires = "http2")]
+    #[arg(long)]
     h2_connections: Option<usize>,
-    /// Per request; a request not answered in time counts as a timeout error.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    timeout: Duration,
+    /// Per request; a request not answered in time counts as a timeout error [default: 5s].
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Skip the scenario's loss check.
+    #[arg(long, requires = "scenario")]
+    no_verify: bool,
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "OUT.json")]
     json: Option<PathBuf>,
+    /// Also draw the report (latency by percentile, requests per second) as SVG.
+    #[arg(long, value_name = "OUT.svg")]
+    chart: Option<PathBuf>,
     /// Server process to charge CPU time and peak RSS to.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "spawn")]
     pid: Option<u32>,
+    /// Start the server with this shell command, charge its CPU to the report, and stop
+    /// it after the run, e.g. 'target/release/hookgate run --config gw.toml'.
+    #[arg(long, value_name = "COMMAND")]
+    spawn: Option<String>,
+    /// CPUs to pin the started server to, e.g. 0 or 0-1.
+    #[arg(long, requires = "spawn", value_parser = parse_cpus)]
+    spawn_cpus: Option<Cpus>,
+    /// URL that answers 200 once the started server is ready (e.g. the gateway's
+    /// /readyz); without it, the first accepted connection.
+    #[arg(long, requires = "spawn")]
+    spawn_ready: Option<String>,
+    /// CPUs to pin the harness itself to.
+    #[arg(long, value_parser = parse_cpus)]
+    cpus: Option<Cpus>,
     /// Client runtime threads; 1 keeps the harness on one core for `taskset`.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -106,28 +135,36 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let body = match (&args.body_file, args.body_size) {
-        (Some(path), _) => {
-            Bytes::from(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
-        }
-        (None, Some(size)) => json_body(size)?,
-        (None, None) => Bytes::new(),
+    let scenario = args.scenario.as_deref().map(Scenario::load).transpose()?;
+    let mut config = match &scenario {
+        Some(scenario) => scenario.load_config(),
+        None => fixed_config(&args)?,
     };
-    let config = LoadConfig {
-        url: args.url,
-        connections: args.connections,
-        duration: args.duration,
-        warmup: args.warmup,
-        rate: args.rate,
-        method: args.method,
-        headers: args.headers,
-        body,
-        content_type: args.content_type,
-        http2: args.http2,
-        h2_connections: args.h2_connections,
-        timeout: args.timeout,
-        server_pid: args.pid,
-    };
+    if let Some(n) = args.connections {
+        config.connections = n;
+    }
+    if let Some(d) = args.duration {
+        config.duration = d;
+    }
+    if let Some(d) = args.warmup {
+        config.warmup = d;
+    }
+    if args.rate.is_some() || args.closed {
+        config.rate = args.rate;
+    }
+    if let Some(d) = args.timeout {
+        config.timeout = d;
+    }
+    config.http2 |= args.http2;
+    config.h2_connections = args.h2_connections.or(config.h2_connections);
+    config.server_pid = args.pid;
+    if args.no_verify {
+        config.collect_ids = false;
+    }
+    if let Some(cpus) = &args.cpus {
+        spawn::pin_self(&cpus.0)?;
+    }
+
     // One thread needs no work-stealing machinery and stays on the core
     // `taskset` gives it.
     let runtime = if args.threads <= 1 {
@@ -139,22 +176,95 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     .enable_all()
     .build()?;
-    eprintln!(
-        "hookgate-loadtest: {} for {:?} after {:?} warm-up",
-        config.url, config.duration, config.warmup
-    );
-    let report = runtime.block_on(load::run(&config))?;
+    let report = runtime.block_on(async {
+        let server = match &args.spawn {
+            Some(command) => {
+                let mut server =
+                    Server::start(command, args.spawn_cpus.as_ref().map(|c| c.0.as_slice()))?;
+                let addr = target_addr(&config.url).await?;
+                server
+                    .wait_ready(addr, args.spawn_ready.as_deref(), spawn::READY_TIMEOUT)
+                    .await?;
+                config.server_pid = Some(server.pid());
+                Some(server)
+            }
+            None => None,
+        };
+        eprintln!(
+            "hookgate-loadtest: {} for {:?} after {:?} warm-up",
+            scenario.as_ref().map_or(&config.url, |s| &s.name),
+            config.duration,
+            config.warmup
+        );
+        let report = match &scenario {
+            Some(scenario) => hookgate_loadtest::scenario::run(scenario, &config).await,
+            None => load::run(&config).await,
+        };
+        if let Some(server) = server {
+            let status = server.stop()?;
+            eprintln!("hookgate-loadtest: the server stopped ({status})");
+        }
+        report
+    })?;
     print!("{report}");
     if let Some(path) = &args.json {
         std::fs::write(path, report.to_json() + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(if report.succeeded() {
-        ExitCode::SUCCESS
-    } else {
+    if let Some(path) = &args.chart {
+        std::fs::write(path, chart::svg(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !report.succeeded() {
         eprintln!("hookgate-loadtest: no request succeeded");
-        ExitCode::FAILURE
-    })
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(v) = &report.verification {
+        if !v.passed() {
+            eprintln!(
+                "hookgate-loadtest: loss check failed: {} of {} acknowledged events missing",
+                v.missing, v.acknowledged
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The load of the command line without a scenario: one request, sent again and again.
+fn fixed_config(args: &RunArgs) -> Result<LoadConfig> {
+    let url = args
+        .url
+        .clone()
+        .context("--url or --scenario is required")?;
+    let mut config = LoadConfig::new(url);
+    config.body = match (&args.body_file, args.body_size) {
+        (Some(path), _) => {
+            Bytes::from(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        }
+        (None, Some(size)) => json_body(size)?,
+        (None, None) => Bytes::new(),
+    };
+    if let Some(method) = &args.method {
+        config.method = method.clone();
+    }
+    config.headers = args.headers.clone();
+    if let Some(content_type) = &args.content_type {
+        config.content_type = content_type.clone();
+    }
+    Ok(config)
+}
+
+/// The address `url` connects to.
+async fn target_addr(url: &str) -> Result<SocketAddr> {
+    let uri: http::Uri = url.parse().with_context(|| format!("bad URL `{url}`"))?;
+    let authority = uri.authority().context("the URL has no host")?;
+    let port = authority.port_u16().unwrap_or(80);
+    let addr = tokio::net::lookup_host((authority.host(), port))
+        .await?
+        .next()
+        .with_context(|| format!("{} has no address", authority.host()))?;
+    Ok(addr)
 }
 
 fn serve_baseline(args: BaselineArgs) -> Result<()> {

@@ -8,6 +8,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::verify::Verification;
+
 /// Latencies are recorded in microseconds from 1 µs to 60 s.
 const LATENCY_MAX_US: u64 = 60_000_000;
 const SIGNIFICANT_FIGURES: u8 = 3;
@@ -45,6 +47,12 @@ pub struct Stats {
     pub missed: u64,
     /// Completed responses per second of the measured window.
     pub per_second: Vec<u64>,
+    /// Measured responses by request group (a scenario's hook), then status.
+    pub by_group: BTreeMap<u16, BTreeMap<u16, u64>>,
+    /// (group, event id) of every 2xx answer, warm-up included, when ids are collected.
+    pub acks: Vec<(u16, Box<str>)>,
+    /// 2xx answers that named no event id.
+    pub acks_without_id: u64,
 }
 
 impl Default for Stats {
@@ -63,17 +71,26 @@ impl Stats {
             errors: Errors::default(),
             missed: 0,
             per_second: Vec::new(),
+            by_group: BTreeMap::new(),
+            acks: Vec::new(),
+            acks_without_id: 0,
         }
     }
 
     /// Records a response that took `latency` and completed `at` after the
     /// start of the measured window.
-    pub fn record_response(&mut self, status: u16, latency: Duration, at: Duration) {
+    pub fn record_response(&mut self, status: u16, group: u16, latency: Duration, at: Duration) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         // A response slower than the histogram's range is still a response;
         // clamping keeps it counted, at the top bucket.
         self.latency.saturating_record(us);
         *self.responses.entry(status).or_insert(0) += 1;
+        *self
+            .by_group
+            .entry(group)
+            .or_default()
+            .entry(status)
+            .or_insert(0) += 1;
         let second = usize::try_from(at.as_secs()).unwrap_or(usize::MAX);
         if second >= self.per_second.len() {
             self.per_second.resize(second + 1, 0);
@@ -88,6 +105,12 @@ impl Stats {
         self.sent += other.sent;
         for (&status, &count) in &other.responses {
             *self.responses.entry(status).or_insert(0) += count;
+        }
+        for (&group, statuses) in &other.by_group {
+            let mine = self.by_group.entry(group).or_default();
+            for (&status, &count) in statuses {
+                *mine.entry(status).or_insert(0) += count;
+            }
         }
         self.errors.connect += other.errors.connect;
         self.errors.timeout += other.errors.timeout;
@@ -110,6 +133,28 @@ impl Stats {
     pub fn succeeded(&self) -> u64 {
         self.responses.range(200..300).map(|(_, n)| n).sum()
     }
+}
+
+/// Percentiles a latency chart plots: dense where tails are (p90 to p99.999).
+pub const CHART_PERCENTILES: &[f64] = &[
+    0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100.0,
+];
+
+fn percentiles(h: &Histogram<u64>) -> Vec<(f64, u64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    CHART_PERCENTILES
+        .iter()
+        .map(|&p| {
+            let us = if p >= 100.0 {
+                h.max()
+            } else {
+                h.value_at_percentile(p)
+            };
+            (p, us)
+        })
+        .collect()
 }
 
 /// Latency summary in microseconds.
@@ -198,6 +243,8 @@ pub struct Report {
     /// Completed responses (any status) per measured second.
     pub requests_per_s: f64,
     pub latency_us: Option<Latency>,
+    /// `[percentile, µs]` pairs from p0 to p100, for charts.
+    pub latency_percentiles_us: Vec<(f64, u64)>,
     pub throughput_per_s: Vec<u64>,
     pub server_pid: Option<u32>,
     pub server_cpu_us: Option<u64>,
@@ -206,6 +253,31 @@ pub struct Report {
     pub server_peak_rss_kib: Option<u64>,
     pub client_cpu_us_per_request: Option<f64>,
     pub client_cpu_cores: Option<f64>,
+    /// Measured responses by request group, then status; a scenario names the groups
+    /// in [`Report::scenario`].
+    #[serde(skip)]
+    pub by_group: BTreeMap<u16, BTreeMap<u16, u64>>,
+    /// The scenario that was run, with the responses of each of its hooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<ScenarioReport>,
+    /// The loss check, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// A scenario's part of the report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub description: String,
+    pub hooks: Vec<HookResponses>,
+}
+
+/// The measured responses of one hook of a scenario.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HookResponses {
+    pub hook: String,
+    pub responses: BTreeMap<u16, u64>,
 }
 
 impl Report {
@@ -232,6 +304,7 @@ impl Report {
                 0.0
             },
             latency_us: Latency::from_histogram(&stats.latency),
+            latency_percentiles_us: percentiles(&stats.latency),
             throughput_per_s: stats.per_second.clone(),
             server_pid: server.map(|(pid, _)| pid),
             server_cpu_us: server
@@ -241,7 +314,30 @@ impl Report {
             server_peak_rss_kib: server.and_then(|(_, u)| u.peak_rss_kib),
             client_cpu_us_per_request: client.and_then(|u| u.cpu_us_per_request(completed)),
             client_cpu_cores: client.and_then(|u| u.cores()),
+            by_group: stats.by_group.clone(),
+            scenario: None,
+            verification: None,
         }
+    }
+
+    /// Names the request groups after a scenario's hooks.
+    pub fn set_scenario(&mut self, name: &str, description: &str, hooks: &[&str]) {
+        let hooks = hooks
+            .iter()
+            .enumerate()
+            .map(|(i, hook)| HookResponses {
+                hook: hook.to_string(),
+                responses: u16::try_from(i)
+                    .ok()
+                    .and_then(|g| self.by_group.get(&g).cloned())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        self.scenario = Some(ScenarioReport {
+            name: name.to_string(),
+            description: description.to_string(),
+            hooks,
+        });
     }
 
     /// At least one 2xx response arrived.
@@ -274,8 +370,15 @@ impl fmt::Display for Report {
             )?,
             _ => writeln!(f, "closed loop, {} connections, {protocol}", s.connections)?,
         }
-        writeln!(f, "  {:<22}{} {}", "target", s.method, s.url)?;
-        writeln!(f, "  {:<22}{} bytes", "body", s.body_bytes)?;
+        match &self.scenario {
+            Some(scenario) => {
+                writeln!(f, "  {:<22}{} at {}", "scenario", scenario.name, s.url)?;
+            }
+            None => {
+                writeln!(f, "  {:<22}{} {}", "target", s.method, s.url)?;
+                writeln!(f, "  {:<22}{} bytes", "body", s.body_bytes)?;
+            }
+        }
         writeln!(
             f,
             "  {:<22}{:.3} s (after {:.3} s warm-up)",
@@ -292,6 +395,16 @@ impl fmt::Display for Report {
                 .join(", ")
         };
         writeln!(f, "  {:<22}{responses}", "responses")?;
+        if let Some(scenario) = &self.scenario {
+            for h in &scenario.hooks {
+                let responses: Vec<String> = h
+                    .responses
+                    .iter()
+                    .map(|(status, n)| format!("{status}: {n}"))
+                    .collect();
+                writeln!(f, "    {:<20}{}", h.hook, responses.join(", "))?;
+            }
+        }
         writeln!(
             f,
             "  {:<22}connect {}, timeout {}, io {}",
@@ -343,7 +456,11 @@ impl fmt::Display for Report {
             "  client CPU µs/req     {} ({} cores busy)",
             or_dash(self.client_cpu_us_per_request.map(|v| format!("{v:.1}"))),
             or_dash(self.client_cpu_cores.map(|v| format!("{v:.2}")))
-        )
+        )?;
+        match &self.verification {
+            Some(v) => write!(f, "{v}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -374,11 +491,11 @@ mod tests {
             let w = if us % 2 == 0 { &mut a } else { &mut b };
             w.sent += 1;
             let at = Duration::from_millis(us * 2 - 1);
-            w.record_response(202, Duration::from_micros(us), at);
+            w.record_response(202, 0, Duration::from_micros(us), at);
         }
         b.errors.timeout = 3;
         b.sent += 3;
-        a.record_response(500, Duration::from_micros(1), Duration::ZERO);
+        a.record_response(500, 1, Duration::from_micros(1), Duration::ZERO);
         a.sent += 1;
         a.merge(&b);
         a
@@ -477,7 +594,7 @@ mod tests {
     #[test]
     fn no_2xx_is_no_success() {
         let mut stats = Stats::new();
-        stats.record_response(503, Duration::from_micros(5), Duration::ZERO);
+        stats.record_response(503, 0, Duration::from_micros(5), Duration::ZERO);
         let report = Report::new(setup(), &stats, Duration::from_secs(1), None, None);
         assert!(!report.succeeded());
     }

@@ -619,7 +619,11 @@ impl Hmac {
             None => None,
         };
         let id = match &self.id {
-            Some(Source::Pointer(p)) => crate::normalize::json::scan(body, &[p]).ok()?.pop()?,
+            // As when verifying: a body without the member (or not JSON at all, like
+            // Slack's slash commands) simply has no delivery id.
+            Some(Source::Pointer(p)) => crate::normalize::json::scan(body, &[p])
+                .ok()
+                .and_then(|mut found| found.pop().flatten()),
             Some(_) => Some(uuid::Uuid::new_v4().to_string()),
             None => None,
         };

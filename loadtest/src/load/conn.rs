@@ -23,9 +23,14 @@ use tokio::time::timeout;
 type Body = Full<Bytes>;
 
 /// How one request attempt ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    Status(u16),
+    /// A complete response; `id` is the event id of a 2xx answer `{"id":"…"}`, when asked
+    /// for and present.
+    Response {
+        status: u16,
+        id: Option<Box<str>>,
+    },
     Timeout,
     Io,
 }
@@ -176,14 +181,21 @@ impl Link {
 
     /// Sends `request` and reads the whole response. Call only after
     /// [`Link::ready`] returned `true`.
-    pub(crate) async fn exchange(&mut self, request: Request<Body>, limit: Duration) -> Outcome {
+    /// With `want_id`, a 2xx body is read for the event id it names.
+    pub(crate) async fn exchange(
+        &mut self,
+        request: Request<Body>,
+        limit: Duration,
+        want_id: bool,
+    ) -> Outcome {
         match self {
             Link::H1 { conn, .. } => {
                 let Some(c) = conn else {
                     return Outcome::Io;
                 };
-                let outcome = match timeout(limit, respond(c.sender.send_request(request))).await {
-                    Ok(Ok(status)) => return Outcome::Status(status),
+                let response = respond(c.sender.send_request(request), want_id);
+                let outcome = match timeout(limit, response).await {
+                    Ok(Ok(outcome)) => return outcome,
                     Ok(Err(_)) => Outcome::Io,
                     Err(_) => Outcome::Timeout,
                 };
@@ -198,8 +210,8 @@ impl Link {
                 };
                 // Dropping a timed-out stream resets only that stream; the
                 // connection is replaced by `ready` only if it closed.
-                match timeout(limit, respond(sender.send_request(request))).await {
-                    Ok(Ok(status)) => Outcome::Status(status),
+                match timeout(limit, respond(sender.send_request(request), want_id)).await {
+                    Ok(Ok(outcome)) => outcome,
                     Ok(Err(_)) => Outcome::Io,
                     Err(_) => Outcome::Timeout,
                 }
@@ -210,14 +222,36 @@ impl Link {
 
 async fn respond(
     response: impl std::future::Future<Output = hyper::Result<http::Response<Incoming>>>,
-) -> hyper::Result<u16> {
+    want_id: bool,
+) -> hyper::Result<Outcome> {
     let response = response.await?;
     let status = response.status().as_u16();
+    let keep = want_id && response.status().is_success();
     let mut body = response.into_body();
-    // Read frame by frame and drop the data: the client must consume the body
-    // to reuse the connection, but has no use for it.
+    // The client must consume the body to reuse the connection; it keeps it only to read
+    // an event id, and then only a gateway's short answer.
+    let mut kept = Vec::new();
     while let Some(frame) = body.frame().await {
-        frame?;
+        if let Some(data) = frame?.data_ref() {
+            if keep && kept.len() < MAX_KEPT_BODY {
+                kept.extend_from_slice(data);
+            }
+        }
     }
-    Ok(status)
+    let id = keep.then(|| event_id(&kept)).flatten();
+    Ok(Outcome::Response { status, id })
+}
+
+/// Longest answer read for an event id.
+const MAX_KEPT_BODY: usize = 4096;
+
+/// The `id` member of a JSON object answer, as the gateway's `202 {"id":"…"}` has it.
+pub(crate) fn event_id(body: &[u8]) -> Option<Box<str>> {
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        id: std::borrow::Cow<'a, str>,
+    }
+    let answer: Answer<'_> = serde_json::from_slice(body).ok()?;
+    Some(answer.id.into())
 }
