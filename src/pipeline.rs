@@ -322,6 +322,14 @@ impl Gateway {
         let mut value = Vec::new();
         let (value, record_headers) = match (&hook.mode, &normalized) {
             (EnvelopeMode::Structured, Some(n)) => {
+                // Room for the whole event at once: the body, the sender's headers (plus
+                // their JSON punctuation) and the attributes.
+                let header_bytes: usize = parts
+                    .headers
+                    .iter()
+                    .map(|(k, v)| k.as_str().len() + v.len() + 8)
+                    .sum();
+                value.reserve(n.json.len() + header_bytes + path.len() + 512);
                 structured::encode_webhook(&attrs, &request, &n.json, n.encoding, &mut value);
                 let mut h = RecordHeaders::with_capacity(1);
                 h.push(
