@@ -152,12 +152,14 @@ impl HookLimits {
 }
 
 /// The JSON pointers of a hook's key and type sources, in one list so a body is scanned
-/// once for both.
+/// once for both; and their header names, parsed once rather than on every lookup.
 #[derive(Debug, Default)]
 pub struct Pointers {
     pub list: Vec<Pointer>,
     pub key: Option<usize>,
     pub event_type: Option<usize>,
+    pub key_header: Option<http::HeaderName>,
+    pub type_header: Option<http::HeaderName>,
 }
 
 impl Pointers {
@@ -178,6 +180,15 @@ impl Pointers {
         let type_at = add(event_type.from.as_ref());
         p.key = key_at;
         p.event_type = type_at;
+        let header = |lookup: Option<&Lookup>| match lookup {
+            Some(Lookup::Header(h)) => http::HeaderName::from_bytes(h.as_bytes()).ok(),
+            _ => None,
+        };
+        p.key_header = header(match key {
+            KeySource::From(l) => Some(l),
+            _ => None,
+        });
+        p.type_header = header(event_type.from.as_ref());
         p
     }
 }

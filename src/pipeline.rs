@@ -217,9 +217,9 @@ impl Gateway {
                 Rejection::RateLimited(wait)
             })?;
         }
-        let coding = ContentCoding::parse(header_str(&parts.headers, CONTENT_ENCODING.as_str()))
+        let coding = ContentCoding::parse(header_str(&parts.headers, CONTENT_ENCODING))
             .ok_or(Rejection::UnsupportedEncoding)?;
-        let content_type = header_str(&parts.headers, CONTENT_TYPE.as_str());
+        let content_type = header_str(&parts.headers, CONTENT_TYPE);
         if hook.mode == EnvelopeMode::Binary && content_type.is_some_and(is_cloudevents) {
             // In binary mode the request's type becomes the record's, and this one would
             // make readers take the sender's body for a whole, structured event.
@@ -409,19 +409,18 @@ fn accepted_response(id: &str) -> Response<Full<Bytes>> {
     resp
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A header's value as text. Pass a `HeaderName` where one is at hand: a `&str` is parsed
+/// on every lookup.
+fn header_str(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    header_str(headers, CONTENT_LENGTH.as_str())?
-        .trim()
-        .parse()
-        .ok()
+    header_str(headers, CONTENT_LENGTH)?.trim().parse().ok()
 }
 
 /// A header's value as text, if it is usable as a key or a type.
-fn lookup_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn lookup_header<'a>(headers: &'a HeaderMap, name: &http::HeaderName) -> Option<&'a str> {
     header_str(headers, name)
         .map(str::trim)
         .filter(|v| !v.is_empty())
@@ -435,7 +434,9 @@ fn record_key<'a>(
     let key: &[u8] = match &hook.key {
         KeySource::None => return None,
         KeySource::HookId => hook.id.as_bytes(),
-        KeySource::From(Lookup::Header(h)) => lookup_header(headers, h)?.as_bytes(),
+        KeySource::From(Lookup::Header(_)) => {
+            lookup_header(headers, hook.pointers.key_header.as_ref()?)?.as_bytes()
+        }
         KeySource::From(Lookup::Pointer(_)) => {
             found.get(hook.pointers.key?)?.as_deref()?.as_bytes()
         }
@@ -449,7 +450,11 @@ fn event_type<'a>(
     found: &'a [Option<String>],
 ) -> Cow<'a, str> {
     let from = match &hook.event_type.from {
-        Some(Lookup::Header(h)) => lookup_header(headers, h),
+        Some(Lookup::Header(_)) => hook
+            .pointers
+            .type_header
+            .as_ref()
+            .and_then(|h| lookup_header(headers, h)),
         Some(Lookup::Pointer(_)) => hook
             .pointers
             .event_type
@@ -510,7 +515,8 @@ fn is_cloudevents(content_type: &str) -> bool {
 /// Later versions may append fields; only the first four, which every version shares,
 /// are kept.
 fn traceparent(headers: &HeaderMap) -> Option<&str> {
-    let v = header_str(headers, "traceparent")?.trim();
+    static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+    let v = header_str(headers, &TRACEPARENT)?.trim();
     let parts: Vec<&str> = v.split('-').collect();
     let hex = |s: &str, n: usize| {
         s.len() == n

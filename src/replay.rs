@@ -35,9 +35,36 @@ enum Outcome {
 /// A remembered delivery. Once accepted it shrinks to the event id, so that a full guard
 /// costs about 100 bytes per delivery.
 enum Slot {
-    InFlight(watch::Sender<Outcome>),
+    /// The first attempt is publishing; the channel exists only once a duplicate waits
+    /// on it, so the common case costs no allocation and no wake-up.
+    InFlight(Option<watch::Sender<Outcome>>),
     Accepted(uuid::Uuid),
 }
+
+/// Keys are already uniformly distributed (they are SHA-256 digests): hashing them again
+/// would only cost time.
+#[derive(Default, Clone, Copy)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        self.0 = key as u64;
+    }
+}
+
+type Entries = HashMap<u128, Entry, std::hash::BuildHasherDefault<DigestHasher>>;
 
 struct Entry {
     slot: Slot,
@@ -48,7 +75,7 @@ struct Entry {
 struct Inner {
     window: Duration,
     capacity: usize,
-    entries: HashMap<u128, Entry>,
+    entries: Entries,
     /// Keys in creation order, for eviction; may hold keys already removed.
     order: VecDeque<(u128, Instant)>,
 }
@@ -94,7 +121,7 @@ impl ReplayGuard {
             inner: Arc::new(Mutex::new(Inner {
                 window,
                 capacity: capacity.max(1),
-                entries: HashMap::new(),
+                entries: Entries::default(),
                 order: VecDeque::new(),
             })),
         }
@@ -132,10 +159,18 @@ impl ReplayGuard {
                         slot: Slot::Accepted(id),
                         ..
                     }) => return Admission::Duplicate(id.hyphenated().to_string()),
-                    Some(Entry {
-                        slot: Slot::InFlight(state),
-                        ..
-                    }) => state.subscribe(),
+                    Some(_) => {
+                        let Some(Entry {
+                            slot: Slot::InFlight(state),
+                            ..
+                        }) = inner.entries.get_mut(&key)
+                        else {
+                            unreachable!("the entry was just found in flight");
+                        };
+                        state
+                            .get_or_insert_with(|| watch::channel(Outcome::InFlight).0)
+                            .subscribe()
+                    }
                 }
             };
             // Wait for the first attempt to settle, then look again.
@@ -163,11 +198,10 @@ impl Inner {
                 None => break,
             }
         }
-        let (state, _) = watch::channel(Outcome::InFlight);
         self.entries.insert(
             key,
             Entry {
-                slot: Slot::InFlight(state),
+                slot: Slot::InFlight(None),
                 created: now,
             },
         );
@@ -177,10 +211,12 @@ impl Inner {
     /// Forgets entries older than the window (and stale order records).
     fn expire(&mut self, now: Instant) {
         while let Some(&(key, created)) = self.order.front() {
-            let live = self.entries.get(&key).is_some_and(|e| e.created == created);
-            if live && now.duration_since(created) < self.window {
+            // The oldest record is within the window: so is everything after it, and the
+            // map need not be looked at.
+            if now.duration_since(created) < self.window {
                 break;
             }
+            let live = self.entries.get(&key).is_some_and(|e| e.created == created);
             self.order.pop_front();
             if live {
                 self.entries.remove(&key);
@@ -198,7 +234,9 @@ impl Ticket {
         };
         let mut inner = self.guard.inner.lock().expect("replay lock");
         if let Some(entry) = inner.entries.get_mut(&self.key) {
-            if let Slot::InFlight(state) = std::mem::replace(&mut entry.slot, Slot::Accepted(id)) {
+            if let Slot::InFlight(Some(state)) =
+                std::mem::replace(&mut entry.slot, Slot::Accepted(id))
+            {
                 state.send_replace(Outcome::Accepted(id));
             }
         }
@@ -212,7 +250,7 @@ impl Drop for Ticket {
         }
         let mut inner = self.guard.inner.lock().expect("replay lock");
         if let Some(Entry {
-            slot: Slot::InFlight(state),
+            slot: Slot::InFlight(Some(state)),
             ..
         }) = inner.entries.remove(&self.key)
         {

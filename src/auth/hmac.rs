@@ -145,7 +145,7 @@ enum Part {
 /// Where a value comes from, built.
 #[derive(Debug, Clone)]
 enum Source {
-    Header(String),
+    Header(http::HeaderName),
     Field(String),
     Pointer(Pointer),
 }
@@ -167,7 +167,7 @@ impl fmt::Debug for Key {
 pub struct Hmac {
     preset: Option<&'static str>,
     keys: Vec<Key>,
-    header: String,
+    header: http::HeaderName,
     format: Format,
     content: Vec<Part>,
     timestamp: Option<Source>,
@@ -284,7 +284,17 @@ impl HmacConfig {
         }
         let mut source = |s: &Option<ValueSource>, key: &str| -> Option<Source> {
             match s.as_ref()? {
-                ValueSource::Header(h) => Some(Source::Header(h.to_ascii_lowercase())),
+                ValueSource::Header(h) => match http::HeaderName::from_bytes(h.as_bytes()) {
+                    Ok(name) => Some(Source::Header(name)),
+                    Err(_) => {
+                        p.push(
+                            format!("{at}.{key}.header"),
+                            format!("`{h}` is not a header name"),
+                            "use letters, digits and '-'",
+                        );
+                        None
+                    }
+                },
                 ValueSource::Field(f) => {
                     if !matches!(format, Format::Fields(_)) {
                         p.push(
@@ -331,6 +341,8 @@ impl HmacConfig {
         if secrets.is_none() || p.len() > before {
             return None;
         }
+        // Checked above.
+        let header = http::HeaderName::from_bytes(sig.header.as_bytes()).ok()?;
         let signed = signed_parts(&content);
         // With a timestamp, a replay older than the tolerance is refused anyway; within
         // it, ids must be remembered for as long.
@@ -348,7 +360,7 @@ impl HmacConfig {
         Some(Hmac {
             preset: self.preset.map(Preset::name),
             keys,
-            header: sig.header.to_ascii_lowercase(),
+            header,
             format,
             content,
             timestamp,
@@ -635,12 +647,12 @@ impl Hmac {
             timestamp.as_deref(),
             id.as_deref(),
         )?;
-        let mut headers = vec![(self.header.clone(), signature)];
+        let mut headers = vec![(self.header.as_str().to_string(), signature)];
         if let (Some(Source::Header(h)), Some(t)) = (&self.timestamp, &timestamp) {
-            headers.push((h.clone(), t.clone()));
+            headers.push((h.as_str().to_string(), t.clone()));
         }
         if let (Some(Source::Header(h)), Some(i)) = (&self.id, &id) {
-            headers.push((h.clone(), i.clone()));
+            headers.push((h.as_str().to_string(), i.clone()));
         }
         Some(headers)
     }
@@ -660,20 +672,20 @@ impl Hmac {
 
     /// The header that carries the signature.
     pub fn signature_header(&self) -> &str {
-        &self.header
+        self.header.as_str()
     }
 
     /// Headers a sender sets besides the signature, with where their values come from.
     pub fn timestamp_header(&self) -> Option<&str> {
         match &self.timestamp {
-            Some(Source::Header(h)) => Some(h),
+            Some(Source::Header(h)) => Some(h.as_str()),
             _ => None,
         }
     }
 
     pub fn id_header(&self) -> Option<&str> {
         match &self.id {
-            Some(Source::Header(h)) => Some(h),
+            Some(Source::Header(h)) => Some(h.as_str()),
             _ => None,
         }
     }
