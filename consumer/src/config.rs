@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::expression::{Engine, Secrets};
 use crate::flow::{Flow, FlowConfig};
 use crate::outbound::{OutboundConfig, Policy};
+use crate::poller::{Poller, PollerConfig};
 
 /// The built-in defaults, the first layer.
 pub const DEFAULTS: &str = include_str!("../../config/consumer-defaults.toml");
@@ -43,18 +44,23 @@ pub struct ConsumerConfig {
     /// The flows, one `[[flows]]` table each.
     #[serde(default)]
     pub flows: Vec<FlowConfig>,
-    /// More files of `[[flows]]` tables, read after this one (relative paths from the
-    /// working directory).
+    /// The pollers, one `[[pollers]]` table each.
+    #[serde(default)]
+    pub pollers: Vec<PollerConfig>,
+    /// More files of `[[flows]]` and `[[pollers]]` tables, read after this one (relative
+    /// paths from the working directory).
     #[serde(default)]
     pub flow_files: Vec<std::path::PathBuf>,
 }
 
-/// A file of flows: `[[flows]]` tables and nothing else.
+/// A file of flows: `[[flows]]` and `[[pollers]]` tables and nothing else.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlowsFile {
     #[serde(default)]
     pub flows: Vec<FlowConfig>,
+    #[serde(default)]
+    pub pollers: Vec<PollerConfig>,
 }
 
 impl FlowsFile {
@@ -87,6 +93,12 @@ pub struct KafkaConfig {
     pub executions_topic: String,
     /// librdkafka properties for the consumer and producer (security, SASL).
     pub properties: BTreeMap<String, PropertyValue>,
+    /// The compacted topic whose partitions decide which replica runs each poller, and
+    /// which keeps the pollers' state. Created when missing.
+    pub control_topic: String,
+    /// Partitions of the control topic when it is created: the most replicas that can
+    /// share the pollers.
+    pub control_partitions: i32,
 }
 
 /// `[admin]`: health, readiness and metrics.
@@ -117,6 +129,7 @@ pub struct Settings {
     pub policy: Policy,
     pub engine: Engine,
     pub flows: Vec<Flow>,
+    pub pollers: Vec<Poller>,
 }
 
 /// `[kafka]`, resolved.
@@ -128,6 +141,8 @@ pub struct KafkaSettings {
     pub topic_pattern: Option<String>,
     pub dead_letter_topic: String,
     pub executions_topic: Option<String>,
+    pub control_topic: String,
+    pub control_partitions: i32,
     /// (name, value); values that came from secrets are never printed.
     pub properties: Vec<(String, String)>,
 }
@@ -185,16 +200,30 @@ impl ConsumerConfig {
             .enumerate()
             .map(|(i, f)| (format!("flows[{i}]"), f.clone()))
             .collect();
+        let mut all_pollers: Vec<(String, PollerConfig)> = self
+            .pollers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("pollers[{i}]"), c.clone()))
+            .collect();
         for (n, path) in self.flow_files.iter().enumerate() {
             let name = format!("flow_files[{n}] ({})", path.display());
             match std::fs::read_to_string(path) {
                 Ok(text) => match FlowsFile::parse(&text, &name) {
-                    Ok(file) => all.extend(
-                        file.flows
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, f)| (format!("{name}.flows[{i}]"), f)),
-                    ),
+                    Ok(file) => {
+                        all.extend(
+                            file.flows
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, f)| (format!("{name}.flows[{i}]"), f)),
+                        );
+                        all_pollers.extend(
+                            file.pollers
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, c)| (format!("{name}.pollers[{i}]"), c)),
+                        );
+                    }
                     Err(e) => {
                         for problem in e.problems {
                             p.push(problem.path, problem.message, &problem.fix);
@@ -222,6 +251,20 @@ impl ConsumerConfig {
                 flows.push(flow);
             }
         }
+        let mut poller_ids: BTreeMap<String, String> = BTreeMap::new();
+        let mut pollers = Vec::new();
+        for (at, c) in &all_pollers {
+            if let Some(first) = poller_ids.insert(c.id.clone(), at.clone()) {
+                p.push(
+                    format!("{at}.id"),
+                    format!("`{}` is already the id of {first}", c.id),
+                    "give every poller its own id",
+                );
+            }
+            if let Some(poller) = c.build(at, &engine, &mut p) {
+                pollers.push(poller);
+            }
+        }
         if !p.is_empty() {
             return Err(p.into_error(source_name));
         }
@@ -232,6 +275,7 @@ impl ConsumerConfig {
             policy: policy.expect("no problems, so built"),
             engine,
             flows,
+            pollers,
         })
     }
 }
@@ -260,6 +304,20 @@ impl KafkaConfig {
                     "fix the pattern",
                 );
             }
+        }
+        if self.control_topic.trim().is_empty() {
+            p.push(
+                "kafka.control_topic",
+                "is empty",
+                "name the topic that coordinates the pollers",
+            );
+        }
+        if !(1..=1000).contains(&self.control_partitions) {
+            p.push(
+                "kafka.control_partitions",
+                "must be between 1 and 1000",
+                "choose at least as many as the replicas that should share the pollers",
+            );
         }
         if self.dead_letter_topic.trim().is_empty() {
             p.push(
@@ -294,6 +352,8 @@ impl KafkaConfig {
             dead_letter_topic: self.dead_letter_topic.clone(),
             executions_topic: (!self.executions_topic.trim().is_empty())
                 .then(|| self.executions_topic.clone()),
+            control_topic: self.control_topic.clone(),
+            control_partitions: self.control_partitions,
             properties,
         })
     }
@@ -314,6 +374,10 @@ pub fn flow_table(settings: &Settings) -> String {
             .map(|t| format!("{}:{}", t.id(), t.kind()))
             .collect();
         out.push_str(&format!("{}\t{}\n", f.qualified_id(), tasks.join(" → ")));
+    }
+    if !settings.pollers.is_empty() {
+        out.push('\n');
+        out.push_str(&crate::poller::table(&settings.pollers));
     }
     out
 }

@@ -159,7 +159,16 @@ pub fn context(event: &Event, flow: &Flow, execution_id: &str) -> Context {
             (body, Json::Object(h), query)
         }
     };
-    Context::builder()
+    let mut builder = Context::builder();
+    // A poller's event: `trigger.status` and `trigger.uri` too.
+    if let EventData::Json(data) = &event.data {
+        for field in ["status", "uri"] {
+            if let Some(value) = data.get(field) {
+                builder = builder.trigger_field(field, value.clone());
+            }
+        }
+    }
+    builder
         .body(body)
         .headers(headers)
         .parameters(parameters)

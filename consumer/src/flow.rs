@@ -83,12 +83,20 @@ pub struct Flow {
     pub id: String,
     pub namespace: String,
     trigger: TriggerConfig,
-    condition: Option<Condition>,
-    criteria: Option<Condition>,
+    /// The expression and the criteria, when given: all must hold.
+    conditions: Vec<Condition>,
     pub vars: Vars,
     pub tasks: Vec<Task>,
     /// Secret names the flow's templates may use (for `check`).
     pub secrets: BTreeSet<String>,
+}
+
+/// Flow ids, namespaces and poller ids: letters, digits, `-`, `_` and `.`, at most 128.
+pub(crate) fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 impl FlowConfig {
@@ -108,12 +116,7 @@ impl FlowConfig {
     ) -> Option<Flow> {
         let at = |key: &str| format!("{path}.{key}");
         let before = p.len();
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 128
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        };
+        let name_ok = valid_name;
         if !name_ok(&self.id) {
             p.push(
                 at("id"),
@@ -128,18 +131,8 @@ impl FlowConfig {
                 "use letters, digits, '-', '_' and '.'",
             );
         }
-        let condition = self.condition.as_deref().and_then(|c| {
-            Condition::expression(engine, &at("condition"), c)
-                .map_err(|e| e.report(p, "fix the expression"))
-                .ok()
-        });
-        let criteria = (!self.criteria.is_empty())
-            .then(|| {
-                Condition::criteria(&at("criteria"), &self.criteria)
-                    .map_err(|e| e.report(p, "fix the criterion"))
-                    .ok()
-            })
-            .flatten();
+        let conditions =
+            Condition::build_all(engine, path, self.condition.as_deref(), &self.criteria, p);
         let mut names = BTreeSet::new();
         for (i, v) in self.vars.iter().enumerate() {
             if !names.insert(v.name.as_str()) {
@@ -196,8 +189,7 @@ impl FlowConfig {
             id: self.id.clone(),
             namespace: self.namespace.clone(),
             trigger: self.trigger.clone(),
-            condition,
-            criteria,
+            conditions,
             vars,
             tasks,
             secrets: used,
@@ -257,7 +249,7 @@ impl Flow {
 
     /// The flow's conditions, both of which must hold when given.
     pub fn conditions(&self) -> impl Iterator<Item = &Condition> {
-        self.condition.iter().chain(self.criteria.iter())
+        self.conditions.iter()
     }
 }
 

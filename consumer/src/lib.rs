@@ -7,7 +7,9 @@
 //! - [`flow`]: triggers, conditions, variables and tasks;
 //! - [`task`]: one file per task kind (`http`, `kafka`, `log`);
 //! - [`expression`]: the one expression language of conditions and templates;
-//! - [`outbound`]: the SSRF-safe HTTP client of the `http` task (and of pollers);
+//! - [`request`]: a templated HTTP request, shared by the `http` task and pollers;
+//! - [`outbound`]: the SSRF-safe HTTP client of the `http` task and of pollers;
+//! - [`poller`]: pull triggers that poll an API and publish an event, once per cluster;
 //! - [`executor`]: runs one flow for one event and makes its execution record;
 //! - [`runtime`]: the consumer group, ordering, concurrency, commits and dead letters;
 //! - [`admin`]: health, readiness and metrics; [`metrics`].
@@ -19,5 +21,7 @@ pub mod expression;
 pub mod flow;
 pub mod metrics;
 pub mod outbound;
+pub mod poller;
+pub mod request;
 pub mod runtime;
 pub mod task;

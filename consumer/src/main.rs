@@ -77,7 +77,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Check { config } => {
             let settings = config::load(&Source::File(config.clone()), &env)?;
             print!("{}", hookgate_consumer::config::flow_table(&settings));
-            println!("{}: ok ({} flows)", config.display(), settings.flows.len());
+            println!(
+                "{}: ok ({} flows, {} pollers)",
+                config.display(),
+                settings.flows.len(),
+                settings.pollers.len()
+            );
             Ok(())
         }
     }

@@ -1,5 +1,5 @@
 //! The consumer's metrics: flows run and their outcome, durations, task retries, dead
-//! letters, and consumer lag. Labels are bounded: flow ids and task ids from config, and
+//! letters, consumer lag, polls by outcome and the pollers a replica runs. Labels are bounded: flow ids and task ids from config, and
 //! small fixed sets.
 
 use std::sync::OnceLock;
@@ -15,6 +15,8 @@ pub const FLOW_SECONDS: &str = "hookgate_consumer_flow_duration_seconds";
 pub const TASK_RETRIES: &str = "hookgate_consumer_task_retries_total";
 pub const DEAD_LETTERS: &str = "hookgate_consumer_dead_letters_total";
 pub const LAG: &str = "hookgate_consumer_lag";
+pub const POLLS: &str = "hookgate_consumer_polls_total";
+pub const POLLERS_OWNED: &str = "hookgate_consumer_pollers_owned";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -69,4 +71,14 @@ pub fn dead_letter(reason: &'static str) {
 
 pub fn consumer_lag(lag: i64) {
     gauge!(LAG).set(lag as f64);
+}
+
+/// `outcome`: `fired`, `quiet` (the condition did not fire) or `failed`.
+pub fn poll(poller: &str, outcome: &'static str) {
+    counter!(POLLS, "poller" => poller.to_string(), "outcome" => outcome).increment(1);
+}
+
+/// Pollers running on this replica.
+pub fn pollers_owned(n: usize) {
+    gauge!(POLLERS_OWNED).set(n as f64);
 }

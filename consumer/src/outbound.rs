@@ -165,6 +165,20 @@ impl Response {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The headers as JSON, name → array of values, the shape of `trigger.headers`.
+    pub fn headers_json(&self) -> serde_json::Value {
+        let mut headers = serde_json::Map::new();
+        for (name, value) in &self.headers {
+            let entry = headers
+                .entry(name.clone())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let serde_json::Value::Array(values) = entry {
+                values.push(serde_json::Value::String(value.clone()));
+            }
+        }
+        serde_json::Value::Object(headers)
+    }
 }
 
 /// The client: the policy and the TLS config, shared; cloning is cheap.

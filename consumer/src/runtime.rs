@@ -10,7 +10,9 @@
 //! - **Dead letters**: a record that is not an event, and an event whose flow still fails
 //!   after its retries, are republished to the dead-letter topic with the reason in their
 //!   headers; they never stop the partition.
-//! - **Shutdown**: stop fetching, give running flows `limits.shutdown_timeout`, store the
+//! - **Pollers**: run beside the event loop, once per cluster (see
+//!   [`poller::cluster`](crate::poller::cluster)).
+//! - **Shutdown**: stop fetching and polling, give running flows `limits.shutdown_timeout`, store the
 //!   offsets of what finished, commit, exit.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -197,6 +199,17 @@ pub async fn run(
         executions_topic: kafka.executions_topic.clone(),
     });
     tracing::info!(topics = ?topics, group = %kafka.group, flows = shared.flows.len(), "consumer started");
+    let pollers = if settings.pollers.is_empty() {
+        None
+    } else {
+        let deps = crate::poller::cluster::Deps {
+            http: shared.deps.http.clone(),
+            engine: shared.deps.engine.clone(),
+            producer: shared.deps.producer.clone(),
+        };
+        let pollers = settings.pollers.into_iter().map(Arc::new).collect();
+        Some(crate::poller::Cluster::start(pollers, &kafka, deps).await?)
+    };
 
     // Bounded by what can run at once: every partition's cap, in practice far less.
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(4096);
@@ -240,8 +253,11 @@ pub async fn run(
         }
     }
 
-    // Stop fetching; let what runs finish, within the deadline.
+    // Stop fetching and polling; let what runs finish, within the deadline.
     ready.set(false);
+    if let Some(pollers) = pollers {
+        pollers.stop().await;
+    }
     tracing::info!("stopping: finishing running flows");
     consumer.unsubscribe();
     let deadline = tokio::time::Instant::now() + settings.limits.shutdown_timeout.get();

@@ -137,6 +137,16 @@ pub struct WebhookRequest<'a> {
     pub headers: &'a Fields<'a>,
 }
 
+/// The response a poller's event was made from, as the contract exposes it.
+#[derive(Debug, Clone)]
+pub struct PollResponse<'a> {
+    /// The URL polled, secrets masked.
+    pub uri: &'a str,
+    pub status: u16,
+    /// Lowercased response header names, secrets already redacted.
+    pub headers: &'a Fields<'a>,
+}
+
 /// Appends `s` to `out` as a JSON string literal.
 pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
     // Writing to a Vec cannot fail, and a &str always serializes.

@@ -4,7 +4,9 @@
 //! JSON text (the received bytes for a JSON body, or what a normalizer made), so it is
 //! spliced in without being parsed or re-serialized.
 
-use crate::{write_json_str, Attributes, BodyEncoding, WebhookRequest, DATA_CONTENT_TYPE};
+use crate::{
+    write_json_str, Attributes, BodyEncoding, PollResponse, WebhookRequest, DATA_CONTENT_TYPE,
+};
 
 /// Bytes the envelope adds around the body, besides the strings it quotes. An estimate for
 /// sizing the output buffer, not a bound.
@@ -31,6 +33,33 @@ pub fn encode_webhook(
     request.query.write_json(out);
     out.extend_from_slice(b",\"headers\":");
     request.headers.write_json(out);
+    write_body(body_json, encoding, out);
+}
+
+/// Writes the structured-mode record value of a poller's event: `data` is
+/// `{uri, status, headers, body, bodyencoding}` (dataschema [`crate::POLL_SCHEMA`]).
+///
+/// `body_json` must be one valid JSON value, or empty for `null`.
+pub fn encode_poll(
+    attrs: &Attributes<'_>,
+    response: &PollResponse<'_>,
+    body_json: &[u8],
+    encoding: BodyEncoding,
+    out: &mut Vec<u8>,
+) {
+    out.reserve(body_json.len() + ENVELOPE_OVERHEAD);
+    write_attributes(attrs, out);
+    out.extend_from_slice(b",\"data\":{\"uri\":");
+    write_json_str(out, response.uri);
+    out.extend_from_slice(b",\"status\":");
+    out.extend_from_slice(response.status.to_string().as_bytes());
+    out.extend_from_slice(b",\"headers\":");
+    response.headers.write_json(out);
+    write_body(body_json, encoding, out);
+}
+
+/// Writes `,"body":…,"bodyencoding":"…"}}`: the end of every event.
+fn write_body(body_json: &[u8], encoding: BodyEncoding, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"body\":");
     if body_json.is_empty() {
         out.extend_from_slice(b"null");
@@ -127,6 +156,48 @@ mod tests {
                     "headers": {"content-type": ["application/json"]},
                     "body": {"n": 1.50}, "bodyencoding": "json"
                 }
+            })
+        );
+    }
+
+    #[test]
+    fn writes_a_poll_event() {
+        let mut headers = Fields::new();
+        headers.push("content-type", "application/json");
+        let attrs = Attributes {
+            id: "0190-id",
+            source: "/pollers/stock",
+            event_type: "hookgate.poll",
+            time: "2026-11-26T05:00:00Z",
+            dataschema: crate::POLL_SCHEMA,
+            hook: "stock",
+            authscheme: "poll",
+            signed: None,
+            deliveryid: None,
+            traceparent: None,
+        };
+        let response = PollResponse {
+            uri: "https://api.example/stock?sku=1",
+            status: 200,
+            headers: &headers,
+        };
+        let mut out = Vec::new();
+        encode_poll(
+            &attrs,
+            &response,
+            br#"{"stock": 4}"#,
+            BodyEncoding::Json,
+            &mut out,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["source"], "/pollers/stock");
+        assert_eq!(v["dataschema"], "urn:hookgate:poll:v1");
+        assert_eq!(
+            v["data"],
+            json!({
+                "uri": "https://api.example/stock?sku=1", "status": 200,
+                "headers": {"content-type": ["application/json"]},
+                "body": {"stock": 4}, "bodyencoding": "json"
             })
         );
     }

@@ -49,6 +49,31 @@ impl Condition {
         })
     }
 
+    /// Compiles a table's `condition` (an expression) and `criteria`, whichever are
+    /// given; problems go to `p` under `{at}.condition` and `{at}.criteria`.
+    pub fn build_all(
+        engine: &Engine,
+        at: &str,
+        condition: Option<&str>,
+        criteria: &BTreeMap<String, Criterion>,
+        p: &mut hookgate_common::config::Problems,
+    ) -> Vec<Condition> {
+        let mut all = Vec::new();
+        if let Some(source) = condition {
+            match Condition::expression(engine, &format!("{at}.condition"), source) {
+                Ok(c) => all.push(c),
+                Err(e) => e.report(p, "fix the expression"),
+            }
+        }
+        if !criteria.is_empty() {
+            match Condition::criteria(&format!("{at}.criteria"), criteria) {
+                Ok(c) => all.push(c),
+                Err(e) => e.report(p, "fix the criterion"),
+            }
+        }
+        all
+    }
+
     /// Whether the condition holds for `ctx`. `now` is the clock `timediff_*` criteria
     /// compare with.
     ///

@@ -7,6 +7,7 @@
 //! outputs    <task_id> → what the task produced; for HTTP tasks {status, headers, body}
 //! flow       id, namespace
 //! execution  id
+//! response   a poller's condition only: status, headers (name → [values]), body (text)
 //! ```
 //!
 //! The executor builds one [`Context`] per event with [`Context::builder`], renders the
@@ -26,6 +27,8 @@ pub struct Context {
     execution: Value,
     vars: BTreeMap<String, Value>,
     outputs: BTreeMap<String, Value>,
+    /// A poller's response; absent in flows.
+    response: Option<Value>,
     /// The whole context as one value, rebuilt on every change. Changes happen a few
     /// times per execution, renders many times; each render then shares this value.
     root: Value,
@@ -56,13 +59,17 @@ impl Context {
     }
 
     fn rebuild(&mut self) {
-        self.root = Value::from_iter([
+        let mut root = vec![
             ("trigger", self.trigger.clone()),
             ("vars", Value::from(self.vars.clone())),
             ("outputs", Value::from(self.outputs.clone())),
             ("flow", self.flow.clone()),
             ("execution", self.execution.clone()),
-        ]);
+        ];
+        if let Some(response) = &self.response {
+            root.push(("response", response.clone()));
+        }
+        self.root = Value::from_iter(root);
     }
 }
 
@@ -77,6 +84,7 @@ pub struct ContextBuilder {
     execution: Map<String, Json>,
     vars: Vec<(String, Json)>,
     outputs: Vec<(String, Json)>,
+    response: Option<Json>,
 }
 
 impl ContextBuilder {
@@ -157,6 +165,12 @@ impl ContextBuilder {
         self
     }
 
+    /// `response`: what a poller's request got back, `{status, headers, body}`.
+    pub fn response(mut self, response: Json) -> Self {
+        self.response = Some(response);
+        self
+    }
+
     pub fn build(mut self) -> Context {
         self.trigger.entry("body").or_insert(Json::Null);
         for field in ["headers", "parameters"] {
@@ -176,6 +190,7 @@ impl ContextBuilder {
             execution: Value::from_serialize(&self.execution),
             vars: to_values(self.vars),
             outputs: to_values(self.outputs),
+            response: self.response.map(|r| Value::from_serialize(&r)),
             root: Value::UNDEFINED,
         };
         ctx.rebuild();

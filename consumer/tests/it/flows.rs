@@ -7,27 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hookgate_common::config::{Environment, Source};
-use hookgate_consumer::admin::Ready;
 use hookgate_consumer::config::ConsumerConfig;
 use hookgate_testkit::kafka::{self, create_topic, Producer};
-use hookgate_testkit::server::{Reply, TestServer};
+use hookgate_testkit::server::TestServer;
 use hookgate_testkit::{brokers, topic};
+
+use crate::support::{json_reply, Running};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-/// A consumer running in this process.
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
 
 /// Topics for one test: events, dead letters, executions.
 struct Topics {
@@ -69,25 +55,7 @@ fn start(t: &Topics, extra: &str, flows: &str, env: &[(&str, &str)]) -> Running 
     let settings = ConsumerConfig::load(&source, &env)
         .and_then(|c| c.build(&env, "test"))
         .unwrap_or_else(|e| panic!("{e}"));
-    let (stop, rx) = oneshot::channel();
-    let task = tokio::spawn(hookgate_consumer::runtime::run(
-        settings,
-        Ready::default(),
-        async {
-            let _ = rx.await;
-        },
-    ));
-    Running { stop, task }
-}
-
-fn json_reply(status: u16, body: Value) -> Reply {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            body.to_string(),
-        )))
-        .unwrap()
+    Running::start(settings)
 }
 
 /// Waits until `server` has seen `n` requests.

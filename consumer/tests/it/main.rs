@@ -1,6 +1,8 @@
-//! Consumer integration tests: flows against a real Kafka-protocol broker
+//! Consumer integration tests: flows and pollers against a real Kafka-protocol broker
 //! (`TEST_KAFKA_BROKERS`) and real local HTTP servers standing in for external APIs.
 
 mod flows;
 mod outbound;
+mod pollers;
 mod restart;
+mod support;

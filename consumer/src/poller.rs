@@ -1,0 +1,446 @@
+//! Pollers: pull triggers for systems that do not push webhooks (Kestra's HTTP trigger).
+//! A poller requests a URL on an interval, evaluates a condition over the response in the
+//! flow expression language, and when it holds publishes an event to its topic, which
+//! triggers flows as a webhook's event does.
+//!
+//! ```toml
+//! [[pollers]]
+//! id = "stock-level"
+//! uri = "https://erp.example/api/stock/M8"
+//! headers = { authorization = "Bearer {{ secret('ERP_TOKEN') }}" }
+//! interval = "2m"
+//! condition = "{{ json(response.body).stock_value <= 10 }}"
+//! mode = "edge"          # fire when the condition becomes true; "every" fires each time
+//! cooldown = "1h"        # and at most once an hour
+//! topic = "hookgate.polls"
+//! ```
+//!
+//! - **Condition context**: `response.status`, `response.headers` (name → [values]) and
+//!   `response.body` (text; `json(response.body)` parses it). No condition: always true.
+//! - **Failures** (no response, a 408, 429 or 5xx, a template or condition error) back off:
+//!   the next poll waits `interval × 2^failures`, at most `max_backoff`.
+//! - **The event**: `source` `/pollers/{id}`, `dataschema` `urn:hookgate:poll:v1`, `data`
+//!   `{uri, status, headers, body, bodyencoding}`; secrets masked in the URI, the headers
+//!   and the body, credential headers redacted.
+//! - **Once per cluster**: see [`cluster`].
+//!
+//! Layout: this file holds the configuration and one poll; [`state`] decides whether a
+//! poll fires (modes, cooldown); [`cluster`] runs each poller on exactly one replica.
+
+pub mod cluster;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use hookgate_common::config::{ConfigDuration, Problems};
+use hookgate_event::{Attributes, BodyEncoding, Fields, PollResponse};
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+
+use crate::expression::{Condition, Context, Criterion, Engine};
+use crate::outbound::{Client, Response};
+use crate::request::{RequestConfig, RequestTemplate};
+
+pub use cluster::Cluster;
+pub use state::{Mode, PollState};
+
+/// The `type` of a poller's events unless it names one.
+pub const DEFAULT_TYPE: &str = "hookgate.poll";
+/// The `authscheme` attribute of a poller's events.
+pub const AUTH_SCHEME: &str = "poll";
+
+/// Response headers never copied into an event: they carry credentials.
+const REDACTED_HEADERS: [&str; 5] = [
+    "set-cookie",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "www-authenticate",
+];
+
+/// A `[[pollers]]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "PollerTable")]
+pub struct PollerConfig {
+    /// Letters, digits, `-`, `_` and `.`; unique. Events' `source` is `/pollers/{id}`.
+    pub id: String,
+    pub description: Option<String>,
+    /// Time between polls.
+    pub interval: ConfigDuration,
+    /// An expression over `response`, Kestra-style: `"{{ response.status == 200 }}"`.
+    pub condition: Option<String>,
+    /// StackStorm-style criteria over `response`, all of which must hold.
+    pub criteria: BTreeMap<String, Criterion>,
+    /// `every` (default): fire on each poll where the condition holds; `edge`: only
+    /// when it becomes true.
+    pub mode: Mode,
+    /// The shortest time between two firings.
+    pub cooldown: Option<ConfigDuration>,
+    /// Where the events go.
+    pub topic: String,
+    /// The events' `type`; default `hookgate.poll`.
+    pub event_type: Option<String>,
+    /// The longest wait after failures; default 10 minutes, never below the interval.
+    pub max_backoff: Option<ConfigDuration>,
+    /// The request: `uri`, `method`, `headers`, `query`, `body`, `form`, `auth`,
+    /// `timeout`.
+    pub request: RequestConfig,
+}
+
+/// The table as read: the poller's own keys, and the rest for [`RequestConfig`].
+#[derive(Deserialize)]
+struct PollerTable {
+    id: String,
+    description: Option<String>,
+    interval: ConfigDuration,
+    condition: Option<String>,
+    #[serde(default)]
+    criteria: BTreeMap<String, Criterion>,
+    #[serde(default)]
+    mode: Mode,
+    cooldown: Option<ConfigDuration>,
+    topic: String,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    max_backoff: Option<ConfigDuration>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Json>,
+}
+
+impl TryFrom<PollerTable> for PollerConfig {
+    type Error = String;
+
+    fn try_from(t: PollerTable) -> Result<PollerConfig, String> {
+        Ok(PollerConfig {
+            request: RequestConfig::from_rest(t.rest)?,
+            id: t.id,
+            description: t.description,
+            interval: t.interval,
+            condition: t.condition,
+            criteria: t.criteria,
+            mode: t.mode,
+            cooldown: t.cooldown,
+            topic: t.topic,
+            event_type: t.event_type,
+            max_backoff: t.max_backoff,
+        })
+    }
+}
+
+/// A built poller.
+#[derive(Debug)]
+pub struct Poller {
+    pub id: String,
+    pub description: Option<String>,
+    pub interval: Duration,
+    pub mode: Mode,
+    pub cooldown: Option<Duration>,
+    pub topic: String,
+    pub event_type: String,
+    max_backoff: Duration,
+    request: RequestTemplate,
+    conditions: Vec<Condition>,
+}
+
+impl PollerConfig {
+    /// Validates the poller and compiles its templates; problems go to `p` under `at`
+    /// (`pollers[0]`).
+    pub fn build(&self, at: &str, engine: &Engine, p: &mut Problems) -> Option<Poller> {
+        let before = p.len();
+        if !crate::flow::valid_name(&self.id) {
+            p.push(
+                format!("{at}.id"),
+                format!("`{}` is not a valid poller id", self.id),
+                "use letters, digits, '-', '_' and '.'",
+            );
+        }
+        let interval = self.interval.get();
+        if interval < Duration::from_millis(10) {
+            p.push(
+                format!("{at}.interval"),
+                "must be at least 10ms",
+                "poll less often, e.g. \"1m\"",
+            );
+        }
+        if self.topic.trim().is_empty() {
+            p.push(
+                format!("{at}.topic"),
+                "is empty",
+                "name the topic the events go to",
+            );
+        }
+        let request = self.request.build(at, engine, p);
+        let conditions =
+            Condition::build_all(engine, at, self.condition.as_deref(), &self.criteria, p);
+        if p.len() > before {
+            return None;
+        }
+        Some(Poller {
+            id: self.id.clone(),
+            description: self.description.clone(),
+            interval,
+            mode: self.mode,
+            cooldown: self.cooldown.map(|c| c.get()),
+            topic: self.topic.clone(),
+            event_type: self
+                .event_type
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TYPE.to_string()),
+            max_backoff: self
+                .max_backoff
+                .map_or(Duration::from_secs(600), |b| b.get())
+                .max(interval),
+            request: request?,
+            conditions,
+        })
+    }
+}
+
+/// What one poll got: the response, and whether the condition held.
+pub struct Polled {
+    pub response: Response,
+    pub holds: bool,
+}
+
+impl Poller {
+    /// `/pollers/{id}`.
+    pub fn source(&self) -> String {
+        format!("/pollers/{}", self.id)
+    }
+
+    /// The wait before the next poll after `failures` failures in a row (0: the interval).
+    pub fn delay_after(&self, failures: u32) -> Duration {
+        let factor = 1u32.checked_shl(failures.min(20)).unwrap_or(u32::MAX);
+        self.interval
+            .checked_mul(factor)
+            .unwrap_or(self.max_backoff)
+            .min(self.max_backoff.max(self.interval))
+    }
+
+    /// The longest one poll can take: the request's timeout.
+    pub fn timeout(&self) -> Duration {
+        self.request.timeout()
+    }
+
+    /// Requests the URL and evaluates the condition. An error is a failed poll, its
+    /// message free of secrets.
+    pub async fn poll(&self, http: &Client, engine: &Engine) -> Result<Polled, String> {
+        let mask = |m: String| engine.mask(&m).into_owned();
+        let req = self
+            .request
+            .render(&Context::builder().build())
+            .map_err(mask)?;
+        let response = http.send(req).await.map_err(|e| mask(e.to_string()))?;
+        if matches!(response.status, 408 | 429 | 500..=599) {
+            return Err(format!("the server answered {}", response.status));
+        }
+        let ctx = Context::builder()
+            .response(json!({
+                "status": response.status,
+                "headers": response.headers_json(),
+                "body": String::from_utf8_lossy(&response.body),
+            }))
+            .build();
+        let now = SystemTime::now();
+        let mut holds = true;
+        for condition in &self.conditions {
+            holds &= condition.eval(&ctx, now).map_err(|e| mask(e.to_string()))?;
+        }
+        Ok(Polled { response, holds })
+    }
+
+    /// The event for `response`: its id and its structured-mode record value. The URI,
+    /// headers and body have every secret value masked.
+    pub fn event(&self, response: &Response, engine: &Engine) -> (String, Vec<u8>) {
+        let id = uuid::Uuid::now_v7().hyphenated().to_string();
+        let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let source = self.source();
+        let attrs = Attributes {
+            id: &id,
+            source: &source,
+            event_type: &self.event_type,
+            time: &time,
+            dataschema: hookgate_event::POLL_SCHEMA,
+            hook: &self.id,
+            authscheme: AUTH_SCHEME,
+            signed: None,
+            deliveryid: None,
+            traceparent: None,
+        };
+        let mut headers = Fields::with_capacity(response.headers.len());
+        for (name, value) in &response.headers {
+            if REDACTED_HEADERS.contains(&name.as_str()) {
+                headers.push(name.as_str(), hookgate_event::REDACTED);
+            } else {
+                headers.push(name.as_str(), engine.mask(value).into_owned());
+            }
+        }
+        let uri = engine.mask(&response.url);
+        let (body, encoding) = body_json(response, engine);
+        let mut out = Vec::new();
+        hookgate_event::structured::encode_poll(
+            &attrs,
+            &PollResponse {
+                uri: &uri,
+                status: response.status,
+                headers: &headers,
+            },
+            &body,
+            encoding,
+            &mut out,
+        );
+        (id, out)
+    }
+}
+
+/// The body as JSON text and its encoding: embedded when the response says JSON and is,
+/// a string when it is UTF-8 text, base64 otherwise; secrets masked.
+fn body_json(response: &Response, engine: &Engine) -> (Vec<u8>, BodyEncoding) {
+    if response.body.is_empty() {
+        return (Vec::new(), BodyEncoding::Empty);
+    }
+    let says_json = response
+        .header("content-type")
+        .is_some_and(|ct| ct.contains("json"));
+    if says_json {
+        if let Ok(mut value) = serde_json::from_slice::<Json>(&response.body) {
+            engine.mask_json(&mut value);
+            return (
+                serde_json::to_vec(&value).expect("JSON values serialize"),
+                BodyEncoding::Json,
+            );
+        }
+    }
+    let (text, encoding) = match std::str::from_utf8(&response.body) {
+        Ok(text) => (engine.mask(text).into_owned(), BodyEncoding::Text),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(&response.body),
+            BodyEncoding::Base64,
+        ),
+    };
+    (
+        serde_json::to_vec(&text).expect("strings serialize"),
+        encoding,
+    )
+}
+
+/// The pollers as a table, for `hookgate-consumer check`.
+pub fn table(pollers: &[Poller]) -> String {
+    let mut out = String::from("POLLER\tINTERVAL\tMODE\tTOPIC\n");
+    for p in pollers {
+        let mode = match (p.mode, p.cooldown) {
+            (m, Some(c)) => format!(
+                "{} (cooldown {})",
+                m.as_str(),
+                humantime::format_duration(c)
+            ),
+            (m, None) => m.as_str().to_string(),
+        };
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            p.id,
+            humantime::format_duration(p.interval),
+            mode,
+            p.topic
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expression::Secrets;
+
+    fn poller(extra: &str) -> Result<Poller, String> {
+        let toml = format!(
+            "id = \"stock\"\nuri = \"https://api.example/stock\"\ninterval = \"1s\"\ntopic = \"t\"\n{extra}"
+        );
+        let config: PollerConfig = toml::from_str(&toml).map_err(|e| e.to_string())?;
+        let mut secrets = Secrets::default();
+        secrets.insert("TOKEN", "s3cr3t-token");
+        let engine = Engine::new(secrets);
+        let mut p = Problems::default();
+        config
+            .build("pollers[0]", &engine, &mut p)
+            .ok_or_else(|| p.into_error("test").to_string())
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_reported_with_their_path() {
+        let err = poller("colour = \"red\"").unwrap_err();
+        assert!(err.contains("colour"), "{err}");
+        let err = poller("condition = \"{{ response.status ==\"").unwrap_err();
+        assert!(err.contains("pollers[0].condition"), "{err}");
+        let err = poller("mode = \"sometimes\"").unwrap_err();
+        assert!(err.contains("sometimes"), "{err}");
+        let err = poller("method = \"FETCH ME\"").unwrap_err();
+        assert!(err.contains("pollers[0].method"), "{err}");
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_up_to_the_cap() {
+        let p = poller("max_backoff = \"10s\"").unwrap();
+        let delays: Vec<u64> = (0..7).map(|n| p.delay_after(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 10, 10, 10]);
+        assert_eq!(p.delay_after(u32::MAX), Duration::from_secs(10));
+        // A cap below the interval is the interval.
+        let p = poller("max_backoff = \"10ms\"").unwrap();
+        assert_eq!(p.delay_after(3), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_event_masks_secrets_and_redacts_credential_headers() {
+        let p = poller("").unwrap();
+        let mut secrets = Secrets::default();
+        secrets.insert("TOKEN", "s3cr3t-token");
+        let engine = Engine::new(secrets);
+        let response = Response {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("set-cookie".into(), "session=abc".into()),
+                ("x-echo".into(), "token s3cr3t-token".into()),
+            ],
+            body: bytes::Bytes::from_static(br#"{"stock": 4, "echo": "s3cr3t-token"}"#),
+            url: "https://api.example/stock?key=s3cr3t-token".into(),
+        };
+        let (id, value) = p.event(&response, &engine);
+        let text = String::from_utf8(value.clone()).unwrap();
+        assert!(!text.contains("s3cr3t-token"), "{text}");
+        assert!(!text.contains("session=abc"), "{text}");
+        let v: Json = serde_json::from_slice(&value).unwrap();
+        assert_eq!(v["id"], id);
+        assert_eq!(v["source"], "/pollers/stock");
+        assert_eq!(v["type"], DEFAULT_TYPE);
+        assert_eq!(v["dataschema"], "urn:hookgate:poll:v1");
+        assert_eq!(v["data"]["status"], 200);
+        assert_eq!(v["data"]["body"]["stock"], 4);
+        assert_eq!(v["data"]["bodyencoding"], "json");
+        assert_eq!(v["data"]["headers"]["set-cookie"][0], "[redacted]");
+    }
+
+    #[test]
+    fn bodies_are_embedded_as_text_or_base64_when_not_json() {
+        let engine = Engine::new(Secrets::default());
+        let mut response = Response {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: bytes::Bytes::from_static(b"low stock"),
+            url: "https://x/".into(),
+        };
+        assert_eq!(
+            body_json(&response, &engine),
+            (b"\"low stock\"".to_vec(), BodyEncoding::Text)
+        );
+        response.body = bytes::Bytes::from_static(&[0xff, 0x00]);
+        assert_eq!(
+            body_json(&response, &engine),
+            (b"\"/wA=\"".to_vec(), BodyEncoding::Base64)
+        );
+        response.body = bytes::Bytes::new();
+        assert_eq!(body_json(&response, &engine).1, BodyEncoding::Empty);
+    }
+}

@@ -1,0 +1,295 @@
+//! A templated HTTP request: what the `http` task sends and what a poller polls. Method,
+//! URI, headers, query, body (a text template, or a JSON body written as a table whose
+//! leaves are templates) or form data, and auth (basic, bearer, a header, a query key) are
+//! all templates, compiled once at load time and rendered against a [`Context`] into an
+//! [`outbound::Request`](crate::outbound::Request).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use hookgate_common::config::{ConfigDuration, Problems};
+use http::Method;
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::expression::{Context, Engine, JsonTemplate, Template};
+use crate::outbound::Request;
+
+/// The request's keys, as written in a task or a poller table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestConfig {
+    /// Default `GET`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub uri: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Query parameters added to the URI (encoded).
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// A text template, or a table/array whose string leaves are templates (sent as
+    /// JSON).
+    pub body: Option<Json>,
+    /// Form fields, sent as `application/x-www-form-urlencoded`.
+    pub form: Option<BTreeMap<String, String>>,
+    pub auth: Option<AuthConfig>,
+    /// The whole exchange, connect to last byte. Default `10s`.
+    #[serde(default = "default_timeout")]
+    pub timeout: ConfigDuration,
+}
+
+impl RequestConfig {
+    /// The request keys of a table that has keys of its own (a task's `id`, a poller's
+    /// `interval`): `rest` is what its own fields left, and any key that is not a request
+    /// key is refused here.
+    pub fn from_rest(rest: serde_json::Map<String, Json>) -> Result<RequestConfig, String> {
+        serde_json::from_value(Json::Object(rest)).map_err(|e| e.to_string())
+    }
+}
+
+fn default_method() -> String {
+    "GET".to_string()
+}
+
+fn default_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(10)
+}
+
+/// `auth = { basic = { username, password } }`, `{ bearer = "…" }`,
+/// `{ header = { name, value } }` or `{ query = { name, value } }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    Basic { username: String, password: String },
+    Bearer(String),
+    Header { name: String, value: String },
+    Query { name: String, value: String },
+}
+
+#[derive(Debug)]
+enum Auth {
+    Basic(Template, Template),
+    Bearer(Template),
+    Header(String, Template),
+    Query(String, Template),
+}
+
+#[derive(Debug)]
+enum Body {
+    None,
+    Text(Template),
+    Json(JsonTemplate),
+    Form(Vec<(String, Template)>),
+}
+
+/// A compiled request.
+#[derive(Debug)]
+pub struct RequestTemplate {
+    method: Method,
+    uri: Template,
+    headers: Vec<(String, Template)>,
+    query: Vec<(String, Template)>,
+    body: Body,
+    auth: Option<Auth>,
+    timeout: Duration,
+}
+
+impl RequestConfig {
+    /// Compiles every template; problems go to `p` under `at` (`flows[0].tasks[1]`).
+    pub fn build(&self, at: &str, engine: &Engine, p: &mut Problems) -> Option<RequestTemplate> {
+        let before = p.len();
+        for name in self.headers.keys() {
+            let lower = name.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(lower.as_bytes()).is_err()
+                || crate::outbound::RESERVED_HEADERS.contains(&lower.as_str())
+            {
+                p.push(
+                    format!("{at}.headers.\"{name}\""),
+                    "is not a header a request may set (invalid, or owned by the HTTP client: host, content-length, connection, …)",
+                    "remove it",
+                );
+            }
+        }
+        let mut template = |key: &str, source: &str| -> Option<Template> {
+            Template::compile(engine, &format!("{at}.{key}"), source)
+                .map_err(|e| e.report(p, "fix the template"))
+                .ok()
+        };
+        let method = Method::from_bytes(self.method.to_ascii_uppercase().as_bytes()).ok();
+        let uri = template("uri", &self.uri);
+        let headers: Vec<_> = self
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.to_ascii_lowercase(),
+                    template(&format!("headers.\"{k}\""), v)?,
+                ))
+            })
+            .collect();
+        let query: Vec<_> = self
+            .query
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), template(&format!("query.\"{k}\""), v)?)))
+            .collect();
+        let auth = self.auth.as_ref().and_then(|a| match a {
+            AuthConfig::Basic { username, password } => Some(Auth::Basic(
+                template("auth.basic.username", username)?,
+                template("auth.basic.password", password)?,
+            )),
+            AuthConfig::Bearer(t) => Some(Auth::Bearer(template("auth.bearer", t)?)),
+            AuthConfig::Header { name, value } => Some(Auth::Header(
+                name.to_ascii_lowercase(),
+                template("auth.header.value", value)?,
+            )),
+            AuthConfig::Query { name, value } => Some(Auth::Query(
+                name.clone(),
+                template("auth.query.value", value)?,
+            )),
+        });
+        let form: Option<Vec<_>> = self.form.as_ref().map(|f| {
+            f.iter()
+                .filter_map(|(k, v)| Some((k.clone(), template(&format!("form.\"{k}\""), v)?)))
+                .collect()
+        });
+        let body = match (&self.body, form) {
+            (Some(_), Some(_)) => {
+                p.push(
+                    format!("{at}.form"),
+                    "a request has either a body or form data",
+                    "keep one of them",
+                );
+                Body::None
+            }
+            (None, Some(form)) => Body::Form(form),
+            (Some(Json::String(s)), None) => {
+                match Template::compile(engine, &format!("{at}.body"), s) {
+                    Ok(t) => Body::Text(t),
+                    Err(e) => {
+                        e.report(p, "fix the template");
+                        Body::None
+                    }
+                }
+            }
+            (Some(value), None) => {
+                match JsonTemplate::compile(engine, &format!("{at}.body"), value) {
+                    Ok(t) => Body::Json(t),
+                    Err(e) => {
+                        e.report(p, "fix the template");
+                        Body::None
+                    }
+                }
+            }
+            (None, None) => Body::None,
+        };
+        if method.is_none() {
+            p.push(
+                format!("{at}.method"),
+                format!("`{}` is not a method", self.method),
+                "use GET, POST, PUT, PATCH or DELETE",
+            );
+        }
+        if let Some(constant) = uri.as_ref().and_then(Template::as_constant) {
+            if !(constant.starts_with("http://") || constant.starts_with("https://")) {
+                p.push(
+                    format!("{at}.uri"),
+                    format!("`{constant}` is not an http(s) URL"),
+                    "write a full URL",
+                );
+            }
+        }
+        if self.timeout.get().is_zero() || self.timeout.get() > Duration::from_secs(600) {
+            p.push(
+                format!("{at}.timeout"),
+                "must be between 1ms and 10m",
+                "choose a duration in that range",
+            );
+        }
+        if p.len() > before {
+            return None;
+        }
+        Some(RequestTemplate {
+            method: method?,
+            uri: uri?,
+            headers,
+            query,
+            body,
+            auth,
+            timeout: self.timeout.get(),
+        })
+    }
+}
+
+impl RequestTemplate {
+    /// The whole exchange's time limit.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Renders the request for `ctx`. An error is a template that failed or a URI that
+    /// is not a URL: retrying would not help.
+    pub fn render(&self, ctx: &Context) -> Result<Request, String> {
+        let render = |t: &Template| t.render(ctx).map_err(|e| e.to_string());
+        let mut url = url::Url::parse(&render(&self.uri)?)
+            .map_err(|e| format!("the rendered uri is not a URL: {e}"))?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in &self.query {
+                pairs.append_pair(k, &render(v)?);
+            }
+            if let Some(Auth::Query(name, value)) = &self.auth {
+                pairs.append_pair(name, &render(value)?);
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        let mut req = Request::new(self.method.clone(), url.as_str()).timeout(self.timeout);
+        let mut has_content_type = false;
+        for (name, value) in &self.headers {
+            has_content_type |= name == "content-type";
+            req = req.header(name.clone(), render(value)?);
+        }
+        match &self.auth {
+            Some(Auth::Basic(user, pass)) => {
+                let pair = format!("{}:{}", render(user)?, render(pass)?);
+                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                req = req.header("authorization", format!("Basic {encoded}"));
+            }
+            Some(Auth::Bearer(token)) => {
+                req = req.header("authorization", format!("Bearer {}", render(token)?));
+            }
+            Some(Auth::Header(name, value)) => {
+                req = req.header(name.clone(), render(value)?);
+            }
+            Some(Auth::Query(..)) | None => {}
+        }
+        let (body, content_type) = match &self.body {
+            Body::None => (Vec::new(), None),
+            Body::Text(t) => (render(t)?.into_bytes(), Some("text/plain; charset=utf-8")),
+            Body::Json(t) => {
+                let value = t.render(ctx).map_err(|e| e.to_string())?;
+                (
+                    serde_json::to_vec(&value).expect("JSON values serialize"),
+                    Some("application/json"),
+                )
+            }
+            Body::Form(fields) => {
+                let mut form = form_urlencoded::Serializer::new(String::new());
+                for (k, v) in fields {
+                    form.append_pair(k, &render(v)?);
+                }
+                (
+                    form.finish().into_bytes(),
+                    Some("application/x-www-form-urlencoded"),
+                )
+            }
+        };
+        if let (Some(ct), false) = (content_type, has_content_type) {
+            req = req.header("content-type", ct);
+        }
+        Ok(req.body(body))
+    }
+}
