@@ -19,6 +19,10 @@ pub const PROFILE: &str = include_str!("../config/local.toml");
 pub const CONSUMER_PROFILE: &str = include_str!("../config/local-consumer.toml");
 /// The shipped flows.
 pub const SCENARIOS: &str = include_str!("../config/flows/scenarios.toml");
+/// The shipped flows in their polling form, with their pollers.
+pub const SCENARIOS_POLLING: &str = include_str!("../config/flows/scenarios-polling.toml");
+/// How often the shipped pollers poll the echo endpoint here, in seconds.
+const LOCAL_POLL_SECONDS: u64 = 5;
 
 /// Secrets the profile references, generated at each start.
 const DEV_SECRETS: &[(&str, &str)] = &[
@@ -63,6 +67,7 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     let echo = echo::start().await.context("starting the echo endpoint")?;
     let consumer = consumer_settings(&bootstrap, echo)?;
     let mut topics: Vec<&str> = settings.hooks.iter().map(|h| h.topic.as_str()).collect();
+    topics.extend(consumer.kafka.topics.iter().map(String::as_str));
     topics.push(&consumer.kafka.dead_letter_topic);
     if let Some(t) = &consumer.kafka.executions_topic {
         topics.push(t);
@@ -74,6 +79,13 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
             .create_topic(topic, settings.kafka.partitions, 1)
             .with_context(|| format!("creating topic {topic}"))?;
     }
+    cluster
+        .create_topic(
+            &consumer.kafka.control_topic,
+            consumer.kafka.control_partitions,
+            1,
+        )
+        .context("creating the pollers' control topic")?;
     let http = tokio::net::TcpListener::bind(&settings.server.listen)
         .await
         .with_context(|| {
@@ -102,6 +114,11 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     println!(
         "flows: {} (their calls go to the echo endpoint)",
         flows.join(", ")
+    );
+    let pollers: Vec<&str> = consumer.pollers.iter().map(|p| p.id.as_str()).collect();
+    println!(
+        "pollers: {} (every {LOCAL_POLL_SECONDS} s, against the echo endpoint; events on hookgate.polls)",
+        pollers.join(", ")
     );
     for (hook, value) in &secrets {
         println!("dev secret for hook `{hook}`: {value}");
@@ -189,6 +206,10 @@ fn consumer_settings(
         ("ONCALL_USERS", "U0DEV1,U0DEV2".to_string()),
         ("PAGER_URL", format!("{base}/pager/enqueue")),
         ("PAGER_ROUTING_KEY", "dev-routing-key".to_string()),
+        ("INVENTORY_API_URL", format!("{base}/inventory")),
+        ("INVENTORY_API_TOKEN", "dev-inventory-token".to_string()),
+        ("MONITORING_API_URL", format!("{base}/monitoring")),
+        ("MONITORING_API_TOKEN", "dev-monitoring-token".to_string()),
         ("HOOKGATE_CONSUMER_KAFKA__BROKERS", bootstrap.to_string()),
     ] {
         env.set(name, value);
@@ -201,5 +222,14 @@ fn consumer_settings(
     config
         .flows
         .extend(FlowsFile::parse(SCENARIOS, "config/flows/scenarios.toml")?.flows);
+    let polling = FlowsFile::parse(SCENARIOS_POLLING, "config/flows/scenarios-polling.toml")?;
+    config.flows.extend(polling.flows);
+    let interval = hookgate_common::config::ConfigDuration::from_secs(LOCAL_POLL_SECONDS);
+    config
+        .pollers
+        .extend(polling.pollers.into_iter().map(|mut p| {
+            p.interval = interval;
+            p
+        }));
     Ok(config.build(&env, "local consumer profile")?)
 }

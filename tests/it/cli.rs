@@ -133,6 +133,35 @@ fn local_runs_the_readme_examples_end_to_end() {
         wait_for(&|l| l.starts_with(&format!("echo <- {call}")), call, 60);
     }
 
+    // The shipped pollers poll the echo endpoint, fire as their thresholds are crossed,
+    // and their events are on hookgate.polls.
+    let polls = kafka::read_until(
+        &kafka_addr,
+        "hookgate.polls",
+        Duration::from_secs(60),
+        |r| {
+            let sources: std::collections::BTreeSet<String> =
+                r.iter().map(|x| x.event().source).collect();
+            sources.len() >= 3
+        },
+    );
+    let mut sources: Vec<String> = polls.iter().map(|r| r.event().source).collect();
+    sources.sort();
+    sources.dedup();
+    assert_eq!(
+        sources,
+        [
+            "/pollers/cpu-load",
+            "/pollers/stock-level",
+            "/pollers/workbook-usage"
+        ]
+    );
+    wait_for(
+        &|l| l.starts_with("echo <- GET /monitoring/api/metrics/cpu"),
+        "the CPU poll",
+        5,
+    );
+
     // `hookgate tail` prints them too.
     let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args([

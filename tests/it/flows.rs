@@ -27,7 +27,16 @@ fn reply(status: u16, body: Value) -> Reply {
 async fn apis() -> TestServer {
     TestServer::start(|seen: &Seen| {
         let path = seen.target.split('?').next().unwrap_or("");
-        if path.ends_with("/api/auth/signin") {
+        if path.ends_with("/api/stock/m8-bolts") {
+            reply(200, json!({"product": "M8 bolts", "warehouse": "east", "stock_value": 4}))
+        } else if path.ends_with("/api/usage/workbooks/wb-42") {
+            reply(
+                200,
+                json!({"workbook_id": "wb-42", "workbook_name": "Q3 churn", "hits_last_14_days": 3}),
+            )
+        } else if path.ends_with("/api/metrics/cpu") {
+            reply(200, json!({"host": "web-1", "cpu": 0.93}))
+        } else if path.ends_with("/api/auth/signin") {
             reply(
                 200,
                 json!({"credentials": {"token": "session-7f3a", "site": {"id": "site-9"}}}),
@@ -48,28 +57,34 @@ fn body(seen: &Seen) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&seen.body).into()))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
-    let (inventory, bi, alerts) = (topic("inventory"), topic("bi"), topic("alerts"));
-    let gw = GatewayBuilder::tansu()
-        .kafka("partitions = 1")
-        .hook(&format!("id = \"inventory\"\ntopic = \"{inventory}\"\nauth = {{ scheme = \"none\" }}"))
-        .hook(&format!("id = \"bi-usage\"\ntopic = \"{bi}\"\nauth = {{ scheme = \"none\" }}"))
-        .hook(&format!("id = \"alerts\"\ntopic = \"{alerts}\"\nauth = {{ scheme = \"url_key\", secrets = [{{ value = \"k3y\" }}] }}"))
-        .start()
-        .await;
-    let server = apis().await;
+/// Starts the flow consumer on `topics` with the flows (and pollers) of `file`, every
+/// secret pointing at `server`. Pollers get `polls` as their topic and poll every 100 ms.
+/// Returns the executions topic, the stop switch and the consumer's task.
+async fn start_consumer(
+    server: &TestServer,
+    topics: &[&str],
+    file: &str,
+    polls: Option<&str>,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let base = format!("http://127.0.0.1:{}", server.port());
     let dead = topic("dead");
     let executions = topic("executions");
     for t in [&dead, &executions] {
         hookgate_testkit::kafka::create_topic(&brokers(), t, 1).await;
     }
+    let topics: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
     let toml = format!(
-        "[kafka]\nbrokers = \"{}\"\ngroup = \"{}\"\ntopics = [\"{inventory}\", \"{bi}\", \"{alerts}\"]\ndead_letter_topic = \"{dead}\"\nexecutions_topic = \"{executions}\"\n\
+        "[kafka]\nbrokers = \"{}\"\ngroup = \"{}\"\ntopics = [{}]\ndead_letter_topic = \"{dead}\"\nexecutions_topic = \"{executions}\"\n\
+         control_topic = \"{}\"\n\
          properties = {{ \"session.timeout.ms\" = 6000, \"max.poll.interval.ms\" = 10000 }}\n[outbound]\nallow = [\"127.0.0.1/32\"]\n{}",
         brokers(),
         topic("group"),
+        topics.join(", "),
+        topic("control"),
         include_str!("../../config/local-consumer.toml").split("[secrets]").nth(1).map(|s| format!("[secrets]{s}")).unwrap()
     );
     let mut env = Environment::default();
@@ -89,6 +104,10 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
         ("ONCALL_USERS", "U1,U2".into()),
         ("PAGER_URL", format!("{base}/pager")),
         ("PAGER_ROUTING_KEY", "routing-1".into()),
+        ("INVENTORY_API_URL", format!("{base}/inventory")),
+        ("INVENTORY_API_TOKEN", "inventory-token-1".into()),
+        ("MONITORING_API_URL", format!("{base}/monitoring")),
+        ("MONITORING_API_TOKEN", "monitoring-token-1".into()),
     ] {
         env.set(k, v);
     }
@@ -97,14 +116,13 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
         toml,
     };
     let mut config = ConsumerConfig::load(&source, &env).unwrap_or_else(|e| panic!("{e}"));
-    config.flows.extend(
-        FlowsFile::parse(
-            include_str!("../../config/flows/scenarios.toml"),
-            "scenarios",
-        )
-        .unwrap()
-        .flows,
-    );
+    let file = FlowsFile::parse(file, "scenarios").unwrap();
+    config.flows.extend(file.flows);
+    config.pollers.extend(file.pollers.into_iter().map(|mut p| {
+        p.interval = hookgate_common::config::ConfigDuration::from_millis(100);
+        p.topic = polls.expect("a topic for the pollers").to_string();
+        p
+    }));
     let settings = config
         .build(&env, "test consumer")
         .unwrap_or_else(|e| panic!("{e}"));
@@ -116,6 +134,27 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
             let _ = rx.await;
         },
     ));
+    (executions, stop, consumer)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
+    let (inventory, bi, alerts) = (topic("inventory"), topic("bi"), topic("alerts"));
+    let gw = GatewayBuilder::tansu()
+        .kafka("partitions = 1")
+        .hook(&format!("id = \"inventory\"\ntopic = \"{inventory}\"\nauth = {{ scheme = \"none\" }}"))
+        .hook(&format!("id = \"bi-usage\"\ntopic = \"{bi}\"\nauth = {{ scheme = \"none\" }}"))
+        .hook(&format!("id = \"alerts\"\ntopic = \"{alerts}\"\nauth = {{ scheme = \"url_key\", secrets = [{{ value = \"k3y\" }}] }}"))
+        .start()
+        .await;
+    let server = apis().await;
+    let (executions, stop, consumer) = start_consumer(
+        &server,
+        &[&inventory, &bi, &alerts],
+        include_str!("../../config/flows/scenarios.toml"),
+        None,
+    )
+    .await;
 
     // A low stock level, and one that is fine (no call for it).
     for (product, stock) in [("M8 bolts", 4), ("washers", 400)] {
@@ -270,4 +309,107 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
     let _ = stop.send(());
     consumer.await.unwrap().unwrap();
     gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_three_scenarios_in_polling_form_fire_once_each_and_make_the_same_calls() {
+    let server = apis().await;
+    let polls = topic("polls");
+    hookgate_testkit::kafka::create_topic(&brokers(), &polls, 1).await;
+    let (executions, stop, consumer) = start_consumer(
+        &server,
+        &[&polls],
+        include_str!("../../config/flows/scenarios-polling.toml"),
+        Some(&polls),
+    )
+    .await;
+
+    // Every source is past its threshold from the first poll, and stays there: edge
+    // mode fires once per poller, however often it polls.
+    let calls = |s: &TestServer| s.seen().iter().filter(|x| x.method != "GET").count();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while calls(&server) < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "calls so far: {:#?}",
+            server.seen()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let polled = |path: &str| {
+        server
+            .seen()
+            .iter()
+            .filter(|x| x.target.starts_with(path))
+            .count()
+    };
+    let before = polled("/inventory/");
+    while polled("/inventory/") < before + 5 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    consumer.await.unwrap().unwrap();
+
+    let seen = server.seen();
+    let gets: Vec<&Seen> = seen.iter().filter(|s| s.method == "GET").collect();
+    let stock = gets
+        .iter()
+        .find(|s| s.target.starts_with("/inventory/api/stock/m8-bolts"))
+        .unwrap();
+    assert_eq!(
+        stock.header("authorization"),
+        Some("Bearer inventory-token-1")
+    );
+    let usage = gets
+        .iter()
+        .find(|s| s.target.starts_with("/bi/api/usage/workbooks/wb-42"))
+        .unwrap();
+    assert_eq!(usage.header("x-pat"), Some("pat-secret-value"));
+    let cpu = gets
+        .iter()
+        .find(|s| s.target.starts_with("/monitoring/api/metrics/cpu"))
+        .unwrap();
+    assert_eq!(cpu.target, "/monitoring/api/metrics/cpu?host=web-1");
+    assert_eq!(
+        cpu.header("authorization"),
+        Some("Bearer monitoring-token-1")
+    );
+
+    let posts: Vec<&Seen> = seen.iter().filter(|s| s.method != "GET").collect();
+    let targets: Vec<&str> = posts.iter().map(|s| s.target.as_str()).collect();
+    assert_eq!(posts.len(), 8, "{targets:?}");
+    let message = posts
+        .iter()
+        .find(|s| s.target.starts_with("/messaging/"))
+        .unwrap();
+    assert_eq!(
+        body(message)["text"],
+        "Low stock: only 4 left of M8 bolts in east"
+    );
+    let tag = posts.iter().find(|s| s.method == "PUT").unwrap();
+    assert_eq!(tag.target, "/bi/api/sites/site-9/workbooks/wb-42/tags");
+    assert_eq!(tag.header("x-auth-token"), Some("session-7f3a"));
+    let page = posts.iter().find(|s| s.target == "/pager").unwrap();
+    assert_eq!(
+        body(page)["payload"]["summary"],
+        "CPU at 0.93 on web-1 (INC-2042)"
+    );
+
+    // One event per poller, and three successful executions.
+    let events = hookgate_testkit::kafka::read_n(&brokers(), &polls, 3);
+    let mut sources: Vec<String> = events.iter().map(|r| r.event().source).collect();
+    sources.sort();
+    assert_eq!(
+        sources,
+        [
+            "/pollers/cpu-load",
+            "/pollers/stock-level",
+            "/pollers/workbook-usage"
+        ]
+    );
+    let records = hookgate_testkit::kafka::read_n(&brokers(), &executions, 3);
+    for r in &records {
+        let v: Value = serde_json::from_slice(&r.value).unwrap();
+        assert_eq!(v["state"], "SUCCESS", "{v}");
+    }
 }

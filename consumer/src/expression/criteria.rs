@@ -28,7 +28,14 @@ use serde_json::Value as Json;
 use super::ExpressionError;
 
 /// The roots a criteria path may start with (the [`Context`](super::Context)'s keys).
-const ROOTS: [&str; 5] = ["trigger", "vars", "outputs", "flow", "execution"];
+const ROOTS: [&str; 6] = [
+    "trigger",
+    "vars",
+    "outputs",
+    "flow",
+    "execution",
+    "response",
+];
 
 /// One operator and its operand, as written in configuration: `{ equals = "opened" }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

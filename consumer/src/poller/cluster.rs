@@ -175,6 +175,9 @@ fn base_config(kafka: &KafkaSettings) -> ClientConfig {
 /// Creates the control topic unless it exists; returns its partition count.
 async fn ensure_topic(base: &ClientConfig, kafka: &KafkaSettings) -> anyhow::Result<i32> {
     let topic = &kafka.control_topic;
+    if let Some(count) = partition_count(base, topic, Duration::ZERO).await? {
+        return Ok(count);
+    }
     let admin: AdminClient<DefaultClientContext> =
         base.create().context("creating the admin client")?;
     let new = NewTopic::new(topic, kafka.control_partitions, TopicReplication::Fixed(-1))
@@ -194,28 +197,40 @@ async fn ensure_topic(base: &ClientConfig, kafka: &KafkaSettings) -> anyhow::Res
             }
         }
     }
-    let probe: BaseConsumer = base.create().context("creating a metadata client")?;
-    let topic_owned = topic.clone();
+    partition_count(base, topic, Duration::from_secs(10))
+        .await?
+        .with_context(|| {
+            format!("the control topic `{topic}` (kafka.control_topic) has no partitions")
+        })
+}
+
+/// The topic's partition count once metadata shows it, asking until `patience` has
+/// passed; `None` if it does not exist.
+async fn partition_count(
+    base: &ClientConfig,
+    topic: &str,
+    patience: Duration,
+) -> anyhow::Result<Option<i32>> {
+    let mut config = base.clone();
+    config.set("allow.auto.create.topics", "false");
+    let probe: BaseConsumer = config.create().context("creating a metadata client")?;
+    let topic = topic.to_string();
     let count = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + patience;
         loop {
             let count = probe
-                .fetch_metadata(Some(&topic_owned), Duration::from_secs(5))
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
                 .ok()
                 .and_then(|m| m.topics().first().map(|t| t.partitions().len()))
                 .unwrap_or(0);
-            if count > 0 || Instant::now() > deadline {
+            if count > 0 || Instant::now() >= deadline {
                 return count;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     })
     .await?;
-    anyhow::ensure!(
-        count > 0,
-        "the control topic `{topic}` (kafka.control_topic) has no partitions"
-    );
-    Ok(count as i32)
+    Ok((count > 0).then_some(count as i32))
 }
 
 /// Starts and stops pollers as partitions come and go.

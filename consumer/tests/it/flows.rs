@@ -444,6 +444,10 @@ fn check_validates_the_example_and_names_what_is_wrong() {
         "warehouse.stock-alert",
         "bi.archive-unused-workbook",
         "ops.incident-war-room",
+        "ops.incident-war-room-polled",
+        "stock-level\t2m\tedge (cooldown 1h)",
+        "workbook-usage\t6h\tedge",
+        "cpu-load\t1m\tedge (cooldown 15m)",
     ] {
         assert!(stdout.contains(flow), "{flow} missing from:\n{stdout}");
     }
