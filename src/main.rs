@@ -70,7 +70,11 @@ enum Command {
         curl: bool,
     },
     /// Print the JSON Schema of the events hookgate publishes (structured mode).
-    Schema,
+    Schema {
+        /// `webhook` (urn:hookgate:webhook:v1) or `poll` (urn:hookgate:poll:v1, pollers).
+        #[arg(default_value = "webhook", value_parser = ["webhook", "poll"])]
+        kind: String,
+    },
     /// Print the events on a topic as they arrive, one JSON object per line.
     Tail {
         topic: String,
@@ -171,8 +175,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Schema => {
-            print!("{}", hookgate_event::WEBHOOK_SCHEMA_JSON);
+        Command::Schema { kind } => {
+            if kind == "poll" {
+                print!("{}", hookgate_event::POLL_SCHEMA_JSON);
+            } else {
+                print!("{}", hookgate_event::WEBHOOK_SCHEMA_JSON);
+            }
             Ok(())
         }
         Command::Tail {

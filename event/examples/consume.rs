@@ -122,13 +122,24 @@ fn describe(event: &Event, github_secret: Option<&str>) -> String {
                 "{}  {}  {}  (structured)",
                 event.event_type, event.source, event.id
             );
-            let _ = writeln!(
-                out,
-                "  {} {}  bodyencoding={}",
-                text(&data["method"]),
-                text(&data["path"]),
-                text(&data["bodyencoding"])
-            );
+            if event.dataschema.as_deref() == Some(hookgate_event::POLL_SCHEMA) {
+                // A poller's event: the response it polled.
+                let _ = writeln!(
+                    out,
+                    "  polled {}  status={}  bodyencoding={}",
+                    text(&data["uri"]),
+                    data["status"],
+                    text(&data["bodyencoding"])
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  {} {}  bodyencoding={}",
+                    text(&data["method"]),
+                    text(&data["path"]),
+                    text(&data["bodyencoding"])
+                );
+            }
             let _ = writeln!(out, "  body: {}", data["body"]);
         }
         // Binary mode: the body byte for byte, and the sender's headers.
@@ -239,6 +250,16 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("bodyencoding=json"), "{shown}");
+
+        let (_, poll) = events
+            .iter()
+            .find(|(name, _)| name == "structured-poll.json")
+            .unwrap();
+        let shown = describe(poll, None);
+        assert!(
+            shown.contains("polled [redacted]/api/stock/m8-bolts  status=200  bodyencoding=json"),
+            "{shown}"
+        );
 
         let binary: Vec<_> = events
             .iter()

@@ -49,6 +49,9 @@ pub const CE_HEADER_PREFIX: &str = "ce_";
 /// [`WEBHOOK_SCHEMA`].
 pub const WEBHOOK_SCHEMA_JSON: &str = include_str!("../schema/webhook-v1.json");
 
+/// The JSON Schema (draft 2020-12) of a poller's event, `$id` [`POLL_SCHEMA`].
+pub const POLL_SCHEMA_JSON: &str = include_str!("../schema/poll-v1.json");
+
 /// How `data.body` was made from the request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BodyEncoding {

@@ -1,7 +1,7 @@
 //! The breaking-change guard of the event contract.
 //!
 //! `samples/` holds records the gateway actually produced: one per body encoding in
-//! structured mode, and binary-mode ones. Every sample must still decode and validate
+//! structured mode, and binary-mode ones; and one a poller produced. Every sample must still decode and validate
 //! against the schema of its `dataschema`: a change that would reject what v1 consumers
 //! already receive fails here. And the v1 schema itself is pinned by its hash: changing
 //! it is a decision (additive changes only within v1, see docs/events.md#compatibility;
@@ -12,17 +12,22 @@ mod support;
 use std::collections::BTreeSet;
 
 use hookgate_event::{
-    decode, BodyEncoding, EventData, Record, WEBHOOK_SCHEMA, WEBHOOK_SCHEMA_JSON,
+    decode, BodyEncoding, EventData, Record, POLL_SCHEMA, POLL_SCHEMA_JSON, WEBHOOK_SCHEMA,
+    WEBHOOK_SCHEMA_JSON,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 #[test]
 fn every_recorded_sample_decodes_and_validates() {
-    let schema: Value = serde_json::from_str(WEBHOOK_SCHEMA_JSON).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
+    let validator = |text: &str| {
+        let schema: Value = serde_json::from_str(text).unwrap();
+        jsonschema::validator_for(&schema).unwrap()
+    };
+    let (webhook, poll) = (validator(WEBHOOK_SCHEMA_JSON), validator(POLL_SCHEMA_JSON));
     let mut encodings = BTreeSet::new();
     let mut binary = 0;
+    let mut polls = 0;
     for sample in support::samples() {
         let name = &sample.name;
         let event = decode(Record {
@@ -30,7 +35,14 @@ fn every_recorded_sample_decodes_and_validates() {
             value: Some(&sample.value),
         })
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(event.dataschema.as_deref(), Some(WEBHOOK_SCHEMA), "{name}");
+        let validator = match event.dataschema.as_deref() {
+            Some(WEBHOOK_SCHEMA) => &webhook,
+            Some(POLL_SCHEMA) => {
+                polls += 1;
+                &poll
+            }
+            other => panic!("{name}: dataschema {other:?}"),
+        };
         match &event.data {
             EventData::Json(data) => {
                 let errors: Vec<String> = validator
@@ -55,15 +67,31 @@ fn every_recorded_sample_decodes_and_validates() {
         .collect();
     assert_eq!(encodings, all, "a sample for every body encoding");
     assert!(binary >= 1, "binary-mode samples");
+    assert!(polls >= 1, "a poller's sample");
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn the_poll_v1_schema_changes_only_on_purpose() {
+    assert_eq!(
+        sha256_hex(POLL_SCHEMA_JSON),
+        include_str!("../schema/poll-v1.sha256").trim(),
+        "schema/poll-v1.json changed: the same rules as webhook-v1 apply (additive only within \
+         urn:hookgate:poll:v1, docs/events.md#compatibility); record the new hash in \
+         schema/poll-v1.sha256 if this change is one."
+    );
 }
 
 #[test]
 fn the_v1_schema_changes_only_on_purpose() {
     let recorded = include_str!("../schema/webhook-v1.sha256").trim();
-    let digest: String = Sha256::digest(WEBHOOK_SCHEMA_JSON.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = sha256_hex(WEBHOOK_SCHEMA_JSON);
     assert_eq!(
         digest, recorded,
         "schema/webhook-v1.json changed. Within urn:hookgate:webhook:v1 only additive changes \

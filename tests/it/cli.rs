@@ -389,3 +389,34 @@ fn sighup_reloads_the_config_file() {
     drop(child);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn schema_prints_the_json_schema_of_each_kind_of_event() {
+    for (args, id, text) in [
+        (
+            &["schema"][..],
+            "urn:hookgate:webhook:v1",
+            hookgate_event::WEBHOOK_SCHEMA_JSON,
+        ),
+        (
+            &["schema", "poll"][..],
+            "urn:hookgate:poll:v1",
+            hookgate_event::POLL_SCHEMA_JSON,
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8(out.stdout.clone()).unwrap(), text);
+        let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(schema["$id"], id);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["schema", "webhooks"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("poll"));
+}

@@ -2,7 +2,7 @@
 //! published by the gateway to the real broker, then read back by the official
 //! CloudEvents SDKs (Python with confluent-kafka, JavaScript with kafkajs) in the examples
 //! under docs/examples, which compare attributes and data with what was sent and validate
-//! structured events against the JSON Schema.
+//! structured events against the JSON Schema. A poller's event is among them.
 
 use std::io::Write;
 use std::process::Command;
@@ -89,6 +89,62 @@ fn binary_cases() -> Vec<Sent> {
     ]
 }
 
+/// Runs a poller until it has fired once onto `events`; returns the event's id.
+async fn poller_event(events: &str) -> String {
+    use hookgate_common::config::{Environment, Source};
+    let server = hookgate_testkit::server::TestServer::start(|_| {
+        ::http::Response::builder()
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                br#"{"stock": 4, "sku": "m8-bolts"}"#,
+            )))
+            .unwrap()
+    })
+    .await;
+    let toml = format!(
+        "[kafka]\nbrokers = \"{}\"\ngroup = \"{}\"\ntopics = [\"{events}\"]\ncontrol_topic = \"{}\"\n\
+         properties = {{ \"session.timeout.ms\" = 6000, \"max.poll.interval.ms\" = 10000 }}\n\
+         [outbound]\nallow = [\"127.0.0.1/32\"]\n\
+         [[pollers]]\nid = \"sdk-stock\"\nuri = \"{}\"\ninterval = \"100ms\"\nmode = \"edge\"\n\
+         condition = \"{{{{ json(response.body).stock <= 10 }}}}\"\ntopic = \"{events}\"\ntype = \"inventory.stock.low\"\n",
+        brokers(),
+        topic("group"),
+        topic("control"),
+        server.url("/stock")
+    );
+    let env = Environment::default();
+    let settings = hookgate_consumer::config::ConsumerConfig::load(
+        &Source::Text {
+            name: "sdk poller".into(),
+            toml,
+        },
+        &env,
+    )
+    .and_then(|c| c.build(&env, "sdk poller"))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let consumer = tokio::spawn(hookgate_consumer::runtime::run(
+        settings,
+        hookgate_consumer::admin::Ready::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let id = tokio::task::spawn_blocking({
+        let events = events.to_string();
+        move || {
+            hookgate_testkit::kafka::read_n(&brokers(), &events, 1)[0]
+                .event()
+                .id
+        }
+    })
+    .await
+    .unwrap();
+    let _ = stop.send(());
+    consumer.await.unwrap().unwrap();
+    id
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_sdks_read_every_event_as_sent() {
     let (structured_topic, binary_topic) = (topic("sdk-structured"), topic("sdk-binary"));
@@ -158,12 +214,27 @@ async fn the_official_sdks_read_every_event_as_sent() {
         }
         expectations.push(e);
     }
+    let polls = topic("sdk-polls");
+    hookgate_testkit::kafka::create_topic(&brokers(), &polls, 1).await;
+    expectations.push(json!({
+        "topic": polls,
+        "id": poller_event(&polls).await,
+        "mode": "structured",
+        "type": "inventory.stock.low",
+        "source": "/pollers/sdk-stock",
+        "dataschema": hookgate_event::POLL_SCHEMA,
+        "hook": "sdk-stock",
+        "authscheme": "poll",
+        "bodyencoding": "json",
+        "body": {"stock": 4, "sku": "m8-bolts"},
+    }));
     let dir = std::env::temp_dir().join(format!("hookgate-sdk-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let expect = dir.join("expect.json");
     std::fs::write(&expect, serde_json::to_vec_pretty(&expectations).unwrap()).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let schema = format!("{root}/event/schema/webhook-v1.json");
+    let poll_schema = format!("{root}/event/schema/poll-v1.json");
     let n = expectations.len();
     let verifiers = [
         ("python3", format!("{root}/docs/examples/python/verify.py")),
@@ -172,7 +243,8 @@ async fn the_official_sdks_read_every_event_as_sent() {
     for (program, script) in verifiers {
         let out = Command::new(program)
             .arg(&script)
-            .args(["--brokers", &brokers(), "--schema", &schema, "--expect"])
+            .args(["--brokers", &brokers(), "--schema", &schema])
+            .args(["--schema", &poll_schema, "--expect"])
             .arg(&expect)
             .output()
             .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));

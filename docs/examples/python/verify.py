@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Check that the events a hookgate gateway produced are on Kafka as expected.
 
-    python3 verify.py --brokers HOST:PORT --expect FILE --schema PATH
+    python3 verify.py --brokers HOST:PORT --expect FILE --schema PATH [--schema PATH]
 
 FILE is a JSON array of expected events (see ../README.md#verifiers). Every listed
 topic is read from the beginning with assign() (no consumer group, nothing committed),
 each record is decoded with consume.decode (the CloudEvents SDK's Kafka binding), and
 each expected event is looked up by id and checked. Prints `ok <id> <mode>
 <bodyencoding>` or `FAIL <id>: <reason>` per event and exits 0 only if all pass.
+Each structured event is validated against the --schema whose `$id` is its
+`dataschema` (webhook-v1.json, poll-v1.json).
 """
 
 import argparse
@@ -66,7 +68,7 @@ def read_topics(brokers, topics, wanted_ids):
     return found, errors
 
 
-def check(exp, msg, event, mode, validator):
+def check(exp, msg, event, mode, validators):
     """The reasons `exp` does not hold for this event (empty when it does)."""
     bad = []
 
@@ -93,6 +95,9 @@ def check(exp, msg, event, mode, validator):
         same("data.bodyencoding", data.get("bodyencoding"), exp.get("bodyencoding"))
         same("data.body", data.get("body", UNSET), exp.get("body"))
         # The record value itself, not the SDK's re-rendering, is what the schema describes.
+        validator = validators.get(event.get_dataschema())
+        if validator is None:
+            return bad + [f"no --schema given for {event.get_dataschema()}"]
         for err in validator.iter_errors(json.loads(msg.value())):
             path = "/".join(str(p) for p in err.absolute_path)
             bad.append(f"schema: /{path}: {err.message}")
@@ -116,15 +121,18 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--brokers", required=True)
     p.add_argument("--expect", required=True, help="expectations JSON file")
-    p.add_argument("--schema", required=True, help="event/schema/webhook-v1.json")
+    p.add_argument("--schema", required=True, action="append",
+                   help="event/schema/webhook-v1.json, and poll-v1.json for poller events")
     args = p.parse_args()
 
     with open(args.expect) as f:
         expected = json.load(f)
-    with open(args.schema) as f:
-        schema = json.load(f)
-    Draft202012Validator.check_schema(schema)
-    validator = Draft202012Validator(schema)
+    validators = {}
+    for path in args.schema:
+        with open(path) as f:
+            schema = json.load(f)
+        Draft202012Validator.check_schema(schema)
+        validators[schema["$id"]] = Draft202012Validator(schema)
 
     topics = sorted({e["topic"] for e in expected})
     found, errors = read_topics(args.brokers, topics, {e["id"] for e in expected})
@@ -137,7 +145,7 @@ def main():
             if errors:
                 reasons.append(f"{len(errors)} record(s) not decoded, first: {errors[0]}")
         else:
-            reasons = check(exp, *hit, validator)
+            reasons = check(exp, *hit, validators)
         if reasons:
             failed += 1
             print(f"FAIL {exp['id']}: {'; '.join(reasons)}")
