@@ -11,7 +11,7 @@ use hookgate_consumer::config::{ConsumerConfig, FlowsFile};
 use hookgate_testkit::server::{Reply, Seen, TestServer};
 use serde_json::{json, Value};
 
-use crate::support::{brokers, http, topic, GatewayBuilder};
+use crate::support::{brokers, http, topic, GatewayBuilder, RunningConsumer};
 
 fn reply(status: u16, body: Value) -> Reply {
     ::http::Response::builder()
@@ -59,17 +59,13 @@ fn body(seen: &Seen) -> Value {
 
 /// Starts the flow consumer on `topics` with the flows (and pollers) of `file`, every
 /// secret pointing at `server`. Pollers get `polls` as their topic and poll every 100 ms.
-/// Returns the executions topic, the stop switch and the consumer's task.
+/// Returns the executions topic and the consumer.
 async fn start_consumer(
     server: &TestServer,
     topics: &[&str],
     file: &str,
     polls: Option<&str>,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
+) -> (String, RunningConsumer) {
     let base = format!("http://127.0.0.1:{}", server.port());
     let dead = topic("dead");
     let executions = topic("executions");
@@ -126,15 +122,7 @@ async fn start_consumer(
     let settings = config
         .build(&env, "test consumer")
         .unwrap_or_else(|e| panic!("{e}"));
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let consumer = tokio::spawn(hookgate_consumer::runtime::run(
-        settings,
-        hookgate_consumer::admin::Ready::default(),
-        async {
-            let _ = rx.await;
-        },
-    ));
-    (executions, stop, consumer)
+    (executions, RunningConsumer::start(settings))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,7 +136,7 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
         .start()
         .await;
     let server = apis().await;
-    let (executions, stop, consumer) = start_consumer(
+    let (executions, consumer) = start_consumer(
         &server,
         &[&inventory, &bi, &alerts],
         include_str!("../../config/flows/scenarios.toml"),
@@ -306,8 +294,7 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
     ] {
         assert!(!text.contains(secret), "`{secret}` in an execution record");
     }
-    let _ = stop.send(());
-    consumer.await.unwrap().unwrap();
+    consumer.stop().await;
     gw.stop().await.unwrap();
 }
 
@@ -316,7 +303,7 @@ async fn the_three_scenarios_in_polling_form_fire_once_each_and_make_the_same_ca
     let server = apis().await;
     let polls = topic("polls");
     hookgate_testkit::kafka::create_topic(&brokers(), &polls, 1).await;
-    let (executions, stop, consumer) = start_consumer(
+    let (executions, consumer) = start_consumer(
         &server,
         &[&polls],
         include_str!("../../config/flows/scenarios-polling.toml"),
@@ -347,8 +334,7 @@ async fn the_three_scenarios_in_polling_form_fire_once_each_and_make_the_same_ca
     while polled("/inventory/") < before + 5 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = stop.send(());
-    consumer.await.unwrap().unwrap();
+    consumer.stop().await;
 
     let seen = server.seen();
     let gets: Vec<&Seen> = seen.iter().filter(|s| s.method == "GET").collect();

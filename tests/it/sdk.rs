@@ -10,7 +10,7 @@ use std::process::Command;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::support::{brokers, hmac_sha256_hex, http, topic, GatewayBuilder};
+use crate::support::{brokers, hmac_sha256_hex, http, topic, GatewayBuilder, RunningConsumer};
 
 const SECRET: &str = "sdk-github-secret";
 
@@ -122,14 +122,7 @@ async fn poller_event(events: &str) -> String {
     )
     .and_then(|c| c.build(&env, "sdk poller"))
     .unwrap_or_else(|e| panic!("{e}"));
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let consumer = tokio::spawn(hookgate_consumer::runtime::run(
-        settings,
-        hookgate_consumer::admin::Ready::default(),
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let consumer = RunningConsumer::start(settings);
     let id = tokio::task::spawn_blocking({
         let events = events.to_string();
         move || {
@@ -140,8 +133,7 @@ async fn poller_event(events: &str) -> String {
     })
     .await
     .unwrap();
-    let _ = stop.send(());
-    consumer.await.unwrap().unwrap();
+    consumer.stop().await;
     id
 }
 

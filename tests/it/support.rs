@@ -201,3 +201,29 @@ pub fn unix_now() -> String {
         .as_secs()
         .to_string()
 }
+
+/// The flow consumer (flows and pollers) running in this process.
+pub struct RunningConsumer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningConsumer {
+    pub fn start(settings: hookgate_consumer::config::Settings) -> RunningConsumer {
+        let (stop, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(hookgate_consumer::runtime::run(
+            settings,
+            hookgate_consumer::admin::Ready::default(),
+            async {
+                let _ = rx.await;
+            },
+        ));
+        RunningConsumer { stop, task }
+    }
+
+    /// Stops it as SIGTERM would, and waits until it has committed and exited.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
