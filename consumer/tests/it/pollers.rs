@@ -231,6 +231,9 @@ async fn edge_mode_fires_once_per_transition_and_the_cooldown_holds() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_back_off_and_polling_resumes_when_the_api_recovers() {
+    // Each test runs in its own process under nextest, so this recorder sees this test's
+    // metrics only.
+    hookgate_consumer::metrics::install();
     let (api, server, events_topic) = setup(None).await;
     let consumer = Running::start(settings(
         &topic("group"),
@@ -267,6 +270,27 @@ async fn failures_back_off_and_polling_resumes_when_the_api_recovers() {
     consumer.stop().await;
     assert!(!got.is_empty(), "no event after the API recovered");
     assert_eq!(got[0].json()["data"]["body"]["stock"], 3);
+    let metrics = hookgate_consumer::metrics::render();
+    if !metrics.is_empty() {
+        let count = |outcome: &str| -> usize {
+            metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with("hookgate_consumer_polls_total")
+                        && l.contains(&format!("outcome=\"{outcome}\""))
+                        && l.contains("poller=\"flaky\"")
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        let failures = count("failed");
+        assert!(
+            (failed.len()..=failed.len() + 1).contains(&failures),
+            "{failures} failures counted for {} failed polls: {metrics}",
+            failed.len()
+        );
+        assert!(count("fired") >= 1, "{metrics}");
+    }
 }
 
 /// Poller ids whose control partitions (of 6) fall two in 0–2 and two in 3–5, so that
