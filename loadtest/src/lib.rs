@@ -7,6 +7,7 @@
 //! here so that tests can drive a load in-process.
 
 pub mod baseline;
+pub mod chaos;
 pub mod chart;
 pub mod cpu;
 pub mod load;

@@ -32,6 +32,61 @@ enum Command {
     Run(Box<RunArgs>),
     /// Serve the bare-hyper baseline: read the body, answer 202.
     Baseline(BaselineArgs),
+    /// Run a scenario while injecting a fault, then check that nothing acknowledged was
+    /// lost.
+    Chaos(Box<ChaosArgs>),
+}
+
+#[derive(Args)]
+struct ChaosArgs {
+    #[command(subcommand)]
+    fault: Fault,
+    /// The scenario file (its gateway config gives the hooks, the topics and the broker).
+    #[arg(long, global = true)]
+    scenario: Option<PathBuf>,
+    /// Shell command that starts the gateway, e.g.
+    /// 'target/release/hookgate run --config loadtest/scenarios/gateway.toml'.
+    #[arg(long, global = true)]
+    gateway: Option<String>,
+    /// The gateway's readiness URL, e.g. http://127.0.0.1:9091/readyz.
+    #[arg(long, global = true)]
+    gateway_ready: Option<String>,
+    /// CPUs to pin the gateway to.
+    #[arg(long, global = true, value_parser = parse_cpus)]
+    gateway_cpus: Option<Cpus>,
+    /// Measured time [default: 60s].
+    #[arg(long, global = true, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Open-loop rate, requests per second [default: 1000].
+    #[arg(long, global = true)]
+    rate: Option<f64>,
+    /// Concurrent connections [default: rate × (ack timeout + 1 s), at least 64].
+    #[arg(long, global = true)]
+    connections: Option<usize>,
+    /// Also write the report and the fault's figures as JSON to this file.
+    #[arg(long, global = true, value_name = "OUT.json")]
+    json: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Fault {
+    /// The broker (a mock cluster in this process) is unreachable for a while.
+    BrokerOutage {
+        /// When it goes down, into the measured window [default: a quarter of it].
+        #[arg(long, value_parser = parse_duration)]
+        down_at: Option<Duration>,
+        /// How long it stays down [default: half the window].
+        #[arg(long, value_parser = parse_duration)]
+        down_for: Option<Duration>,
+    },
+    /// The gateway is killed with SIGKILL at random moments and restarted each time.
+    GatewayKill {
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        /// Seed of the kill moments [default: from the clock].
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 #[derive(Args)]
@@ -127,6 +182,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Run(args) => run(*args),
         Command::Baseline(args) => serve_baseline(args).map(|()| ExitCode::SUCCESS),
+        Command::Chaos(args) => chaos(*args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("hookgate-loadtest: {e:#}");
@@ -181,7 +237,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             Some(command) => {
                 let mut server =
                     Server::start(command, args.spawn_cpus.as_ref().map(|c| c.0.as_slice()))?;
-                let addr = target_addr(&config.url).await?;
+                let addr = spawn::target_addr(&config.url).await?;
                 server
                     .wait_ready(addr, args.spawn_ready.as_deref(), spawn::READY_TIMEOUT)
                     .await?;
@@ -255,16 +311,85 @@ fn fixed_config(args: &RunArgs) -> Result<LoadConfig> {
     Ok(config)
 }
 
-/// The address `url` connects to.
-async fn target_addr(url: &str) -> Result<SocketAddr> {
-    let uri: http::Uri = url.parse().with_context(|| format!("bad URL `{url}`"))?;
-    let authority = uri.authority().context("the URL has no host")?;
-    let port = authority.port_u16().unwrap_or(80);
-    let addr = tokio::net::lookup_host((authority.host(), port))
-        .await?
-        .next()
-        .with_context(|| format!("{} has no address", authority.host()))?;
-    Ok(addr)
+/// An answer may take this much longer than the ack timeout: the time to write it.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+fn chaos(args: ChaosArgs) -> Result<ExitCode> {
+    let path = args.scenario.context("--scenario is required")?;
+    let command = args.gateway.context("--gateway is required")?;
+    let mut scenario = Scenario::load(&path)?;
+    let mut config = scenario.load_config();
+    config.duration = args.duration.unwrap_or(Duration::from_secs(60));
+    config.rate = Some(args.rate.unwrap_or(1000.0));
+    // Enough connections that no request waits behind answers that take up to the ack
+    // timeout: latencies are measured from the timetable, so a queue in the harness
+    // would look like a slow gateway.
+    let busy = config.rate.unwrap_or_default()
+        * (scenario.mix.longest_ack_timeout() + ANSWER_MARGIN).as_secs_f64();
+    config.connections = args.connections.unwrap_or((busy.ceil() as usize).max(64));
+    config.collect_ids = true;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let gateway = hookgate_loadtest::chaos::Gateway {
+            command,
+            cpus: args.gateway_cpus.map(|c| c.0),
+            addr: spawn::target_addr(&config.url).await?,
+            ready: args.gateway_ready,
+        };
+        let window = config.duration;
+        let (report, figures, passed) = match args.fault {
+            Fault::BrokerOutage { down_at, down_for } => {
+                let down_at = down_at.unwrap_or(window / 4);
+                let down_for = down_for.unwrap_or(window / 2);
+                let (report, figures) = hookgate_loadtest::chaos::broker_outage(
+                    &mut scenario,
+                    &config,
+                    &gateway,
+                    down_at,
+                    down_for,
+                )
+                .await?;
+                let passed = figures.passed(ANSWER_MARGIN);
+                eprintln!("hookgate-loadtest: {figures:?}");
+                (report, serde_json::to_value(&figures)?, passed)
+            }
+            Fault::GatewayKill { kills, seed } => {
+                let seed = seed.unwrap_or_else(|| {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(1, |d| d.as_nanos() as u64)
+                });
+                let (report, figures) = hookgate_loadtest::chaos::gateway_kill(
+                    &scenario, &config, &gateway, kills, seed,
+                )
+                .await?;
+                eprintln!("hookgate-loadtest: seed {seed}, {figures:?}");
+                (report, serde_json::to_value(&figures)?, true)
+            }
+        };
+        print!("{report}");
+        println!("  fault                 {figures}");
+        if let Some(path) = &args.json {
+            let mut json: serde_json::Value = serde_json::from_str(&report.to_json())?;
+            json["fault"] = figures;
+            std::fs::write(path, json.to_string() + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        let lossless = report.verification.as_ref().is_some_and(|v| v.passed());
+        if !lossless {
+            eprintln!("hookgate-loadtest: loss check failed");
+        }
+        if !passed {
+            eprintln!("hookgate-loadtest: the gateway did not fail fast or did not recover");
+        }
+        Ok(if lossless && passed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
 }
 
 fn serve_baseline(args: BaselineArgs) -> Result<()> {

@@ -47,6 +47,10 @@ pub struct Stats {
     pub missed: u64,
     /// Completed responses per second of the measured window.
     pub per_second: Vec<u64>,
+    /// 2xx responses per second of the measured window.
+    pub ok_per_second: Vec<u64>,
+    /// The longest time a non-2xx answer took, µs.
+    pub slowest_failure_us: u64,
     /// Measured responses by request group (a scenario's hook), then status.
     pub by_group: BTreeMap<u16, BTreeMap<u16, u64>>,
     /// (group, event id) of every 2xx answer, warm-up included, when ids are collected.
@@ -71,6 +75,8 @@ impl Stats {
             errors: Errors::default(),
             missed: 0,
             per_second: Vec::new(),
+            ok_per_second: Vec::new(),
+            slowest_failure_us: 0,
             by_group: BTreeMap::new(),
             acks: Vec::new(),
             acks_without_id: 0,
@@ -92,10 +98,12 @@ impl Stats {
             .entry(status)
             .or_insert(0) += 1;
         let second = usize::try_from(at.as_secs()).unwrap_or(usize::MAX);
-        if second >= self.per_second.len() {
-            self.per_second.resize(second + 1, 0);
+        bump(&mut self.per_second, second);
+        if (200..300).contains(&status) {
+            bump(&mut self.ok_per_second, second);
+        } else {
+            self.slowest_failure_us = self.slowest_failure_us.max(us);
         }
-        self.per_second[second] += 1;
     }
 
     pub fn merge(&mut self, other: &Stats) {
@@ -116,12 +124,9 @@ impl Stats {
         self.errors.timeout += other.errors.timeout;
         self.errors.io += other.errors.io;
         self.missed += other.missed;
-        if other.per_second.len() > self.per_second.len() {
-            self.per_second.resize(other.per_second.len(), 0);
-        }
-        for (mine, theirs) in self.per_second.iter_mut().zip(&other.per_second) {
-            *mine += theirs;
-        }
+        add_series(&mut self.per_second, &other.per_second);
+        add_series(&mut self.ok_per_second, &other.ok_per_second);
+        self.slowest_failure_us = self.slowest_failure_us.max(other.slowest_failure_us);
     }
 
     /// Responses of any status.
@@ -132,6 +137,24 @@ impl Stats {
     /// Responses with a 2xx status.
     pub fn succeeded(&self) -> u64 {
         self.responses.range(200..300).map(|(_, n)| n).sum()
+    }
+}
+
+/// Counts one more at `second`, growing the series as needed.
+fn bump(series: &mut Vec<u64>, second: usize) {
+    if second >= series.len() {
+        series.resize(second + 1, 0);
+    }
+    series[second] += 1;
+}
+
+/// Adds `other` to `series`, second by second.
+fn add_series(series: &mut Vec<u64>, other: &[u64]) {
+    if other.len() > series.len() {
+        series.resize(other.len(), 0);
+    }
+    for (mine, theirs) in series.iter_mut().zip(other) {
+        *mine += theirs;
     }
 }
 
@@ -246,6 +269,11 @@ pub struct Report {
     /// `[percentile, µs]` pairs from p0 to p100, for charts.
     pub latency_percentiles_us: Vec<(f64, u64)>,
     pub throughput_per_s: Vec<u64>,
+    /// 2xx responses per measured second.
+    pub ok_per_s: Vec<u64>,
+    /// The longest time a non-2xx answer took, µs; absent when every answer was a 2xx.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slowest_failure_us: Option<u64>,
     pub server_pid: Option<u32>,
     pub server_cpu_us: Option<u64>,
     pub server_cpu_us_per_request: Option<f64>,
@@ -306,6 +334,9 @@ impl Report {
             latency_us: Latency::from_histogram(&stats.latency),
             latency_percentiles_us: percentiles(&stats.latency),
             throughput_per_s: stats.per_second.clone(),
+            ok_per_s: stats.ok_per_second.clone(),
+            slowest_failure_us: (stats.completed() > stats.succeeded())
+                .then_some(stats.slowest_failure_us),
             server_pid: server.map(|(pid, _)| pid),
             server_cpu_us: server
                 .map(|(_, u)| u64::try_from(u.cpu.as_micros()).unwrap_or(u64::MAX)),
@@ -427,6 +458,9 @@ impl fmt::Display for Report {
                     writeln!(f, "    {name:<20}{value}")?;
                 }
                 writeln!(f, "    {:<20}{:.1}", "mean", l.mean)?;
+                if let Some(us) = self.slowest_failure_us {
+                    writeln!(f, "    {:<20}{us}", "slowest non-2xx")?;
+                }
             }
             None => writeln!(f, "  {:<22}-", "latency (µs)")?,
         }

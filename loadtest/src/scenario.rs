@@ -200,6 +200,16 @@ pub const VERIFY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Runs `config` (from [`Scenario::load_config`], maybe changed) and, when the scenario
 /// verifies, checks afterwards that every acknowledged event reached its topic.
 pub async fn run(scenario: &Scenario, config: &LoadConfig) -> Result<Report> {
+    Ok(run_during(scenario, config, async {}).await?.0)
+}
+
+/// [`run`], with `during` (faults to inject, say) running alongside the load; the loss
+/// check starts once both are done.
+pub async fn run_during<F: std::future::Future>(
+    scenario: &Scenario,
+    config: &LoadConfig,
+    during: F,
+) -> Result<(Report, F::Output)> {
     let hooks: Vec<(&str, &str)> = scenario
         .mix
         .hooks
@@ -207,20 +217,18 @@ pub async fn run(scenario: &Scenario, config: &LoadConfig) -> Result<Report> {
         .map(|h| (h.hook.id.as_str(), h.hook.topic.as_str()))
         .collect();
     let checkpoint = if config.collect_ids {
-        let mut topics: Vec<&str> = hooks.iter().map(|(_, topic)| *topic).collect();
-        topics.sort_unstable();
-        topics.dedup();
-        Some(Checkpoint::take(&scenario.kafka, &topics)?)
+        Some(Checkpoint::take(&scenario.kafka, &scenario.mix.topics())?)
     } else {
         None
     };
-    let (mut report, acks) = crate::load::run_collecting(config).await?;
+    let (load, output) = tokio::join!(crate::load::run_collecting(config), during);
+    let (mut report, acks) = load?;
     let ids: Vec<&str> = hooks.iter().map(|(id, _)| *id).collect();
     report.set_scenario(&scenario.name, &scenario.description, &ids);
     if let Some(checkpoint) = checkpoint {
         report.verification = Some(checkpoint.check(&acks, &hooks, VERIFY_READ_TIMEOUT)?);
     }
-    Ok(report)
+    Ok((report, output))
 }
 
 /// The hooks of a scenario and how requests are spread over them.
@@ -294,6 +302,23 @@ impl Mix {
 
     pub fn hook_ids(&self) -> Vec<&str> {
         self.hooks.iter().map(|h| h.hook.id.as_str()).collect()
+    }
+
+    /// The topics the hooks publish to, each once.
+    pub fn topics(&self) -> Vec<&str> {
+        let mut topics: Vec<&str> = self.hooks.iter().map(|h| h.hook.topic.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        topics
+    }
+
+    /// The longest acknowledgement timeout of the hooks: no answer should take longer.
+    pub fn longest_ack_timeout(&self) -> Duration {
+        self.hooks
+            .iter()
+            .map(|h| h.hook.ack_timeout)
+            .max()
+            .unwrap_or_default()
     }
 
     /// The topic of the hook at `index`.

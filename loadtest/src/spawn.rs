@@ -90,6 +90,15 @@ impl Server {
         self.terminate()
     }
 
+    /// SIGKILL at once, as a crash would; returns once it is gone.
+    pub fn kill(&mut self) -> Result<std::process::ExitStatus> {
+        if let Some(status) = self.child.try_wait()? {
+            return Ok(status);
+        }
+        self.child.kill()?;
+        Ok(self.child.wait()?)
+    }
+
     fn terminate(&mut self) -> Result<std::process::ExitStatus> {
         if let Some(status) = self.child.try_wait()? {
             return Ok(status);
@@ -198,6 +207,18 @@ pub async fn http_ok(url: &str) -> bool {
         return false;
     };
     matches!(sender.send_request(request).await, Ok(r) if r.status() == 200)
+}
+
+/// The address `url` connects to.
+pub async fn target_addr(url: &str) -> Result<SocketAddr> {
+    let uri: http::Uri = url.parse().with_context(|| format!("bad URL `{url}`"))?;
+    let authority = uri.authority().context("the URL has no host")?;
+    let port = authority.port_u16().unwrap_or(80);
+    let addr = tokio::net::lookup_host((authority.host(), port))
+        .await?
+        .next()
+        .with_context(|| format!("{} has no address", authority.host()))?;
+    Ok(addr)
 }
 
 #[cfg(test)]

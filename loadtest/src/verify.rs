@@ -194,7 +194,15 @@ impl Checkpoint {
             let Some(result) = self.consumer.poll(Duration::from_millis(100)) else {
                 continue;
             };
-            let msg = result.context("reading the hook topics back")?;
+            let msg = match result {
+                Ok(msg) => msg,
+                // A connection error left from a broker outage during the load: librdkafka
+                // reconnects by itself; the deadline bounds the wait.
+                Err(e) => {
+                    eprintln!("warning: reading the hook topics back: {e}; retrying");
+                    continue;
+                }
+            };
             last_record = Instant::now();
             records_read += 1;
             if let Some((next, _)) = ends.get_mut(&(msg.topic().to_string(), msg.partition())) {

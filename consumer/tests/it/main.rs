@@ -5,4 +5,5 @@ mod flows;
 mod outbound;
 mod pollers;
 mod restart;
+mod ssrf;
 mod support;

@@ -1,0 +1,188 @@
+//! The short versions of the chaos scenarios (docs/reliability.md has the full ones): the
+//! `hookgate` binary under load while its broker goes away, and while it is killed and
+//! restarted, each ending in the loss check.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hookgate_testkit::{brokers, topic};
+use serde_json::Value;
+
+/// The `hookgate` binary, built beside this package's by the workspace build.
+fn hookgate_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_hookgate-loadtest")).with_file_name("hookgate");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A gateway config and a scenario for it in a fresh directory; returns the directory,
+/// the scenario path, the gateway's readiness URL and the topic.
+fn files(brokers: &str, create_topics: bool) -> (PathBuf, PathBuf, String, String) {
+    let dir = std::env::temp_dir().join(topic("hookgate-chaos"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (http, admin) = (free_port(), free_port());
+    let events = topic("chaos");
+    std::fs::write(
+        dir.join("gateway.toml"),
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{http}"
+[admin]
+listen = "127.0.0.1:{admin}"
+[kafka]
+brokers = "{brokers}"
+create_topics = {create_topics}
+partitions = 2
+replication_factor = 1
+properties = {{ "reconnect.backoff.max.ms" = 500 }}
+[[hooks]]
+id = "github"
+topic = "{events}"
+ack_timeout = "1s"
+auth = {{ scheme = "hmac", preset = "github", secrets = [{{ value = "chaos-secret" }}] }}
+"#
+        ),
+    )
+    .unwrap();
+    let scenario = dir.join("chaos.toml");
+    std::fs::write(
+        &scenario,
+        "description = \"chaos\"\ngateway_config = \"gateway.toml\"\nwarmup = \"500ms\"\ntimeout = \"3s\"\n\
+         [[hooks]]\nid = \"github\"\nheaders = { \"x-github-event\" = \"push\" }\nbody_bytes = 512\n",
+    )
+    .unwrap();
+    (
+        dir.clone(),
+        scenario,
+        format!("http://127.0.0.1:{admin}/readyz"),
+        events,
+    )
+}
+
+/// Runs `hookgate-loadtest chaos …`; returns the JSON report and the output.
+fn chaos(args: &[&str], scenario: &Path, ready: &str, dir: &Path) -> (bool, Value, String) {
+    let json = dir.join("report.json");
+    let gateway = format!(
+        "{} run --config {}",
+        hookgate_bin().display(),
+        dir.join("gateway.toml").display()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate-loadtest"))
+        .arg("chaos")
+        .args(args)
+        .arg("--scenario")
+        .arg(scenario)
+        .args(["--gateway", &gateway, "--gateway-ready", ready])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = std::fs::read(&json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    (out.status.success(), report, text)
+}
+
+#[test]
+fn a_broker_outage_fails_fast_recovers_and_loses_nothing_acknowledged() {
+    // The broker is the harness's mock cluster: the config's broker is replaced.
+    let (dir, scenario, ready, _) = files("mock", false);
+    let (ok, report, text) = chaos(
+        &[
+            "broker-outage",
+            "--rate",
+            "200",
+            "--duration",
+            "8s",
+            "--down-at",
+            "2s",
+            "--down-for",
+            "3s",
+        ],
+        &scenario,
+        &ready,
+        &dir,
+    );
+    assert!(ok, "{text}");
+    let v = &report["verification"];
+    assert_eq!(v["missing"], 0, "{text}");
+    assert!(v["acknowledged"].as_u64().unwrap() > 500, "{text}");
+    // The outage was seen: answers other than 202 (503 after the ack timeout, or shed).
+    let failures: u64 = report["responses"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(status, _)| *status != "202")
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum();
+    assert!(failures > 100, "{text}");
+    assert!(
+        report["responses"]["503"].as_u64().unwrap_or(0) > 0,
+        "{text}"
+    );
+    let fault = &report["fault"];
+    assert!(
+        fault["slowest_failure_ms"].as_f64().unwrap() <= 2_000.0,
+        "{text}"
+    );
+    assert!(
+        fault["recovered_within_s"].as_f64().unwrap() <= 3.0,
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn killing_the_gateway_loses_nothing_acknowledged() {
+    let (dir, scenario, ready, _) = files(&brokers(), true);
+    let (ok, report, text) = chaos(
+        &[
+            "gateway-kill",
+            "--rate",
+            "200",
+            "--duration",
+            "8s",
+            "--kills",
+            "3",
+            "--seed",
+            "42",
+        ],
+        &scenario,
+        &ready,
+        &dir,
+    );
+    assert!(ok, "{text}");
+    let v = &report["verification"];
+    assert_eq!(v["missing"], 0, "{text}");
+    assert!(v["acknowledged"].as_u64().unwrap() > 500, "{text}");
+    let fault = &report["fault"];
+    assert_eq!(fault["kills"], 3, "{text}");
+    assert_eq!(fault["restart_ms"].as_array().unwrap().len(), 3, "{text}");
+    // The kills were felt: connections refused or reset while it was down.
+    let errors = &report["errors"];
+    let total: u64 = ["connect", "timeout", "io"]
+        .iter()
+        .map(|k| errors[k].as_u64().unwrap_or(0))
+        .sum();
+    assert!(total > 0, "{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}
