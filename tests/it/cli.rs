@@ -225,7 +225,7 @@ fn check_lists_the_hooks() {
 }
 
 #[test]
-fn secrets_never_reach_the_logs_even_at_trace_level() {
+fn secrets_never_reach_the_logs_events_metrics_or_answers() {
     let dir = std::env::temp_dir().join(format!("hookgate-logs-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
@@ -238,7 +238,9 @@ fn secrets_never_reach_the_logs_even_at_trace_level() {
             "[server]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[kafka]\nbrokers = \"{}\"\ncreate_topics = true\nreplication_factor = 1\n\
              [[hooks]]\nid = \"k\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"url_key\", secrets = [{{ env = \"PLANTED_URL_KEY\" }}] }}\n\
              [[hooks]]\nid = \"b\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"basic\", credentials = [{{ username = \"u\", password = {{ env = \"PLANTED_PASSWORD\" }} }}] }}\n\
-             [[hooks]]\nid = \"h\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"hmac\", preset = \"github\", secrets = [{{ env = \"PLANTED_HMAC\" }}] }}\n",
+             [[hooks]]\nid = \"h\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"hmac\", preset = \"github\", secrets = [{{ env = \"PLANTED_HMAC\" }}] }}\n\
+             [[hooks]]\nid = \"a\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"api_key\", header = \"x-api-key\", query = \"api_key\", secrets = [{{ env = \"PLANTED_API_KEY\" }}] }}\n\
+             [[hooks]]\nid = \"t\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"token\", header = \"x-gitlab-token\", secrets = [{{ env = \"PLANTED_TOKEN\" }}] }}\n",
             crate::support::brokers()
         ),
     )
@@ -247,6 +249,8 @@ fn secrets_never_reach_the_logs_even_at_trace_level() {
         ("PLANTED_URL_KEY", "plantedurlkey0123456789"),
         ("PLANTED_PASSWORD", "planted-password-0123456789"),
         ("PLANTED_HMAC", "planted-hmac-0123456789"),
+        ("PLANTED_API_KEY", "planted-api-key-0123456789"),
+        ("PLANTED_TOKEN", "planted-token-0123456789"),
     ];
     let child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args(["run", "--config"])
@@ -290,12 +294,59 @@ fn secrets_never_reach_the_logs_even_at_trace_level() {
             crate::support::http::post(&format!("{base}/hooks/h"))
                 .header("x-hub-signature-256", "sha256=00")
                 .body("{}"),
+            crate::support::http::post(&format!("{base}/hooks/h"))
+                .header(
+                    "x-hub-signature-256",
+                    &format!(
+                        "sha256={}",
+                        crate::support::hmac_sha256_hex("planted-hmac-0123456789", b"{}")
+                    ),
+                )
+                .header("x-github-delivery", "d-1")
+                .body("{}"),
+            crate::support::http::post(&format!("{base}/hooks/a"))
+                .header("x-api-key", "planted-api-key-0123456789")
+                .body("{}"),
+            crate::support::http::post(&format!(
+                "{base}/hooks/a?api_key=planted-api-key-0123456789"
+            ))
+            .body("{}"),
+            crate::support::http::post(&format!("{base}/hooks/a"))
+                .header("x-api-key", "wrong")
+                .body("{}"),
+            crate::support::http::post(&format!("{base}/hooks/t"))
+                .header("x-gitlab-token", "planted-token-0123456789")
+                .body("{}"),
         ];
+        let mut accepted = 0;
         for r in requests {
             let reply = r.send().await.unwrap();
+            accepted += usize::from(reply.status == 202);
             assert!(!String::from_utf8_lossy(&reply.body).contains("planted"));
         }
+        assert_eq!(
+            accepted, 6,
+            "every request with the right secret was accepted"
+        );
+        let metrics = crate::support::http::get(&format!("http://127.0.0.1:{admin}/metrics"))
+            .await
+            .unwrap();
+        let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+        assert!(metrics.contains("hookgate_requests_total"), "{metrics}");
+        assert!(!metrics.contains("planted"), "a secret in the metrics");
     });
+    // The events, structured and with the senders' headers and query, carry none.
+    let events = kafka::read_until(
+        &crate::support::brokers(),
+        &topic,
+        Duration::from_secs(20),
+        |r| r.len() >= 6,
+    );
+    assert_eq!(events.len(), 6);
+    for e in &events {
+        let text = String::from_utf8_lossy(&e.value);
+        assert!(!text.contains("planted"), "a secret in an event: {text}");
+    }
     // SIGTERM: a graceful stop that flushes and exits 0.
     let pid = child.id().to_string();
     assert!(Command::new("kill")

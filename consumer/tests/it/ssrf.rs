@@ -213,7 +213,10 @@ async fn bypass_payloads_never_reach_the_canary_and_the_allowlist_still_works() 
     for target in &targets {
         *location.lock().unwrap() = target.clone();
         let task = via_task(&following, &redirector.url("/go")).await;
-        assert!(task.is_err(), "a redirect to {target} was followed: {task:?}");
+        assert!(
+            task.is_err(),
+            "a redirect to {target} was followed: {task:?}"
+        );
         let poll = via_poller(&following, &redirector.url("/go")).await;
         assert!(poll.is_err(), "a poller followed a redirect to {target}");
     }
