@@ -23,6 +23,11 @@ use crate::report::Report;
 use crate::scenario::{run_during, Scenario};
 use crate::spawn::{Server, READY_TIMEOUT};
 
+/// Partitions of each topic on the mock cluster. librdkafka's mock broker keeps about
+/// 5 MiB per partition and drops older records; 32 hold a minute at 1,000 requests/s of
+/// 1 KiB bodies.
+const MOCK_PARTITIONS: i32 = 32;
+
 /// How to start the gateway under test.
 #[derive(Clone, Debug)]
 pub struct Gateway {
@@ -85,7 +90,7 @@ pub async fn broker_outage(
     let cluster = MockCluster::new(1).context("starting the mock Kafka cluster")?;
     for topic in scenario.mix.topics() {
         cluster
-            .create_topic(topic, 2, 1)
+            .create_topic(topic, MOCK_PARTITIONS, 1)
             .with_context(|| format!("creating {topic} on the mock cluster"))?;
     }
     let bootstrap = cluster.bootstrap_servers();

@@ -99,23 +99,30 @@ impl std::fmt::Display for Verification {
 
 /// The partitions of the hook topics and where they ended before the load.
 pub struct Checkpoint {
-    consumer: BaseConsumer,
+    kafka: KafkaSettings,
     /// (topic, partition) → end offset before the load.
     start: BTreeMap<(String, i32), i64>,
+}
+
+/// A client for reading the hook topics: no group is joined, nothing is committed.
+fn reader(kafka: &KafkaSettings) -> Result<BaseConsumer> {
+    hookgate::sink::kafka::base_config(&kafka.brokers, &kafka.properties)
+        .set("group.id", "hookgate-loadtest-verify")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("allow.auto.create.topics", "false")
+        // A start offset the broker no longer has (retention, a mock broker's cap): read
+        // what it still has, so that what it dropped shows as missing.
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("creating the Kafka client for the loss check")
 }
 
 impl Checkpoint {
     /// Notes the end offset of every partition of `topics`. Fails when a topic does not
     /// exist: the gateway creates its topics when it starts.
     pub fn take(kafka: &KafkaSettings, topics: &[&str]) -> Result<Self> {
-        let consumer: BaseConsumer =
-            hookgate::sink::kafka::base_config(&kafka.brokers, &kafka.properties)
-                .set("group.id", "hookgate-loadtest-verify")
-                .set("enable.auto.commit", "false")
-                .set("enable.partition.eof", "false")
-                .set("allow.auto.create.topics", "false")
-                .create()
-                .context("creating the Kafka client for the loss check")?;
+        let consumer = reader(kafka)?;
         let mut start = BTreeMap::new();
         for &topic in topics {
             let metadata = consumer
@@ -141,7 +148,10 @@ impl Checkpoint {
                 start.insert((topic.to_string(), p), high);
             }
         }
-        Ok(Self { consumer, start })
+        Ok(Self {
+            kafka: kafka.clone(),
+            start,
+        })
     }
 
     /// Reads what was appended since [`Checkpoint::take`] and checks `acks` against it.
@@ -153,6 +163,8 @@ impl Checkpoint {
         read_timeout: Duration,
     ) -> Result<Verification> {
         let began = Instant::now();
+        // A new client: the load may have cut the broker off from the first one.
+        let consumer = reader(&self.kafka)?;
         // Times each acknowledged id was seen, by topic; other records are not kept.
         let mut seen: HashMap<&str, HashMap<&str, u32>> = HashMap::new();
         for (group, id) in &acks.ids {
@@ -168,14 +180,13 @@ impl Checkpoint {
         let mut assignment = TopicPartitionList::new();
         let mut ends: HashMap<(String, i32), (i64, i64)> = HashMap::new(); // (next, end)
         for ((topic, p), &from) in &self.start {
-            let (_, end) = self
-                .consumer
+            let (_, end) = consumer
                 .fetch_watermarks(topic, *p, BROKER_TIMEOUT)
                 .with_context(|| format!("end offset of {topic}/{p}"))?;
             assignment.add_partition_offset(topic, *p, Offset::Offset(from))?;
             ends.insert((topic.clone(), *p), (from, end));
         }
-        self.consumer.assign(&assignment)?;
+        consumer.assign(&assignment)?;
         let deadline = Instant::now() + read_timeout;
         let mut last_record = Instant::now();
         let mut records_read = 0u64;
@@ -191,7 +202,7 @@ impl Checkpoint {
                 );
                 break;
             }
-            let Some(result) = self.consumer.poll(Duration::from_millis(100)) else {
+            let Some(result) = consumer.poll(Duration::from_millis(100)) else {
                 continue;
             };
             let msg = match result {
