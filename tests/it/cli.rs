@@ -36,10 +36,19 @@ fn local_runs_the_readme_examples_end_to_end() {
         Command::new(env!("CARGO_BIN_EXE_hookgate"))
             .arg("local")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
+    // Its logs, kept to explain a failure (a port already taken, say).
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log_sink = logs.clone();
+    let stderr = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log_sink.lock().unwrap().push(line);
+        }
+    });
     // Everything it prints, collected as it comes (the echo endpoint prints after start).
     let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink = printed.clone();
@@ -55,10 +64,15 @@ fn local_runs_the_readme_examples_end_to_end() {
             if let Some(l) = printed.lock().unwrap().iter().find(|l| pred(l)) {
                 return l.clone();
             }
+            let last_logs = || {
+                let logs = logs.lock().unwrap();
+                logs[logs.len().saturating_sub(20)..].join("\n")
+            };
             assert!(
                 std::time::Instant::now() < deadline,
-                "never printed {what}: {:#?}",
-                printed.lock().unwrap()
+                "never printed {what}: {:#?}\nlast logs:\n{}",
+                printed.lock().unwrap(),
+                last_logs()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
