@@ -6,6 +6,11 @@
 //!   `MockCluster`, over TCP) whose broker is taken down for a while in the middle of the
 //!   run. Figures: losses, the slowest failure against the hooks' ack timeout, and how
 //!   long after the broker's return 2xx answers resume.
+//! - [`kafka_faults`]: the same mock cluster answers bursts of produce requests with
+//!   retriable errors (`NOT_ENOUGH_REPLICAS`, `REQUEST_TIMED_OUT`, `NOT_LEADER_FOR_PARTITION`)
+//!   and transport failures, with a round-trip time that wanders between 0 and 2 s, for
+//!   most of the run; then the faults stop. Figures: losses, duplicates, and whether 2xx
+//!   answers came back at full rate (the producer did not wedge).
 //! - [`gateway_kill`]: the gateway, on the scenario's real broker in another process, is
 //!   killed with SIGKILL at random moments and started again each time. Figures: losses,
 //!   restart times, and events published for requests that were never answered (in
@@ -16,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use serde::Serialize;
 
 use crate::load::LoadConfig;
@@ -87,17 +93,7 @@ pub async fn broker_outage(
     down_at: Duration,
     down_for: Duration,
 ) -> Result<(Report, OutageFigures)> {
-    let cluster = MockCluster::new(1).context("starting the mock Kafka cluster")?;
-    for topic in scenario.mix.topics() {
-        cluster
-            .create_topic(topic, MOCK_PARTITIONS, 1)
-            .with_context(|| format!("creating {topic} on the mock cluster"))?;
-    }
-    let bootstrap = cluster.bootstrap_servers();
-    scenario.kafka.brokers = bootstrap.clone();
-    let server = gateway
-        .start(&format!("HOOKGATE_KAFKA__BROKERS={bootstrap}"))
-        .await?;
+    let (cluster, server) = on_mock_cluster(scenario, gateway).await?;
     let outage = async {
         tokio::time::sleep(config.warmup + down_at).await;
         eprintln!("hookgate-loadtest: broker down");
@@ -126,6 +122,149 @@ pub async fn broker_outage(
         ack_timeout_ms: scenario.mix.longest_ack_timeout().as_secs_f64() * 1000.0,
     };
     Ok((report, figures))
+}
+
+/// A mock cluster with the scenario's topics, and the gateway started on it; the
+/// scenario's loss check reads from it too.
+async fn on_mock_cluster(
+    scenario: &mut Scenario,
+    gateway: &Gateway,
+) -> Result<(
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    Server,
+)> {
+    let cluster = MockCluster::new(1).context("starting the mock Kafka cluster")?;
+    for topic in scenario.mix.topics() {
+        cluster
+            .create_topic(topic, MOCK_PARTITIONS, 1)
+            .with_context(|| format!("creating {topic} on the mock cluster"))?;
+    }
+    let bootstrap = cluster.bootstrap_servers();
+    scenario.kafka.brokers = bootstrap.clone();
+    let server = gateway
+        .start(&format!("HOOKGATE_KAFKA__BROKERS={bootstrap}"))
+        .await?;
+    Ok((cluster, server))
+}
+
+/// What the injected Kafka faults did.
+#[derive(Clone, Debug, Serialize)]
+pub struct KafkaFaultFigures {
+    /// Produce requests answered with an error, transport failures included.
+    pub errors_injected: usize,
+    /// Of which transport failures (the broker drops the connection).
+    pub disconnects: usize,
+    /// The round-trip times the broker was given, in order, milliseconds.
+    pub round_trips_ms: Vec<u64>,
+    /// When the faults stopped, seconds into the measured window.
+    pub faults_until_s: f64,
+    /// 2xx answers per second after the faults stopped (the last second excluded: it is
+    /// cut short by the window's end).
+    pub ok_per_s_after: Vec<u64>,
+    /// Extra copies of acknowledged events over acknowledged events.
+    pub duplicate_rate: f64,
+}
+
+impl KafkaFaultFigures {
+    /// The producer is not wedged: every whole second after the faults (and after
+    /// `settle`) had 2xx answers at half the rate or more.
+    pub fn recovered(&self, rate: f64, settle: usize) -> bool {
+        let after: Vec<u64> = self.ok_per_s_after.iter().skip(settle).copied().collect();
+        !after.is_empty() && after.iter().all(|ok| *ok as f64 >= rate / 2.0)
+    }
+}
+
+/// The retriable produce errors a broker answers under trouble.
+const PRODUCE_ERRORS: [RDKafkaRespErr; 4] = [
+    RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+    RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+    RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+    RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
+];
+
+/// Runs the scenario against a gateway on a mock cluster that fails produce requests and
+/// varies its round-trip time from the start of the measured window until 80 % of it.
+pub async fn kafka_faults(
+    scenario: &mut Scenario,
+    config: &LoadConfig,
+    gateway: &Gateway,
+    seed: u64,
+) -> Result<(Report, KafkaFaultFigures)> {
+    let (cluster, server) = on_mock_cluster(scenario, gateway).await?;
+    let until = config.duration.mul_f64(0.8);
+    let faults = async {
+        let mut random = Random::new(seed);
+        tokio::time::sleep(config.warmup).await;
+        let end = Instant::now() + until;
+        let (mut errors, mut disconnects, mut round_trips) = (0, 0, Vec::new());
+        let mut tick = 0u64;
+        while Instant::now() < end {
+            // A burst of 1–8 errors every 250 ms; a new round-trip time every second.
+            tick += 1;
+            if tick % 4 == 1 {
+                let rtt = (random.next() * 2000.0) as u64;
+                cluster
+                    .broker_round_trip_time(1, Duration::from_millis(rtt))
+                    .context("setting the round-trip time")?;
+                round_trips.push(rtt);
+            }
+            let burst: Vec<RDKafkaRespErr> = (0..1 + (random.next() * 8.0) as usize)
+                .map(|_| PRODUCE_ERRORS[(random.next() * 4.0) as usize % 4])
+                .collect();
+            disconnects += burst
+                .iter()
+                .filter(|e| **e == RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT)
+                .count();
+            errors += burst.len();
+            cluster.request_errors(RDKafkaApiKey::Produce, &burst);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        cluster.clear_request_errors(RDKafkaApiKey::Produce);
+        cluster
+            .broker_round_trip_time(1, Duration::ZERO)
+            .context("clearing the round-trip time")?;
+        eprintln!("hookgate-loadtest: Kafka faults stopped");
+        anyhow::Ok((errors, disconnects, round_trips))
+    };
+    let (report, faults) = run_during(scenario, config, faults).await?;
+    let (errors_injected, disconnects, round_trips_ms) = faults?;
+    server.stop()?;
+    let after = report
+        .ok_per_s
+        .iter()
+        .skip(until.as_secs_f64().ceil() as usize)
+        .copied()
+        .collect::<Vec<_>>();
+    let ok_per_s_after = after[..after.len().saturating_sub(1)].to_vec();
+    let duplicate_rate = report.verification.as_ref().map_or(0.0, |v| {
+        v.duplicates as f64 / (v.acknowledged.max(1)) as f64
+    });
+    let figures = KafkaFaultFigures {
+        errors_injected,
+        disconnects,
+        round_trips_ms,
+        faults_until_s: until.as_secs_f64(),
+        ok_per_s_after,
+        duplicate_rate,
+    };
+    Ok((report, figures))
+}
+
+/// xorshift64: reproducible from a seed, no dependency.
+struct Random(u64);
+
+impl Random {
+    fn new(seed: u64) -> Self {
+        Random(seed | 1)
+    }
+
+    /// Uniform in [0, 1).
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 /// What the kills did.
@@ -187,18 +326,11 @@ pub async fn gateway_kill(
 /// `kills` moments spread at random over the middle of `window`, in order: each in its
 /// own slice of 5–90 % of the window, so that restarts do not pile up.
 fn kill_moments(kills: usize, window: Duration, seed: u64) -> Vec<Duration> {
-    let mut state = seed | 1;
-    let mut next = || {
-        // xorshift64: reproducible from the seed, no dependency.
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut random = Random::new(seed);
     let (from, to) = (window.mul_f64(0.05), window.mul_f64(0.9));
     let slice = (to - from) / kills.max(1) as u32;
     (0..kills)
-        .map(|i| from + slice * i as u32 + slice.mul_f64(0.2 + 0.6 * next()))
+        .map(|i| from + slice * i as u32 + slice.mul_f64(0.2 + 0.6 * random.next()))
         .collect()
 }
 

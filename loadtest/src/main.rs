@@ -79,6 +79,13 @@ enum Fault {
         #[arg(long, value_parser = parse_duration)]
         down_for: Option<Duration>,
     },
+    /// The broker (a mock cluster in this process) fails produce requests and varies its
+    /// round-trip time (0–2 s) for 80 % of the window.
+    KafkaFaults {
+        /// Seed of the faults [default: from the clock].
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// The gateway is killed with SIGKILL at random moments and restarted each time.
     GatewayKill {
         #[arg(long, default_value_t = 20)]
@@ -355,12 +362,18 @@ fn chaos(args: ChaosArgs) -> Result<ExitCode> {
                 eprintln!("hookgate-loadtest: {figures:?}");
                 (report, serde_json::to_value(&figures)?, passed)
             }
+            Fault::KafkaFaults { seed } => {
+                let seed = seed.unwrap_or_else(clock_seed);
+                let (report, figures) =
+                    hookgate_loadtest::chaos::kafka_faults(&mut scenario, &config, &gateway, seed)
+                        .await?;
+                // One second to settle after the faults stop.
+                let passed = figures.recovered(config.rate.unwrap_or_default(), 1);
+                eprintln!("hookgate-loadtest: seed {seed}, {figures:?}");
+                (report, serde_json::to_value(&figures)?, passed)
+            }
             Fault::GatewayKill { kills, seed } => {
-                let seed = seed.unwrap_or_else(|| {
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(1, |d| d.as_nanos() as u64)
-                });
+                let seed = seed.unwrap_or_else(clock_seed);
                 let (report, figures) = hookgate_loadtest::chaos::gateway_kill(
                     &scenario, &config, &gateway, kills, seed,
                 )
@@ -390,6 +403,13 @@ fn chaos(args: ChaosArgs) -> Result<ExitCode> {
             ExitCode::FAILURE
         })
     })
+}
+
+/// A seed for random faults when none is given.
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
 }
 
 fn serve_baseline(args: BaselineArgs) -> Result<()> {

@@ -1,6 +1,7 @@
 //! The short versions of the chaos scenarios (docs/reliability.md has the full ones): the
-//! `hookgate` binary under load while its broker goes away, and while it is killed and
-//! restarted, each ending in the loss check.
+//! `hookgate` binary under load while its broker goes away, while the broker fails and
+//! slows produce requests, and while the gateway is killed and restarted, each ending in
+//! the loss check.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -148,6 +149,44 @@ fn a_broker_outage_fails_fast_recovers_and_loses_nothing_acknowledged() {
         fault["recovered_within_s"].as_f64().unwrap() <= 3.0,
         "{text}"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn produce_errors_and_slow_round_trips_lose_nothing_and_do_not_wedge_the_producer() {
+    let (dir, scenario, ready, _) = files("mock", false);
+    let (ok, report, text) = chaos(
+        &[
+            "kafka-faults",
+            "--rate",
+            "200",
+            "--duration",
+            "10s",
+            "--seed",
+            "7",
+        ],
+        &scenario,
+        &ready,
+        &dir,
+    );
+    assert!(ok, "{text}");
+    let v = &report["verification"];
+    assert_eq!(v["missing"], 0, "{text}");
+    assert!(v["acknowledged"].as_u64().unwrap() > 300, "{text}");
+    let fault = &report["fault"];
+    assert!(fault["errors_injected"].as_u64().unwrap() > 50, "{text}");
+    assert!(
+        fault["round_trips_ms"].as_array().unwrap().len() >= 6,
+        "{text}"
+    );
+    // After the faults, 2xx answers at (at least half) the offered rate again.
+    let after: Vec<u64> = fault["ok_per_s_after"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert!(after.iter().skip(1).all(|n| *n >= 100), "{text}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -21,7 +21,9 @@ impl Drop for Guard {
     }
 }
 
-fn spawn(config: &std::path::Path) -> Guard {
+/// Starts the consumer with debug logs; `logs` pipes them to the test (which must then
+/// read them: a full pipe would stall the consumer), otherwise they are dropped.
+fn start(config: &std::path::Path, logs: bool) -> Guard {
     Guard(
         Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
             .args(["run", "--config"])
@@ -29,10 +31,14 @@ fn spawn(config: &std::path::Path) -> Guard {
             .env("PLANTED_SECRET", "planted-consumer-secret-42")
             .env("HOOKGATE_LOG", "debug")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(if logs { Stdio::piped() } else { Stdio::null() })
             .spawn()
             .unwrap(),
     )
+}
+
+fn spawn(config: &std::path::Path) -> Guard {
+    start(config, true)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -151,6 +157,139 @@ async fn a_flow_interrupted_by_kill_9_completes_after_a_restart() {
     assert!(
         !logs.contains("planted-consumer-secret-42"),
         "the secret is in the logs"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A scale knob for the full run (docs/reliability.md); the suite uses the default.
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `n` of a request body `{"n": …}` (the template keeps the number a number).
+fn called_n(seen: &hookgate_testkit::server::Seen) -> Option<u64> {
+    let v: Value = serde_json::from_slice(&seen.body).ok()?;
+    v["n"].as_u64()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_kill_9_under_load_leaves_no_flow_unfinished() {
+    // HOOKGATE_CHAOS_EVENTS=2000 HOOKGATE_CHAOS_KILLS=20 for the full run.
+    let (n, kills) = (
+        knob("HOOKGATE_CHAOS_EVENTS", 300),
+        knob("HOOKGATE_CHAOS_KILLS", 3),
+    );
+    let (events, dead, executions) = (topic("kills"), topic("kills-dlq"), topic("kills-exec"));
+    create_topic(&brokers(), &events, 4).await;
+    for t in [&dead, &executions] {
+        create_topic(&brokers(), t, 1).await;
+    }
+    // Each call takes 20 ms, so that kills land in the middle of flows.
+    let server = TestServer::start(|_| {
+        let reply = http::Response::builder()
+            .status(200)
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+            .unwrap();
+        delayed(reply, Duration::from_millis(20))
+    })
+    .await;
+    let dir =
+        std::env::temp_dir().join(format!("hookgate-kills-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("consumer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup = \"{}\"\ntopics = [\"{events}\"]\ndead_letter_topic = \"{dead}\"\nexecutions_topic = \"{executions}\"\n\
+             properties = {{ \"session.timeout.ms\" = 6000, \"max.poll.interval.ms\" = 10000 }}\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n[outbound]\nallow = [\"127.0.0.1/32\"]\n[secrets]\nTOKEN = {{ env = \"PLANTED_SECRET\" }}\n\
+             [[flows]]\nid = \"call\"\ntrigger = {{ hooks = [\"h\"] }}\n[[flows.tasks]]\nid = \"call\"\ntype = \"http\"\nmethod = \"POST\"\nuri = \"{}\"\n\
+             body = {{ n = \"{{{{ trigger.body.n }}}}\" }}\n",
+            brokers(),
+            topic("group"),
+            server.url("/work")
+        ),
+    )
+    .unwrap();
+    let producer = Producer::new(&brokers());
+    let ids: Vec<String> = (0..n)
+        .map(|i| {
+            producer.event(
+                &events,
+                Some(&format!("k{i}")),
+                "h",
+                "t",
+                &json!({ "n": i }),
+            )
+        })
+        .collect();
+
+    let mut consumer = start(&config, false);
+    let started = Instant::now();
+    for k in 0..kills {
+        // Wait until it is making calls, then a little more, then kill.
+        let before = server.hits();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while server.hits() == before && server.hits() < n {
+            assert!(Instant::now() < deadline, "no call after restart {k}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200 + 97 * (k as u64 % 5))).await;
+        let pid = consumer.0.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success());
+        drop(consumer);
+        consumer = start(&config, false);
+    }
+    // Every event's flow completes at least once.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let called: std::collections::BTreeSet<u64> =
+            server.seen().iter().filter_map(called_n).collect();
+        if called.len() == n {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} flows ran after {kills} kills",
+            called.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let records = kafka::read_until(&brokers(), &executions, Duration::from_secs(60), |r| {
+        let done: std::collections::BTreeSet<String> = r
+            .iter()
+            .filter_map(|x| serde_json::from_slice::<Value>(&x.value).ok())
+            .filter(|v| v["state"] == "SUCCESS")
+            .filter_map(|v| v["event"]["id"].as_str().map(str::to_string))
+            .collect();
+        done.len() == n
+    });
+    drop(consumer);
+    let successes: Vec<String> = records
+        .iter()
+        .filter_map(|x| serde_json::from_slice::<Value>(&x.value).ok())
+        .filter(|v| v["state"] == "SUCCESS")
+        .filter_map(|v| v["event"]["id"].as_str().map(str::to_string))
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = successes.iter().collect();
+    assert!(
+        ids.iter().all(|id| distinct.contains(id)),
+        "a flow never succeeded"
+    );
+    eprintln!(
+        "consumer kills: {kills} kills, {n} events, {} calls ({} repeated), {} successful executions ({} repeated), {:.1} s",
+        server.hits(),
+        server.hits() - n,
+        successes.len(),
+        successes.len() - n,
+        started.elapsed().as_secs_f64()
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
