@@ -186,7 +186,8 @@ pub fn config(data: &[u8]) {
 pub fn expression(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (source, payload) = text.split_once('\0').unwrap_or((&text, ""));
-    let engine = engine();
+    // A fresh engine: one keeps every template it compiled, as config loading wants.
+    let engine = &engine();
     let body = serde_json::from_str(payload)
         .unwrap_or_else(|_| serde_json::Value::String(payload.to_string()));
     let ctx = Context::builder().body(body).build();
@@ -204,13 +205,10 @@ pub fn expression(data: &[u8]) {
     assert_eq!(echo.render(&ctx).ok().as_deref(), Some(payload));
 }
 
-fn engine() -> &'static Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        let mut secrets = Secrets::default();
-        secrets.insert("TOKEN", "fuzz-secret");
-        Engine::new(secrets)
-    })
+fn engine() -> Engine {
+    let mut secrets = Secrets::default();
+    secrets.insert("TOKEN", "fuzz-secret");
+    Engine::new(secrets)
 }
 
 /// Addresses for the SSRF classifier, 4 or 16 bytes at a time. Property: an address is

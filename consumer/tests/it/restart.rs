@@ -279,9 +279,20 @@ async fn repeated_kill_9_under_load_leaves_no_flow_unfinished() {
         .filter_map(|v| v["event"]["id"].as_str().map(str::to_string))
         .collect();
     let distinct: std::collections::BTreeSet<&String> = successes.iter().collect();
+    let missing: Vec<&String> = ids.iter().filter(|id| !distinct.contains(id)).collect();
+    let states: std::collections::BTreeMap<String, usize> = records
+        .iter()
+        .filter_map(|x| serde_json::from_slice::<Value>(&x.value).ok())
+        .fold(Default::default(), |mut m, v| {
+            *m.entry(v["state"].as_str().unwrap_or("?").to_string())
+                .or_default() += 1;
+            m
+        });
     assert!(
-        ids.iter().all(|id| distinct.contains(id)),
-        "a flow never succeeded"
+        missing.is_empty(),
+        "{} of {n} events have no successful execution (e.g. {:?}); execution records by state: {states:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
     );
     eprintln!(
         "consumer kills: {kills} kills, {n} events, {} calls ({} repeated), {} successful executions ({} repeated), {:.1} s",
