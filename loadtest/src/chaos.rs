@@ -11,6 +11,10 @@
 //!   and transport failures, with a round-trip time that wanders between 0 and 2 s, for
 //!   most of the run; then the faults stop. Figures: losses, duplicates, and whether 2xx
 //!   answers came back at full rate (the producer did not wedge).
+//! - [`slow_clients`]: the load runs once as a baseline, then again beside slow clients
+//!   that trickle a request head or a body a byte at a time. Figures: whether every slow
+//!   connection was closed within its read timeout + 1 s, the legitimate p99 against the
+//!   baseline's, and the gateway's descriptors and memory before, during and after.
 //! - [`gateway_kill`]: the gateway, on the scenario's real broker in another process, is
 //!   killed with SIGKILL at random moments and started again each time. Figures: losses,
 //!   restart times, and events published for requests that were never answered (in
@@ -265,6 +269,148 @@ impl Random {
         self.0 ^= self.0 << 17;
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// What the slow clients did, and what they cost the others.
+#[derive(Clone, Debug, Serialize)]
+pub struct SlowFigures {
+    pub slow_connections: usize,
+    /// Slow connections the gateway closed within its read timeout + 1 s.
+    pub closed_in_time: usize,
+    /// The longest a slow connection stayed open, against the longest read timeout.
+    pub longest_open_ms: f64,
+    pub read_timeout_ms: f64,
+    /// The longest open time of those trickling a head, and of those trickling a body.
+    pub longest_head_ms: f64,
+    pub longest_body_ms: f64,
+    /// Legitimate traffic's p99 without and with the slow clients, microseconds.
+    pub baseline_p99_us: Option<u64>,
+    pub attack_p99_us: Option<u64>,
+    /// The gateway's open descriptors and resident memory (KiB) before the attack,
+    /// during it, and 2 s after the last slow connection closed.
+    pub fds: [usize; 3],
+    pub rss_kib: [u64; 3],
+}
+
+impl SlowFigures {
+    /// Every slow connection was cut in time, descriptors came back to within `slack`
+    /// of where they were, and (when `p99_factor` is given) the legitimate p99 stayed
+    /// within that factor of the baseline's.
+    pub fn passed(&self, slack: usize, p99_factor: Option<f64>) -> bool {
+        let p99_ok = match (p99_factor, self.baseline_p99_us, self.attack_p99_us) {
+            (Some(factor), Some(base), Some(attack)) => attack as f64 <= base as f64 * factor,
+            (Some(_), _, _) => false,
+            (None, _, _) => true,
+        };
+        self.closed_in_time == self.slow_connections && self.fds[2] <= self.fds[0] + slack && p99_ok
+    }
+}
+
+/// The longest of `durations`, in milliseconds.
+fn longest<'a>(durations: impl Iterator<Item = &'a Duration>) -> f64 {
+    durations.max().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// How long a slow client waits between the bytes it sends.
+const TRICKLE: Duration = Duration::from_millis(500);
+
+/// One slow client: half of them trickle a request head, the others a body the hook
+/// must read (it is signed). Returns how long the gateway kept the connection open
+/// (zero if it could not connect).
+async fn slow_client(addr: SocketAddr, path: String, body: bool, give_up: Duration) -> Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return Duration::ZERO;
+    };
+    // From the connection's establishment: a connect queued in a full accept backlog is
+    // not time the gateway spent with it.
+    let opened = Instant::now();
+    let head = if body {
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: slow\r\ncontent-type: application/json\r\n\
+             content-length: 100000\r\nx-hub-signature-256: sha256=00\r\n\r\n{{"
+        )
+    } else {
+        format!("POST {path} HTTP/1.1\r\nhost: slow\r\nx-slow: a")
+    };
+    if tcp.write_all(head.as_bytes()).await.is_err() {
+        return opened.elapsed();
+    }
+    let mut buf = [0u8; 1024];
+    loop {
+        tokio::select! {
+            read = tcp.read(&mut buf) => match read {
+                // Closed, or an answer (a 408) that comes before the close: keep reading.
+                Ok(0) | Err(_) => return opened.elapsed(),
+                Ok(_) => continue,
+            },
+            _ = tokio::time::sleep(TRICKLE) => {
+                if opened.elapsed() > give_up || tcp.write_all(b"a").await.is_err() {
+                    return opened.elapsed();
+                }
+            }
+        }
+    }
+}
+
+/// Runs the load twice on one gateway: alone, then beside `slow` slow clients.
+/// Returns both reports; the loss check runs on each.
+pub async fn slow_clients(
+    scenario: &Scenario,
+    config: &LoadConfig,
+    gateway: &Gateway,
+    slow: usize,
+) -> Result<(Report, Report, SlowFigures)> {
+    use crate::cpu::{open_fds, rss_kib, Process};
+    let server = gateway.start("").await?;
+    let process = Process::Pid(server.pid());
+    let baseline = crate::scenario::run(scenario, config).await?;
+    let before = (open_fds(process)?, rss_kib(process)?);
+    let (head_timeout, body_timeout) = scenario.read_timeouts;
+    let read_timeout = head_timeout.max(body_timeout);
+    let path = scenario.mix.first_path().to_string();
+    let clients = async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..slow {
+            let path = path.clone();
+            let give_up = read_timeout * 3 + Duration::from_secs(5);
+            let body = i % 2 == 1;
+            let addr = gateway.addr;
+            tasks.spawn(async move { (body, slow_client(addr, path, body, give_up).await) });
+            // Spread the connections over the first second.
+            if i % 50 == 49 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let during = (
+            open_fds(process).unwrap_or(0),
+            rss_kib(process).unwrap_or(0),
+        );
+        let mut open_for = Vec::with_capacity(slow);
+        while let Some(result) = tasks.join_next().await {
+            open_for.push(result.unwrap_or((false, Duration::ZERO)));
+        }
+        (open_for, during)
+    };
+    let (attack, (open_for, during)) = run_during(scenario, config, clients).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = (open_fds(process)?, rss_kib(process)?);
+    server.stop()?;
+    let limit = read_timeout + Duration::from_secs(1);
+    let figures = SlowFigures {
+        slow_connections: slow,
+        closed_in_time: open_for.iter().filter(|(_, d)| *d <= limit).count(),
+        longest_open_ms: longest(open_for.iter().map(|(_, d)| d)),
+        longest_head_ms: longest(open_for.iter().filter(|(b, _)| !b).map(|(_, d)| d)),
+        longest_body_ms: longest(open_for.iter().filter(|(b, _)| *b).map(|(_, d)| d)),
+        read_timeout_ms: read_timeout.as_secs_f64() * 1000.0,
+        baseline_p99_us: baseline.latency_us.as_ref().map(|l| l.p99),
+        attack_p99_us: attack.latency_us.as_ref().map(|l| l.p99),
+        fds: [before.0, during.0, after.0],
+        rss_kib: [before.1, during.1, after.1],
+    };
+    Ok((baseline, attack, figures))
 }
 
 /// What the kills did.

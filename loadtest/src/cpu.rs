@@ -37,9 +37,26 @@ pub fn cpu_time(process: Process) -> Result<Duration> {
 
 /// Peak resident set size (`VmHWM`) in KiB.
 pub fn peak_rss_kib(process: Process) -> Result<u64> {
+    status_kib(process, "VmHWM")
+}
+
+/// Resident set size now (`VmRSS`) in KiB.
+pub fn rss_kib(process: Process) -> Result<u64> {
+    status_kib(process, "VmRSS")
+}
+
+fn status_kib(process: Process, field: &str) -> Result<u64> {
     let path = process.proc_path("status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    parse_vm_hwm_kib(&status).with_context(|| format!("no VmHWM line in {path}"))
+    parse_status_kib(&status, field).with_context(|| format!("no {field} line in {path}"))
+}
+
+/// File descriptors the process has open.
+pub fn open_fds(process: Process) -> Result<usize> {
+    let path = process.proc_path("fd");
+    Ok(std::fs::read_dir(&path)
+        .with_context(|| format!("reading {path}"))?
+        .count())
 }
 
 /// `utime + stime`, in clock ticks, from the contents of `/proc/PID/stat`.
@@ -67,8 +84,15 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Result<u64> {
 
 /// The `VmHWM` figure of `/proc/PID/status`, in KiB.
 pub fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let mut parts = line["VmHWM:".len()..].split_ascii_whitespace();
+    parse_status_kib(status, "VmHWM")
+}
+
+/// A `Name:   123 kB` line of `/proc/PID/status`, in KiB.
+pub fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
+    let mut parts = line[field.len() + 1..].split_ascii_whitespace();
     let value = parts.next()?.parse().ok()?;
     // The kernel always says kB; anything else means a format we don't know.
     (parts.next() == Some("kB")).then_some(value)

@@ -86,6 +86,16 @@ enum Fault {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// The load runs alone, then beside slow clients trickling request heads and bodies
+    /// (each phase --duration long).
+    SlowClients {
+        #[arg(long, default_value_t = 1000)]
+        slow: usize,
+        /// Also fail when the legitimate p99 beside the slow clients exceeds this factor
+        /// of the baseline's.
+        #[arg(long)]
+        p99_factor: Option<f64>,
+    },
     /// The gateway is killed with SIGKILL at random moments and restarted each time.
     GatewayKill {
         #[arg(long, default_value_t = 20)]
@@ -370,6 +380,18 @@ fn chaos(args: ChaosArgs) -> Result<ExitCode> {
                 // One second to settle after the faults stop.
                 let passed = figures.recovered(config.rate.unwrap_or_default(), 1);
                 eprintln!("hookgate-loadtest: seed {seed}, {figures:?}");
+                (report, serde_json::to_value(&figures)?, passed)
+            }
+            Fault::SlowClients { slow, p99_factor } => {
+                let (baseline, report, figures) =
+                    hookgate_loadtest::chaos::slow_clients(&scenario, &config, &gateway, slow)
+                        .await?;
+                eprintln!("hookgate-loadtest: baseline (no slow clients):");
+                eprint!("{baseline}");
+                let lossless = baseline.verification.as_ref().is_some_and(|v| v.passed());
+                // Descriptors may differ by a few (logs, the producer's sockets).
+                let passed = lossless && figures.passed(16, p99_factor);
+                eprintln!("hookgate-loadtest: {figures:?}");
                 (report, serde_json::to_value(&figures)?, passed)
             }
             Fault::GatewayKill { kills, seed } => {

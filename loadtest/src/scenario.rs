@@ -117,6 +117,9 @@ pub struct Scenario {
     pub mix: Arc<Mix>,
     /// The gateway's Kafka settings, for the loss check.
     pub kafka: config::KafkaSettings,
+    /// The gateway's header and body read timeouts: how long a slow client may hold a
+    /// connection.
+    pub read_timeouts: (Duration, Duration),
 }
 
 impl Scenario {
@@ -174,6 +177,10 @@ impl Scenario {
             http2: file.http2,
             timeout: duration("timeout", &file.timeout)?,
             verify: file.verify,
+            read_timeouts: (
+                settings.server.header_read_timeout.get(),
+                settings.server.body_read_timeout.get(),
+            ),
             mix: Arc::new(Mix::new(&file.hooks, settings.hooks)?),
             kafka: settings.kafka,
         })
@@ -302,6 +309,11 @@ impl Mix {
 
     pub fn hook_ids(&self) -> Vec<&str> {
         self.hooks.iter().map(|h| h.hook.id.as_str()).collect()
+    }
+
+    /// The path of the first hook (without a URL key).
+    pub fn first_path(&self) -> &str {
+        &self.hooks[0].hook.path
     }
 
     /// The topics the hooks publish to, each once.

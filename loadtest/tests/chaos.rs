@@ -1,7 +1,7 @@
 //! The short versions of the chaos scenarios (docs/reliability.md has the full ones): the
 //! `hookgate` binary under load while its broker goes away, while the broker fails and
-//! slows produce requests, and while the gateway is killed and restarted, each ending in
-//! the loss check.
+//! slows produce requests, beside slow clients, and while the gateway is killed and
+//! restarted, each ending in the loss check.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,6 +41,8 @@ fn files(brokers: &str, create_topics: bool) -> (PathBuf, PathBuf, String, Strin
             r#"
 [server]
 listen = "127.0.0.1:{http}"
+header_read_timeout = "2s"
+body_read_timeout = "2s"
 [admin]
 listen = "127.0.0.1:{admin}"
 [kafka]
@@ -187,6 +189,47 @@ fn produce_errors_and_slow_round_trips_lose_nothing_and_do_not_wedge_the_produce
         .map(|n| n.as_u64().unwrap())
         .collect();
     assert!(after.iter().skip(1).all(|n| *n >= 100), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn slow_clients_are_cut_off_in_time_and_leave_no_descriptor_behind() {
+    let (dir, scenario, ready, _) = files(&brokers(), true);
+    let (ok, report, text) = chaos(
+        &[
+            "slow-clients",
+            "--rate",
+            "200",
+            "--duration",
+            "4s",
+            "--slow",
+            "200",
+        ],
+        &scenario,
+        &ready,
+        &dir,
+    );
+    assert!(ok, "{text}");
+    assert_eq!(report["verification"]["missing"], 0, "{text}");
+    let fault = &report["fault"];
+    assert_eq!(fault["slow_connections"], 200, "{text}");
+    assert_eq!(fault["closed_in_time"], 200, "{text}");
+    assert!(
+        fault["longest_open_ms"].as_f64().unwrap() <= 3_000.0,
+        "{text}"
+    );
+    // The slow connections were there, then gone.
+    let fds: Vec<u64> = fault["fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert!(fds[1] >= fds[0] + 100, "{text}");
+    assert!(fds[2] <= fds[0] + 16, "{text}");
+    // Legitimate requests were all accepted meanwhile.
+    assert_eq!(report["responses"].as_object().unwrap().len(), 1, "{text}");
+    assert!(report["responses"]["202"].as_u64().unwrap() > 600, "{text}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
