@@ -162,8 +162,7 @@ pub struct KafkaFaultFigures {
     pub round_trips_ms: Vec<u64>,
     /// When the faults stopped, seconds into the measured window.
     pub faults_until_s: f64,
-    /// 2xx answers per second after the faults stopped (the last second excluded: it is
-    /// cut short by the window's end).
+    /// 2xx answers in each whole second of the measured window after the faults stopped.
     pub ok_per_s_after: Vec<u64>,
     /// Extra copies of acknowledged events over acknowledged events.
     pub duplicate_rate: f64,
@@ -233,13 +232,10 @@ pub async fn kafka_faults(
     let (report, faults) = run_during(scenario, config, faults).await?;
     let (errors_injected, disconnects, round_trips_ms) = faults?;
     server.stop()?;
-    let after = report
-        .ok_per_s
-        .iter()
-        .skip(until.as_secs_f64().ceil() as usize)
-        .copied()
-        .collect::<Vec<_>>();
-    let ok_per_s_after = after[..after.len().saturating_sub(1)].to_vec();
+    // The whole seconds of the measured window after the faults; later ones only drain.
+    let first = until.as_secs_f64().ceil() as usize;
+    let last = (config.duration.as_secs() as usize).min(report.ok_per_s.len());
+    let ok_per_s_after = report.ok_per_s[first.min(last)..last].to_vec();
     let duplicate_rate = report.verification.as_ref().map_or(0.0, |v| {
         v.duplicates as f64 / (v.acknowledged.max(1)) as f64
     });

@@ -9,6 +9,7 @@ mod cli;
 mod config_errors;
 mod contract;
 mod flows;
+mod h2_abuse;
 mod handshake;
 mod outage;
 mod readiness;
