@@ -12,6 +12,7 @@ mod flows;
 mod h2_abuse;
 mod handshake;
 mod outage;
+mod oversize;
 mod readiness;
 mod reload;
 mod replay;
