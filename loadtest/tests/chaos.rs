@@ -20,20 +20,12 @@ fn hookgate_bin() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A gateway config and a scenario for it in a fresh directory; returns the directory,
 /// the scenario path, the gateway's readiness URL and the topic.
 fn files(brokers: &str, create_topics: bool) -> (PathBuf, PathBuf, String, String) {
     let dir = std::env::temp_dir().join(topic("hookgate-chaos"));
     std::fs::create_dir_all(&dir).unwrap();
-    let (http, admin) = (free_port(), free_port());
+    let (http, admin) = (hookgate_testkit::free_port(), hookgate_testkit::free_port());
     let events = topic("chaos");
     std::fs::write(
         dir.join("gateway.toml"),

@@ -5,14 +5,6 @@ use std::process::Command;
 
 const EXE: &str = env!("CARGO_BIN_EXE_hookgate-loadtest");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn out_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(hookgate_testkit::topic("hookgate-loadtest-cli"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -21,7 +13,7 @@ fn out_dir() -> std::path::PathBuf {
 
 #[test]
 fn spawns_pins_and_stops_the_server_and_charges_its_cpu() {
-    let port = free_port();
+    let port = hookgate_testkit::free_port();
     let dir = out_dir();
     let (json, chart) = (dir.join("report.json"), dir.join("report.svg"));
     let output = Command::new(EXE)

@@ -1,7 +1,7 @@
 //! Test support shared by hookgate's crates.
 //!
 //! - [`brokers`] and [`topic`]: the suite's real broker (started by scripts/test) and
-//!   topic names no other test uses;
+//!   topic names no other test uses; [`free_port`] for servers tests start;
 //! - [`kafka`]: reading records back with `assign()`, and producing events;
 //! - [`server`]: a local HTTP(S) server that records what it receives.
 
@@ -13,6 +13,15 @@ pub fn brokers() -> String {
     std::env::var("TEST_KAFKA_BROKERS").expect(
         "TEST_KAFKA_BROKERS is not set: run the suite with scripts/test, which starts a broker",
     )
+}
+
+/// A loopback port that was free a moment ago, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A topic name no other test uses.

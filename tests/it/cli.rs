@@ -242,8 +242,8 @@ fn check_lists_the_hooks() {
 fn secrets_never_reach_the_logs_events_metrics_or_answers() {
     let dir = std::env::temp_dir().join(format!("hookgate-logs-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let admin = free_port();
+    let port = hookgate_testkit::free_port();
+    let admin = hookgate_testkit::free_port();
     let topic = crate::support::topic("logs");
     let file = dir.join("gw.toml");
     std::fs::write(
@@ -385,19 +385,11 @@ fn secrets_never_reach_the_logs_events_metrics_or_answers() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn sighup_reloads_the_config_file() {
     let dir = std::env::temp_dir().join(format!("hookgate-hup-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (port, admin) = (free_port(), free_port());
+    let (port, admin) = (hookgate_testkit::free_port(), hookgate_testkit::free_port());
     let file = dir.join("gw.toml");
     let base = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[kafka]\nbrokers = \"unused:9092\"\n[[hooks]]\nid = \"a\"\ntopic = \"t\"\nauth = {{ scheme = \"none\" }}\n"

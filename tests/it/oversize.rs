@@ -33,14 +33,6 @@ impl Gateway {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts the binary on the null sink; returns it and its address once it answers.
 fn start() -> (Gateway, String) {
     let dir = std::env::temp_dir().join(format!(
@@ -48,7 +40,7 @@ fn start() -> (Gateway, String) {
         uuid::Uuid::new_v4().simple()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let (http, admin) = (free_port(), free_port());
+    let (http, admin) = (hookgate_testkit::free_port(), hookgate_testkit::free_port());
     let config = dir.join("gw.toml");
     std::fs::write(
         &config,
