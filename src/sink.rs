@@ -1,16 +1,19 @@
-//! Where accepted events go: Kafka, or nowhere (the `null` sink, for benchmarks that
-//! measure the gateway without a broker).
+//! Where accepted events go: Kafka, nowhere (the `null` sink, for benchmarks that
+//! measure the gateway without a broker), or a list in memory (for tests that look at the
+//! records the pipeline makes without a broker).
 //!
 //! `publish` returns only once the event is durable (the broker's acknowledgement) or has
 //! failed; the caller answers the sender from that outcome and nothing else.
 
 pub mod kafka;
+mod memory;
 
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
 
 pub use kafka::KafkaSink;
+pub use memory::{MemorySink, StoredRecord};
 
 /// The sink the gateway publishes to.
 pub enum Sink {
@@ -18,6 +21,8 @@ pub enum Sink {
     /// Accepts and drops every event after normalization. Benchmarks only: nothing is
     /// stored, so a 202 from a null sink promises nothing.
     Null,
+    /// Keeps every record in memory, in publishing order. Tests and benches only.
+    Memory(MemorySink),
 }
 
 /// One record to publish.
@@ -101,6 +106,7 @@ impl Sink {
                 partition: -1,
                 offset: -1,
             }),
+            Sink::Memory(m) => Ok(m.push(record)),
         }
     }
 
