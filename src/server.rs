@@ -18,6 +18,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+mod reclaim;
 use tokio_rustls::TlsAcceptor;
 
 use crate::client::PeerAddr;
@@ -69,6 +71,11 @@ pub async fn serve<H, F>(
 {
     let builder = Arc::new(builder(&cfg));
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let connections = Arc::new(reclaim::Connections::new(
+        slots.clone(),
+        cfg.max_connections,
+    ));
+    tokio::spawn(reclaim::run(connections.clone(), shutdown.clone()));
     let graceful = GracefulShutdown::new();
     let handshake_timeout = cfg.header_read_timeout.get();
     loop {
@@ -88,6 +95,7 @@ pub async fn serve<H, F>(
             },
             _ = shutdown.wait() => break,
         };
+        connections.opened();
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {

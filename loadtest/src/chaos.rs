@@ -15,6 +15,11 @@
 //!   that trickle a request head or a body a byte at a time. Figures: whether every slow
 //!   connection was closed within its read timeout + 1 s, the legitimate p99 against the
 //!   baseline's, and the gateway's descriptors and memory before, during and after.
+//! - [`h2_abuse`]: the load runs once as a baseline, then again beside clients that open
+//!   HTTP/2 connections one after another and abuse them (rapid reset, CONTINUATION
+//!   flood). Figures: how each abusive connection was closed and how much it could write,
+//!   the gateway's CPU with and without the abuse, and the legitimate p99 against the
+//!   baseline's.
 //! - [`gateway_kill`]: the gateway, on the scenario's real broker in another process, is
 //!   killed with SIGKILL at random moments and started again each time. Figures: losses,
 //!   restart times, and events published for requests that were never answered (in
@@ -28,6 +33,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use serde::Serialize;
 
+use crate::h2_abuse::{Attack, Outcome, ENHANCE_YOUR_CALM};
 use crate::load::LoadConfig;
 use crate::report::Report;
 use crate::scenario::{run_during, Scenario};
@@ -270,8 +276,11 @@ impl Random {
 /// What the slow clients did, and what they cost the others.
 #[derive(Clone, Debug, Serialize)]
 pub struct SlowFigures {
+    /// Slow connections per attack, and attacks.
     pub slow_connections: usize,
-    /// Slow connections the gateway closed within its read timeout + 1 s.
+    pub rounds: usize,
+    /// Slow connections the gateway closed within its read timeout + 1 s, over all
+    /// rounds.
     pub closed_in_time: usize,
     /// The longest a slow connection stayed open, against the longest read timeout.
     pub longest_open_ms: f64,
@@ -279,26 +288,57 @@ pub struct SlowFigures {
     /// The longest open time of those trickling a head, and of those trickling a body.
     pub longest_head_ms: f64,
     pub longest_body_ms: f64,
-    /// Legitimate traffic's p99 without and with the slow clients, microseconds.
+    /// Legitimate traffic's p99 without and with the slow clients (the first round),
+    /// microseconds.
     pub baseline_p99_us: Option<u64>,
     pub attack_p99_us: Option<u64>,
-    /// The gateway's open descriptors and resident memory (KiB) before the attack,
-    /// during it, and 2 s after the last slow connection closed.
-    pub fds: [usize; 3],
-    pub rss_kib: [u64; 3],
+    /// The gateway's open descriptors and resident memory (KiB): before the first
+    /// attack, then during each and once it is over (when both are back within
+    /// [`SlowFigures::back`]'s bounds, or after [`SETTLE`]).
+    pub fds: Vec<usize>,
+    pub rss_kib: Vec<u64>,
+    /// Seconds from each attack's end until descriptors and memory were back, or until
+    /// the harness stopped waiting.
+    pub settled_s: Vec<f64>,
 }
 
+/// How long after an attack the harness waits for descriptors and memory to come back.
+pub const SETTLE: Duration = Duration::from_secs(15);
+/// Descriptors the gateway may have open beyond its count before an attack (logs, the
+/// producer's sockets).
+pub const FD_SLACK: usize = 16;
+
 impl SlowFigures {
-    /// Every slow connection was cut in time, descriptors came back to within `slack`
-    /// of where they were, and (when `p99_factor` is given) the legitimate p99 stayed
-    /// within that factor of the baseline's.
-    pub fn passed(&self, slack: usize, p99_factor: Option<f64>) -> bool {
-        let p99_ok = match (p99_factor, self.baseline_p99_us, self.attack_p99_us) {
-            (Some(factor), Some(base), Some(attack)) => attack as f64 <= base as f64 * factor,
-            (Some(_), _, _) => false,
-            (None, _, _) => true,
-        };
-        self.closed_in_time == self.slow_connections && self.fds[2] <= self.fds[0] + slack && p99_ok
+    /// Whether `fds` and `rss_kib` are back to the level before the attack: descriptors
+    /// within [`FD_SLACK`], memory within 10 % + 8 MiB.
+    pub fn back(before: (usize, u64), now: (usize, u64)) -> bool {
+        now.0 <= before.0 + FD_SLACK && now.1 <= before.1 + before.1 / 10 + 8 * 1024
+    }
+
+    /// Every slow connection was cut in time, descriptors and memory came back after every
+    /// round, and (when `p99_factor` is given) the legitimate p99 stayed within that
+    /// factor of the baseline's.
+    pub fn passed(&self, p99_factor: Option<f64>) -> bool {
+        let p99_ok = p99_within(p99_factor, self.baseline_p99_us, self.attack_p99_us);
+        let before = (self.fds[0], self.rss_kib[0]);
+        let all_back = self
+            .fds
+            .iter()
+            .zip(&self.rss_kib)
+            .skip(2)
+            .step_by(2)
+            .all(|(&fds, &rss)| SlowFigures::back(before, (fds, rss)));
+        self.closed_in_time == self.slow_connections * self.rounds && all_back && p99_ok
+    }
+}
+
+/// Whether the p99 under attack stayed within `factor` of the baseline's (always, when
+/// no factor is asked for).
+fn p99_within(factor: Option<f64>, baseline: Option<u64>, attack: Option<u64>) -> bool {
+    match (factor, baseline, attack) {
+        (Some(factor), Some(base), Some(attack)) => attack as f64 <= base as f64 * factor,
+        (Some(_), _, _) => false,
+        (None, _, _) => true,
     }
 }
 
@@ -349,53 +389,87 @@ async fn slow_client(addr: SocketAddr, path: String, body: bool, give_up: Durati
     }
 }
 
-/// Runs the load twice on one gateway: alone, then beside `slow` slow clients.
-/// Returns both reports; the loss check runs on each.
+/// Opens `slow` slow connections, spread over the first second, and waits until the
+/// gateway has closed them all. Returns whether each trickled a body and how long it
+/// stayed open, and the gateway's descriptors and resident memory one second in.
+async fn slow_attack(
+    addr: SocketAddr,
+    path: &str,
+    slow: usize,
+    read_timeout: Duration,
+    process: crate::cpu::Process,
+) -> (Vec<(bool, Duration)>, (usize, u64)) {
+    use crate::cpu::{open_fds, rss_kib};
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..slow {
+        let path = path.to_string();
+        let give_up = read_timeout * 3 + Duration::from_secs(5);
+        let body = i % 2 == 1;
+        tasks.spawn(async move { (body, slow_client(addr, path, body, give_up).await) });
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = (
+        open_fds(process).unwrap_or(0),
+        rss_kib(process).unwrap_or(0),
+    );
+    let mut open_for = Vec::with_capacity(slow);
+    while let Some(result) = tasks.join_next().await {
+        open_for.push(result.unwrap_or((false, Duration::ZERO)));
+    }
+    (open_for, during)
+}
+
+/// Runs the load on one gateway alone, then beside `slow` slow clients, `rounds` times
+/// (the load runs during the first attack; later attacks run alone, to tell a leak from
+/// memory the allocator keeps for reuse). Returns both reports; the loss check runs on
+/// each.
 pub async fn slow_clients(
     scenario: &Scenario,
     config: &LoadConfig,
     gateway: &Gateway,
     slow: usize,
+    rounds: usize,
 ) -> Result<(Report, Report, SlowFigures)> {
     use crate::cpu::{open_fds, rss_kib, Process};
     let server = gateway.start("").await?;
     let process = Process::Pid(server.pid());
     let baseline = crate::scenario::run(scenario, config).await?;
-    let before = (open_fds(process)?, rss_kib(process)?);
+    let mut fds = vec![open_fds(process)?];
+    let mut rss = vec![rss_kib(process)?];
+    let mut settled_s = Vec::with_capacity(rounds);
     let (head_timeout, body_timeout) = scenario.read_timeouts;
     let read_timeout = head_timeout.max(body_timeout);
-    let path = scenario.mix.first_path().to_string();
-    let clients = async {
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..slow {
-            let path = path.clone();
-            let give_up = read_timeout * 3 + Duration::from_secs(5);
-            let body = i % 2 == 1;
-            let addr = gateway.addr;
-            tasks.spawn(async move { (body, slow_client(addr, path, body, give_up).await) });
-            // Spread the connections over the first second.
-            if i % 50 == 49 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+    let path = scenario.mix.first_path();
+    let attack = slow_attack(gateway.addr, path, slow, read_timeout, process);
+    let (attack, (mut open_for, during)) = run_during(scenario, config, attack).await?;
+    for round in 0..rounds.max(1) {
+        let during = if round == 0 {
+            during
+        } else {
+            let (more, during) = slow_attack(gateway.addr, path, slow, read_timeout, process).await;
+            open_for.extend(more);
+            during
+        };
+        // Until descriptors and memory are back, or SETTLE has passed.
+        let over = Instant::now();
+        let before = (fds[0], rss[0]);
+        let mut now = (open_fds(process)?, rss_kib(process)?);
+        while !SlowFigures::back(before, now) && over.elapsed() < SETTLE {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            now = (open_fds(process)?, rss_kib(process)?);
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let during = (
-            open_fds(process).unwrap_or(0),
-            rss_kib(process).unwrap_or(0),
-        );
-        let mut open_for = Vec::with_capacity(slow);
-        while let Some(result) = tasks.join_next().await {
-            open_for.push(result.unwrap_or((false, Duration::ZERO)));
-        }
-        (open_for, during)
-    };
-    let (attack, (open_for, during)) = run_during(scenario, config, clients).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = (open_fds(process)?, rss_kib(process)?);
+        settled_s.push(over.elapsed().as_secs_f64());
+        fds.extend([during.0, now.0]);
+        rss.extend([during.1, now.1]);
+    }
     server.stop()?;
     let limit = read_timeout + Duration::from_secs(1);
     let figures = SlowFigures {
         slow_connections: slow,
+        rounds: rounds.max(1),
         closed_in_time: open_for.iter().filter(|(_, d)| *d <= limit).count(),
         longest_open_ms: longest(open_for.iter().map(|(_, d)| d)),
         longest_head_ms: longest(open_for.iter().filter(|(b, _)| !b).map(|(_, d)| d)),
@@ -403,9 +477,164 @@ pub async fn slow_clients(
         read_timeout_ms: read_timeout.as_secs_f64() * 1000.0,
         baseline_p99_us: baseline.latency_us.as_ref().map(|l| l.p99),
         attack_p99_us: attack.latency_us.as_ref().map(|l| l.p99),
-        fds: [before.0, during.0, after.0],
-        rss_kib: [before.1, during.1, after.1],
+        fds,
+        rss_kib: rss,
+        settled_s,
     };
+    Ok((baseline, attack, figures))
+}
+
+/// How the gateway ended the connections of one kind of HTTP/2 abuse.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AbuseTally {
+    pub connections: usize,
+    /// Ended with GOAWAY(ENHANCE_YOUR_CALM), with another GOAWAY, closed without a
+    /// GOAWAY, or not closed within [`ABUSE_PATIENCE`].
+    pub goaway_calm: usize,
+    pub goaway_other: usize,
+    pub closed_without_goaway: usize,
+    pub not_closed: usize,
+    /// The most bytes one connection wrote before it was cut off, and the longest one
+    /// stayed open, milliseconds.
+    pub most_sent_bytes: usize,
+    pub longest_open_ms: f64,
+}
+
+impl AbuseTally {
+    fn add(&mut self, outcome: Outcome) {
+        self.connections += 1;
+        match outcome.goaway {
+            Some(ENHANCE_YOUR_CALM) => self.goaway_calm += 1,
+            Some(_) => self.goaway_other += 1,
+            None if outcome.closed_after < ABUSE_PATIENCE => self.closed_without_goaway += 1,
+            None => self.not_closed += 1,
+        }
+        self.most_sent_bytes = self.most_sent_bytes.max(outcome.sent);
+        self.longest_open_ms = self
+            .longest_open_ms
+            .max(outcome.closed_after.as_secs_f64() * 1000.0);
+    }
+
+    /// Every connection was ended with a GOAWAY before it could write `max_bytes`.
+    fn all_cut_off(&self, max_bytes: usize) -> bool {
+        self.connections > 0
+            && self.goaway_calm + self.goaway_other == self.connections
+            && self.most_sent_bytes <= max_bytes
+    }
+}
+
+/// What the HTTP/2 abusers did, and what they cost.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct H2AbuseFigures {
+    /// Abusive clients at once, each opening one connection after another; half of them
+    /// rapid-reset, half CONTINUATION-flood.
+    pub abusers: usize,
+    pub rapid_reset: AbuseTally,
+    pub continuation_flood: AbuseTally,
+    /// Connections that failed before the preface went out.
+    pub connect_errors: usize,
+    /// Legitimate traffic's p99 without and with the abuse, microseconds.
+    pub baseline_p99_us: Option<u64>,
+    pub attack_p99_us: Option<u64>,
+    /// The gateway's CPU in cores busy, without and with the abuse.
+    pub baseline_cores: Option<f64>,
+    pub attack_cores: Option<f64>,
+    /// The gateway's CPU spent per abusive connection: the difference of the two runs'
+    /// CPU time over the abusive connections, microseconds.
+    pub cpu_us_per_abusive_connection: Option<f64>,
+    /// The gateway's resident memory (KiB) before the abuse and 2 s after it.
+    pub rss_kib: [u64; 2],
+}
+
+impl H2AbuseFigures {
+    /// Every abusive connection was ended by the gateway with a GOAWAY before it could
+    /// write `max_bytes`, and (when `p99_factor` is given) the legitimate p99 stayed
+    /// within that factor of the baseline's.
+    pub fn passed(&self, max_bytes: usize, p99_factor: Option<f64>) -> bool {
+        let p99_ok = p99_within(p99_factor, self.baseline_p99_us, self.attack_p99_us);
+        self.rapid_reset.all_cut_off(max_bytes)
+            && self.continuation_flood.all_cut_off(max_bytes)
+            && p99_ok
+    }
+
+    fn add(&mut self, attack: Attack, outcome: std::io::Result<Outcome>) {
+        match (attack, outcome) {
+            (_, Err(_)) => self.connect_errors += 1,
+            (Attack::RapidReset, Ok(o)) => self.rapid_reset.add(o),
+            (Attack::ContinuationFlood, Ok(o)) => self.continuation_flood.add(o),
+        }
+    }
+}
+
+/// How long an abusive client waits for the gateway to close its connection.
+const ABUSE_PATIENCE: Duration = Duration::from_secs(10);
+/// What one abusive connection may write at most before the client gives up on it.
+const ABUSE_LIMIT: usize = 64 << 20;
+
+/// Runs the load on one gateway alone, then beside `abusers` clients that abuse HTTP/2
+/// connections one after another until the load ends. Returns both reports.
+pub async fn h2_abuse(
+    scenario: &Scenario,
+    config: &LoadConfig,
+    gateway: &Gateway,
+    abusers: usize,
+) -> Result<(Report, Report, H2AbuseFigures)> {
+    use crate::cpu::{rss_kib, Process};
+    let server = gateway.start("").await?;
+    let mut config = config.clone();
+    config.server_pid = Some(server.pid());
+    let baseline = crate::scenario::run(scenario, &config).await?;
+    let process = Process::Pid(server.pid());
+    let before = rss_kib(process)?;
+    let path = scenario.mix.first_path();
+    // The abuse fills the measured window, after the warm-up.
+    let from = Instant::now() + config.warmup;
+    let until = from + config.duration;
+    let abuse = async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..abusers {
+            let attack = if i % 2 == 0 {
+                Attack::RapidReset
+            } else {
+                Attack::ContinuationFlood
+            };
+            let (addr, path) = (gateway.addr, path.to_string());
+            tasks.spawn(async move {
+                tokio::time::sleep_until(from.into()).await;
+                let mut outcomes = Vec::new();
+                while Instant::now() < until {
+                    outcomes.push(attack.run(addr, &path, ABUSE_LIMIT, ABUSE_PATIENCE).await);
+                }
+                (attack, outcomes)
+            });
+        }
+        let mut figures = H2AbuseFigures {
+            abusers,
+            ..H2AbuseFigures::default()
+        };
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((attack, outcomes)) = done {
+                for outcome in outcomes {
+                    figures.add(attack, outcome);
+                }
+            }
+        }
+        figures
+    };
+    let (attack, mut figures) = run_during(scenario, &config, abuse).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    figures.rss_kib = [before, rss_kib(process)?];
+    server.stop()?;
+    figures.baseline_p99_us = baseline.latency_us.as_ref().map(|l| l.p99);
+    figures.attack_p99_us = attack.latency_us.as_ref().map(|l| l.p99);
+    figures.baseline_cores = baseline.server_cpu_cores;
+    figures.attack_cores = attack.server_cpu_cores;
+    let made = figures.rapid_reset.connections + figures.continuation_flood.connections;
+    if let (Some(base), Some(under)) = (baseline.server_cpu_us, attack.server_cpu_us) {
+        // Both windows are as long, and the abuse fills the second: the extra CPU is its.
+        figures.cpu_us_per_abusive_connection =
+            (made > 0).then(|| under.saturating_sub(base) as f64 / made as f64);
+    }
     Ok((baseline, attack, figures))
 }
 

@@ -10,6 +10,7 @@ pub mod baseline;
 pub mod chaos;
 pub mod chart;
 pub mod cpu;
+pub mod h2_abuse;
 pub mod load;
 pub mod report;
 pub mod scenario;

@@ -95,6 +95,21 @@ enum Fault {
         /// of the baseline's.
         #[arg(long)]
         p99_factor: Option<f64>,
+        /// Attacks, one after another; the load runs during the first. A second attack
+        /// tells a leak (memory grows again) from memory the allocator keeps for reuse.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+    },
+    /// The load runs alone, then beside clients abusing HTTP/2 connections one after
+    /// another (rapid reset, CONTINUATION flood), each phase --duration long.
+    H2Abuse {
+        /// Abusive clients at once.
+        #[arg(long, default_value_t = 8)]
+        abusers: usize,
+        /// Also fail when the legitimate p99 beside the abuse exceeds this factor of the
+        /// baseline's.
+        #[arg(long)]
+        p99_factor: Option<f64>,
     },
     /// The gateway is killed with SIGKILL at random moments and restarted each time.
     GatewayKill {
@@ -382,15 +397,34 @@ fn chaos(args: ChaosArgs) -> Result<ExitCode> {
                 eprintln!("hookgate-loadtest: seed {seed}, {figures:?}");
                 (report, serde_json::to_value(&figures)?, passed)
             }
-            Fault::SlowClients { slow, p99_factor } => {
-                let (baseline, report, figures) =
-                    hookgate_loadtest::chaos::slow_clients(&scenario, &config, &gateway, slow)
-                        .await?;
+            Fault::SlowClients {
+                slow,
+                p99_factor,
+                rounds,
+            } => {
+                let (baseline, report, figures) = hookgate_loadtest::chaos::slow_clients(
+                    &scenario, &config, &gateway, slow, rounds,
+                )
+                .await?;
                 eprintln!("hookgate-loadtest: baseline (no slow clients):");
                 eprint!("{baseline}");
                 let lossless = baseline.verification.as_ref().is_some_and(|v| v.passed());
-                // Descriptors may differ by a few (logs, the producer's sockets).
-                let passed = lossless && figures.passed(16, p99_factor);
+                let passed = lossless && figures.passed(p99_factor);
+                eprintln!("hookgate-loadtest: {figures:?}");
+                (report, serde_json::to_value(&figures)?, passed)
+            }
+            Fault::H2Abuse {
+                abusers,
+                p99_factor,
+            } => {
+                let (baseline, report, figures) =
+                    hookgate_loadtest::chaos::h2_abuse(&scenario, &config, &gateway, abusers)
+                        .await?;
+                eprintln!("hookgate-loadtest: baseline (no abuse):");
+                eprint!("{baseline}");
+                let lossless = baseline.verification.as_ref().is_some_and(|v| v.passed());
+                // An abusive connection is cut off within its first megabytes.
+                let passed = lossless && figures.passed(8 << 20, p99_factor);
                 eprintln!("hookgate-loadtest: {figures:?}");
                 (report, serde_json::to_value(&figures)?, passed)
             }

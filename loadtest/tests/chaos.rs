@@ -260,3 +260,47 @@ fn killing_the_gateway_loses_nothing_acknowledged() {
     assert!(total > 0, "{text}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn http2_abusers_are_cut_off_and_legitimate_requests_keep_flowing() {
+    let (dir, scenario, ready, _) = files(&brokers(), true);
+    let (ok, report, text) = chaos(
+        &[
+            "h2-abuse",
+            "--rate",
+            "200",
+            "--duration",
+            "3s",
+            "--abusers",
+            "4",
+        ],
+        &scenario,
+        &ready,
+        &dir,
+    );
+    assert!(ok, "{text}");
+    assert_eq!(report["verification"]["missing"], 0, "{text}");
+    let fault = &report["fault"];
+    // Rapid reset: GOAWAY(ENHANCE_YOUR_CALM) within the first few batches, every time.
+    let reset = &fault["rapid_reset"];
+    assert!(reset["connections"].as_u64().unwrap() >= 2, "{text}");
+    assert_eq!(reset["goaway_calm"], reset["connections"], "{text}");
+    assert!(
+        reset["most_sent_bytes"].as_u64().unwrap() < 8 << 20,
+        "{text}"
+    );
+    // CONTINUATION flood: a GOAWAY once the header list passes max_header_bytes, far
+    // short of the flood.
+    let flood = &fault["continuation_flood"];
+    assert!(flood["connections"].as_u64().unwrap() >= 2, "{text}");
+    let goaways = flood["goaway_calm"].as_u64().unwrap() + flood["goaway_other"].as_u64().unwrap();
+    assert_eq!(goaways, flood["connections"].as_u64().unwrap(), "{text}");
+    assert!(
+        flood["most_sent_bytes"].as_u64().unwrap() < 8 << 20,
+        "{text}"
+    );
+    // Legitimate requests were all accepted meanwhile.
+    assert_eq!(report["responses"].as_object().unwrap().len(), 1, "{text}");
+    assert!(report["responses"]["202"].as_u64().unwrap() > 400, "{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}

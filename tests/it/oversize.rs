@@ -1,6 +1,7 @@
 //! Oversize input against the `hookgate` binary (null sink, default limits): headers of
 //! 1 MiB, a chunked body of 10 × the limit, a gzip bomb, each refused fast; then 500
-//! concurrent uploads at the limit, all accepted, with the peak memory they cost.
+//! concurrent uploads at the limit, all accepted, with the peak memory they cost, which
+//! goes back to the system once they are done.
 
 use std::io::{BufRead, Write};
 use std::process::{Child, Command, Stdio};
@@ -198,4 +199,23 @@ async fn oversize_input_is_refused_fast_and_uploads_at_the_limit_cost_bounded_me
     // limit × concurrency + base, with the same again for the event each one becomes.
     let bound = base_kib + 2 * 500 * LIMIT as u64 / 1024;
     assert!(peak_kib <= bound, "peak {peak_kib} KiB over {bound} KiB");
+
+    // The burst is over: what it cost goes back to the system within seconds.
+    let after_kib = gw.status_kib("VmRSS");
+    let back = base_kib + base_kib / 10 + 8 * 1024;
+    let started = Instant::now();
+    let mut rss_kib = after_kib;
+    while rss_kib > back && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        rss_kib = gw.status_kib("VmRSS");
+    }
+    eprintln!(
+        "oversize: resident {after_kib} KiB after the uploads, {rss_kib} KiB {:?} later",
+        started.elapsed()
+    );
+    assert!(
+        after_kib > back,
+        "the uploads did not grow memory ({after_kib} KiB): nothing to give back"
+    );
+    assert!(rss_kib <= back, "resident {rss_kib} KiB, over {back} KiB");
 }
