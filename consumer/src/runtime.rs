@@ -158,6 +158,9 @@ impl PartitionState {
     }
 }
 
+/// How often the stored positions are committed unless `kafka.properties` says otherwise.
+const COMMIT_INTERVAL_MS: &str = "1000";
+
 /// Runs until `stop` resolves, then drains and commits.
 pub async fn run(
     settings: Settings,
@@ -166,6 +169,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let kafka = settings.kafka.clone();
     let mut config = base_config(&kafka);
+    if !kafka
+        .properties
+        .iter()
+        .any(|(k, _)| k == "auto.commit.interval.ms")
+    {
+        // librdkafka's 5 s would have a crash replay five seconds of finished work.
+        config.set("auto.commit.interval.ms", COMMIT_INTERVAL_MS);
+    }
     config
         .set("group.id", &kafka.group)
         .set("enable.auto.commit", "true")
