@@ -152,6 +152,49 @@ pub struct PollResponse<'a> {
 
 /// Appends `s` to `out` as a JSON string literal.
 pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing to a Vec cannot fail, and a &str always serializes.
-    serde_json::to_writer(&mut *out, s).expect("a string serializes to JSON");
+    // Most strings (header values, paths, ids) need no escape: one pass that the compiler
+    // vectorizes tells, then a single copy.
+    let needs_escape = s.bytes().fold(false, |acc, b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if needs_escape {
+        // Writing to a Vec cannot fail, and a &str always serializes.
+        serde_json::to_writer(&mut *out, s).expect("a string serializes to JSON");
+    } else {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_json_str;
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut all_bytes = String::new();
+        for c in (0u8..0x80)
+            .map(char::from)
+            .chain(['é', '€', '\u{2028}', '😀'])
+        {
+            all_bytes.push(c);
+        }
+        for s in [
+            "",
+            "plain ascii header value",
+            "quote \" inside",
+            "back\\slash",
+            "tab\there, newline\n, nul\0",
+            "ünïcödé € 😀 \u{7f}",
+            &all_bytes,
+        ] {
+            let mut out = Vec::new();
+            write_json_str(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, s);
+        }
+    }
 }
