@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use hookgate_event::{decode, Event, Record};
+use hookgate_event::{decode, DecodeError, Event, Record};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -30,6 +30,11 @@ impl Read {
 
     /// Decodes the record with the contract crate.
     pub fn event(&self) -> Event {
+        self.try_event().expect("a CloudEvent")
+    }
+
+    /// Decodes the record with the contract crate, or says why it cannot.
+    pub fn try_event(&self) -> Result<Event, DecodeError> {
         let headers: Vec<(&str, &[u8])> = self
             .headers
             .iter()
@@ -39,7 +44,6 @@ impl Read {
             headers: &headers,
             value: Some(&self.value),
         })
-        .expect("a CloudEvent")
     }
 
     /// The structured-mode value as JSON.

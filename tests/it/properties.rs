@@ -16,7 +16,7 @@ use hookgate::config::{Config, Environment, Source};
 use hookgate::hook::{REDACTED_HEADERS, REDACTED_QUERY};
 use hookgate::pipeline::{Gateway, Limits, Live};
 use hookgate::sink::{MemorySink, Sink, StoredRecord};
-use hookgate_event::{decode, EventData, Record, REDACTED};
+use hookgate_event::{EventData, REDACTED};
 use http_body_util::Full;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -630,16 +630,13 @@ fn expected_type(req: &Req) -> String {
 
 /// The event in `record`, as a consumer decodes it.
 fn read_back(record: &StoredRecord) -> Result<hookgate_event::Event, TestCaseError> {
-    let headers: Vec<(&str, &[u8])> = record
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
-    decode(Record {
-        headers: &headers,
-        value: Some(&record.value),
-    })
-    .map_err(|e| TestCaseError::fail(format!("decode: {e}")))
+    let read = hookgate_testkit::kafka::Read {
+        key: record.key.clone(),
+        value: record.value.clone(),
+        headers: record.headers.clone(),
+    };
+    read.try_event()
+        .map_err(|e| TestCaseError::fail(format!("decode: {e}")))
 }
 
 fn structured_event(h: &Harness, req: &Req) -> Result<(), TestCaseError> {
