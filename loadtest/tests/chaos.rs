@@ -20,6 +20,9 @@ fn hookgate_bin() -> PathBuf {
     bin
 }
 
+/// The hook's HMAC secret: it must never show in the gateway's output or its events.
+const SECRET: &str = "chaos-planted-secret-5f1c";
+
 /// A gateway config and a scenario for it in a fresh directory; returns the directory,
 /// the scenario path, the gateway's readiness URL and the topic.
 fn files(brokers: &str, create_topics: bool) -> (PathBuf, PathBuf, String, String) {
@@ -47,7 +50,7 @@ properties = {{ "reconnect.backoff.max.ms" = 500 }}
 id = "github"
 topic = "{events}"
 ack_timeout = "1s"
-auth = {{ scheme = "hmac", preset = "github", secrets = [{{ value = "chaos-secret" }}] }}
+auth = {{ scheme = "hmac", preset = "github", secrets = [{{ value = "{SECRET}" }}] }}
 "#
         ),
     )
@@ -94,7 +97,37 @@ fn chaos(args: &[&str], scenario: &Path, ready: &str, dir: &Path) -> (bool, Valu
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null);
+    // The gateway's logs are part of the output: no run may leak the hook's secret.
+    assert!(
+        !text.contains(SECRET),
+        "the secret is in the output:\n{text}"
+    );
     (out.status.success(), report, text)
+}
+
+/// Reads every record of `topic` that the loss check read and asserts that none carries
+/// the hook's secret, in its value or its headers.
+fn assert_events_hold_no_secret(report: &Value, topic: &str) {
+    let n = report["verification"]["records_read"].as_u64().unwrap() as usize;
+    let records = hookgate_testkit::kafka::read_until(
+        &brokers(),
+        topic,
+        std::time::Duration::from_secs(30),
+        |r| r.len() >= n,
+    );
+    assert!(records.len() >= n, "read {} of {n} records", records.len());
+    let secret = SECRET.as_bytes();
+    let holds = |bytes: &[u8]| bytes.windows(secret.len()).any(|w| w == secret);
+    let leaks = records
+        .iter()
+        .filter(|r| holds(&r.value) || r.headers.iter().any(|(_, v)| holds(v)))
+        .count();
+    assert_eq!(
+        leaks,
+        0,
+        "{leaks} of {} events hold the secret",
+        records.len()
+    );
 }
 
 #[test]
@@ -186,7 +219,7 @@ fn produce_errors_and_slow_round_trips_lose_nothing_and_do_not_wedge_the_produce
 
 #[test]
 fn slow_clients_are_cut_off_in_time_and_leave_no_descriptor_behind() {
-    let (dir, scenario, ready, _) = files(&brokers(), true);
+    let (dir, scenario, ready, events) = files(&brokers(), true);
     let (ok, report, text) = chaos(
         &[
             "slow-clients",
@@ -222,12 +255,13 @@ fn slow_clients_are_cut_off_in_time_and_leave_no_descriptor_behind() {
     // Legitimate requests were all accepted meanwhile.
     assert_eq!(report["responses"].as_object().unwrap().len(), 1, "{text}");
     assert!(report["responses"]["202"].as_u64().unwrap() > 600, "{text}");
+    assert_events_hold_no_secret(&report, &events);
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn killing_the_gateway_loses_nothing_acknowledged() {
-    let (dir, scenario, ready, _) = files(&brokers(), true);
+    let (dir, scenario, ready, events) = files(&brokers(), true);
     let (ok, report, text) = chaos(
         &[
             "gateway-kill",
@@ -258,12 +292,13 @@ fn killing_the_gateway_loses_nothing_acknowledged() {
         .map(|k| errors[k].as_u64().unwrap_or(0))
         .sum();
     assert!(total > 0, "{text}");
+    assert_events_hold_no_secret(&report, &events);
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn http2_abusers_are_cut_off_and_legitimate_requests_keep_flowing() {
-    let (dir, scenario, ready, _) = files(&brokers(), true);
+    let (dir, scenario, ready, events) = files(&brokers(), true);
     let (ok, report, text) = chaos(
         &[
             "h2-abuse",
@@ -302,5 +337,6 @@ fn http2_abusers_are_cut_off_and_legitimate_requests_keep_flowing() {
     // Legitimate requests were all accepted meanwhile.
     assert_eq!(report["responses"].as_object().unwrap().len(), 1, "{text}");
     assert!(report["responses"]["202"].as_u64().unwrap() > 400, "{text}");
+    assert_events_hold_no_secret(&report, &events);
     let _ = std::fs::remove_dir_all(dir);
 }
