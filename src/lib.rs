@@ -158,7 +158,11 @@ pub async fn run(
     });
     let admin_task = tokio::spawn(server::serve(
         listeners.admin,
-        server_cfg.clone(),
+        // The admin listener stays on the shared runtime, whatever `server.threads` says.
+        config::ServerConfig {
+            threads: 0,
+            ..server_cfg.clone()
+        },
         None,
         move |req| {
             let admin = admin.clone();

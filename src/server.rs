@@ -76,6 +76,88 @@ pub async fn serve<H, F>(
         cfg.max_connections,
     ));
     tokio::spawn(reclaim::run(connections.clone(), shutdown.clone()));
+    let shared = Shared {
+        builder,
+        slots,
+        connections,
+        cfg,
+        tls,
+        handler,
+        shutdown,
+    };
+    match shared.cfg.threads {
+        0 => accept_loop(listener, shared).await,
+        threads => serve_on_threads(listener, shared, threads).await,
+    }
+}
+
+/// `server.threads` > 0: that many threads, each with its own single-threaded runtime,
+/// accept from the same socket and run their connections to the end. A connection's
+/// tasks never move between threads, and no thread wakes another.
+async fn serve_on_threads<H, F>(listener: TcpListener, shared: Shared<H>, threads: usize)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = listener
+        .into_std()
+        .expect("a bound listener converts to a std one");
+    let mut finished = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let listener = listener
+            .try_clone()
+            .expect("the listening socket can be duplicated");
+        let shared = shared.clone();
+        let (done, finish) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("hookgate-serve-{i}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a serving thread's runtime");
+                runtime.block_on(async move {
+                    let listener = TcpListener::from_std(listener)
+                        .expect("the duplicated listener registers with the runtime");
+                    accept_loop(listener, shared).await;
+                });
+                let _ = done.send(());
+            })
+            .expect("a serving thread starts");
+        finished.push(finish);
+    }
+    for finish in finished {
+        let _ = finish.await;
+    }
+}
+
+/// What every accept loop of one listener shares.
+#[derive(Clone)]
+struct Shared<H> {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    slots: Arc<Semaphore>,
+    connections: Arc<reclaim::Connections>,
+    cfg: ServerConfig,
+    tls: Option<TlsSlot>,
+    handler: H,
+    shutdown: Shutdown,
+}
+
+/// Accepts and serves connections until shutdown, then drains them.
+async fn accept_loop<H, F>(listener: TcpListener, shared: Shared<H>)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let Shared {
+        builder,
+        slots,
+        connections,
+        cfg,
+        tls,
+        handler,
+        shutdown,
+    } = shared;
     let graceful = GracefulShutdown::new();
     let handshake_timeout = cfg.header_read_timeout.get();
     loop {

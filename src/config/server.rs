@@ -4,6 +4,9 @@ use serde::Deserialize;
 
 use super::{ByteSize, ConfigDuration, Problems, SecretRef};
 
+/// Serving threads at most.
+pub const MAX_THREADS: usize = 256;
+
 /// The public listener that senders post webhooks to.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +31,9 @@ pub struct ServerConfig {
     pub http2: bool,
     /// HTTP/2 streams per connection at most.
     pub http2_max_concurrent_streams: u32,
+    /// 0: connections run on the shared work-stealing runtime. N: N serving threads, each
+    /// accepting on the listener and running its connections to the end on its own.
+    pub threads: usize,
     /// On SIGTERM/SIGINT, time given to in-flight requests before the gateway exits.
     pub shutdown_timeout: ConfigDuration,
     /// Proxies whose `X-Forwarded-For` is believed, as address blocks
@@ -73,6 +79,13 @@ impl ServerConfig {
                 "server.max_header_bytes",
                 format!("{} is below the minimum of 8KiB", self.max_header_bytes),
                 "set at least \"8KiB\"",
+            );
+        }
+        if self.threads > MAX_THREADS {
+            p.push(
+                "server.threads",
+                format!("{} is more than {MAX_THREADS}", self.threads),
+                "set about one per core, or 0 for the shared runtime",
             );
         }
         if self.http2_max_concurrent_streams == 0 {

@@ -233,3 +233,14 @@ fn the_shipped_example_config_is_valid() {
         );
     }
 }
+
+#[test]
+fn too_many_serving_threads_are_refused() {
+    let p = one_problem(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nthreads = 1000\n[kafka]\nbrokers = \"localhost:9092\"\n{HOOK}"
+    ));
+    assert!(
+        p.starts_with("server.threads") && p.contains("more than 256"),
+        "{p}"
+    );
+}

@@ -255,3 +255,40 @@ async fn metrics_show_the_series_after_traffic() {
     assert!(!text.contains("tok\""), "no secret in a label");
     gw.stop().await.unwrap();
 }
+
+/// Threads of this process named like the gateway's serving threads.
+fn serving_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("hookgate-serve"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serving_threads_share_the_listener_and_exit_after_draining() {
+    let gw = null()
+        .server("threads = 2")
+        .hook("id = \"t\"\ntopic = \"t\"\nauth = { scheme = \"none\" }")
+        .start()
+        .await;
+    assert_eq!(serving_threads(), 2);
+    let url = gw.hook_url("/hooks/t");
+    // A connection each: the two threads accept from the one socket.
+    let sends: Vec<_> = (0..200)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { http::post(&url).body("{}").send().await.unwrap().status })
+        })
+        .collect();
+    for send in sends {
+        assert_eq!(send.await.unwrap(), 202);
+    }
+    gw.stop().await.unwrap();
+    // Both threads drained and ended with the gateway.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while serving_threads() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(serving_threads(), 0);
+}
