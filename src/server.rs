@@ -1,6 +1,9 @@
 //! The listener: accepts connections up to `server.max_connections` (past it, it stops
 //! accepting until one closes), serves HTTP/1.1 and HTTP/2 with hyper, and on shutdown
 //! stops accepting and gives in-flight requests `server.shutdown_timeout` to finish.
+//! Connections run on the shared runtime, or with `server.threads = N` on N serving
+//! threads that each accept on the listener. After a burst of connections, the memory it
+//! freed goes back to the system ([`reclaim`]).
 
 use std::convert::Infallible;
 use std::future::Future;
