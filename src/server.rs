@@ -152,21 +152,12 @@ where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let Shared {
-        builder,
-        slots,
-        connections,
-        cfg,
-        tls,
-        handler,
-        shutdown,
-    } = shared;
     let graceful = GracefulShutdown::new();
-    let handshake_timeout = cfg.header_read_timeout.get();
+    let handshake_timeout = shared.cfg.header_read_timeout.get();
     loop {
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            _ = shutdown.wait() => break,
+            p = shared.slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = shared.shutdown.wait() => break,
         };
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -178,19 +169,19 @@ where
                     continue;
                 }
             },
-            _ = shutdown.wait() => break,
+            _ = shared.shutdown.wait() => break,
         };
-        connections.opened();
+        shared.connections.opened();
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
+        let handler = shared.handler.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(PeerAddr(remote));
             let fut = handler(req);
             async move { Ok::<_, Infallible>(fut.await) }
         });
-        let builder = builder.clone();
+        let builder = shared.builder.clone();
         let watcher = graceful.watcher();
-        let tls = tls.as_ref().map(|t| t.load_full());
+        let tls = shared.tls.as_ref().map(|t| t.load_full());
         tokio::spawn(async move {
             let result = match tls {
                 None => {
@@ -218,7 +209,7 @@ where
     drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
-        _ = tokio::time::sleep(cfg.shutdown_timeout.get()) => {
+        _ = tokio::time::sleep(shared.cfg.shutdown_timeout.get()) => {
             tracing::warn!("shutdown timeout passed; abandoning open connections")
         }
     }

@@ -272,7 +272,8 @@ async fn serving_threads_share_the_listener_and_exit_after_draining() {
         .hook("id = \"t\"\ntopic = \"t\"\nauth = { scheme = \"none\" }")
         .start()
         .await;
-    assert_eq!(serving_threads(), 2);
+    // The gateway answers once one thread accepts; the other may still be starting.
+    assert_eq!(wait_for_serving_threads(2).await, 2);
     let url = gw.hook_url("/hooks/t");
     // A connection each: the two threads accept from the one socket.
     let sends: Vec<_> = (0..200)
@@ -286,9 +287,14 @@ async fn serving_threads_share_the_listener_and_exit_after_draining() {
     }
     gw.stop().await.unwrap();
     // Both threads drained and ended with the gateway.
+    assert_eq!(wait_for_serving_threads(0).await, 0);
+}
+
+/// Serving threads once there are `n`, or after 5 s.
+async fn wait_for_serving_threads(n: usize) -> usize {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while serving_threads() > 0 && std::time::Instant::now() < deadline {
+    while serving_threads() != n && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(serving_threads(), 0);
+    serving_threads()
 }
