@@ -243,7 +243,7 @@ fn bench_pipeline(c: &mut Criterion) {
         c.bench_function(name, |b| {
             b.to_async(&runtime).iter(|| async {
                 let resp = gateway
-                    .handle(github_request(path, &body, &signature))
+                    .handle(github_request(path, &body, &signature), None)
                     .await;
                 assert_eq!(resp.status(), 202);
             })
@@ -264,7 +264,7 @@ fn bench_pipeline(c: &mut Criterion) {
                 ALLOCATED_BYTES.load(Ordering::Relaxed),
             );
             for req in requests {
-                black_box(gateway.handle(req).await);
+                black_box(gateway.handle(req, None).await);
             }
             (
                 ALLOCATIONS.load(Ordering::Relaxed) - count,

@@ -2,14 +2,10 @@
 //! `X-Forwarded-For`; and CIDR lists for source allowlists and trusted proxies.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use http::HeaderMap;
-
-/// The peer address of a connection, put in each request's extensions by the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
 
 /// An address block, `10.0.0.0/8` or `2001:db8::/32`; a bare address is a /32 or /128.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

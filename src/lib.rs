@@ -149,7 +149,6 @@ pub async fn run(
     ));
     tokio::spawn(reload_on_sighup(reloader.clone(), shutdown.clone()));
     tokio::spawn(watch_producer_queue(gateway.clone(), shutdown.clone()));
-    tokio::spawn(metrics::upkeep(shutdown.clone()));
 
     let admin = Arc::new(Admin {
         health,
@@ -164,7 +163,7 @@ pub async fn run(
             ..server_cfg.clone()
         },
         None,
-        move |req| {
+        move |req, _peer| {
             let admin = admin.clone();
             async move { admin.handle(req).await }
         },
@@ -175,9 +174,9 @@ pub async fn run(
         listeners.http,
         server_cfg.clone(),
         tls,
-        move |req| {
+        move |req, peer| {
             let gw = gw.clone();
-            async move { gw.handle(req).await }
+            async move { gw.handle(req, Some(peer)).await }
         },
         shutdown,
     )

@@ -11,6 +11,7 @@
 //! socket.
 
 use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,7 +26,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use tokio::sync::Semaphore;
 
-use crate::client::{client_ip, CidrList, PeerAddr};
+use crate::client::{client_ip, CidrList};
 use crate::config::{EnvelopeMode, KeySource, Lookup};
 use crate::error::Rejection;
 use crate::handshake::Outcome as HandshakeOutcome;
@@ -109,15 +110,21 @@ impl Gateway {
         self.live.store(Arc::new(live));
     }
 
-    /// Handles one request. Never fails: every outcome is an HTTP answer.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    /// Handles one request from `peer` (the connection's remote address; `None` for a
+    /// request that did not come over a connection). Never fails: every outcome is an
+    /// HTTP answer.
+    pub async fn handle<B>(
+        &self,
+        req: Request<B>,
+        peer: Option<SocketAddr>,
+    ) -> Response<Full<Bytes>>
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
         let mut hook_id: Option<Arc<Hook>> = None;
-        let result = self.process(req, &mut hook_id).await;
+        let result = self.process(req, peer, &mut hook_id).await;
         let hook = hook_id.as_deref().map_or("", |h| h.id.as_str());
         let hook_metrics: &metrics::HookMetrics = match hook_id.as_deref() {
             Some(h) => h.metrics(),
@@ -158,6 +165,7 @@ impl Gateway {
     async fn process<B>(
         &self,
         req: Request<B>,
+        peer: Option<SocketAddr>,
         matched: &mut Option<Arc<Hook>>,
     ) -> Result<Accepted, Rejection>
     where
@@ -191,10 +199,7 @@ impl Gateway {
         if content_length(&parts.headers).is_some_and(|n| n > hook.max_body as u64) {
             return Err(Rejection::TooLarge(hook.max_body));
         }
-        let client = parts
-            .extensions
-            .get::<PeerAddr>()
-            .map(|peer| client_ip(peer.0.ip(), &parts.headers, &live.trusted_proxies));
+        let client = peer.map(|peer| client_ip(peer.ip(), &parts.headers, &live.trusted_proxies));
         if !hook.allow_sources.is_empty()
             && !client.is_some_and(|ip| hook.allow_sources.contains(ip))
         {
@@ -293,9 +298,9 @@ impl Gateway {
 
         let key = record_key(hook, &parts.headers, &found);
         let event_type = event_type(hook, &parts.headers, &found);
-        let id = uuid::Uuid::now_v7();
+        let event_id = uuid::Uuid::now_v7();
         let mut id_buf = uuid::Uuid::encode_buffer();
-        let id = &*id.hyphenated().encode_lower(&mut id_buf);
+        let id = &*event_id.hyphenated().encode_lower(&mut id_buf);
         let time = humantime::format_rfc3339_micros(now).to_string();
         let path = event_path(hook, parts.uri.path(), route.key.is_some());
         let query = query_fields(hook, parts.uri.query());
@@ -367,7 +372,7 @@ impl Gateway {
         }
         result?;
         if let Some(ticket) = ticket {
-            ticket.accepted(id);
+            ticket.accepted(event_id);
         }
         match handshake_answer {
             Some(answer) => Ok(Accepted::Handshake(answer)),

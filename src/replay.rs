@@ -25,20 +25,22 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 /// What the remembered delivery's first attempt came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     InFlight,
     Accepted(uuid::Uuid),
     Failed,
 }
 
-/// A remembered delivery. Once accepted it shrinks to the event id, so that a full guard
-/// costs about 100 bytes per delivery.
-enum Slot {
-    /// The first attempt is publishing; the channel exists only once a duplicate waits
-    /// on it, so the common case costs no allocation and no wake-up.
-    InFlight(Option<watch::Sender<Outcome>>),
-    Accepted(uuid::Uuid),
+/// 128 bits of the SHA-256 of a delivery id: a fixed-size key for an id of any length.
+/// Two words rather than a `u128`, so that a map entry is aligned to 8 bytes, not 16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key([u64; 2]);
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0[0]);
+    }
 }
 
 /// Keys are already uniformly distributed (they are SHA-256 digests): hashing them again
@@ -59,25 +61,35 @@ impl std::hash::Hasher for DigestHasher {
         }
     }
 
-    fn write_u128(&mut self, key: u128) {
-        self.0 = key as u64;
+    fn write_u64(&mut self, word: u64) {
+        self.0 = word;
     }
 }
 
-type Entries = HashMap<u128, Entry, std::hash::BuildHasherDefault<DigestHasher>>;
+type Hashed<V> = HashMap<Key, V, std::hash::BuildHasherDefault<DigestHasher>>;
 
+/// A remembered delivery: 24 bytes, 40 with its key in the map.
 struct Entry {
-    slot: Slot,
-    /// When the entry was created; it lives until `created + window`.
-    created: Instant,
+    /// The event id once the delivery was accepted; nil while its first attempt is
+    /// publishing (event ids are UUIDv7, never nil).
+    event: uuid::Uuid,
+    /// When the entry was created, in nanoseconds since the guard's `origin`; it lives
+    /// until `created + window`.
+    created: u64,
 }
 
 struct Inner {
-    window: Duration,
+    origin: Instant,
+    window: u64,
     capacity: usize,
-    entries: Entries,
-    /// Keys in creation order, for eviction; may hold keys already removed.
-    order: VecDeque<(u128, Instant)>,
+    entries: Hashed<Entry>,
+    /// Keys in creation order, for eviction; may hold keys already removed (their
+    /// `created` then differs from the live entry's, or there is none).
+    order: VecDeque<(Key, u64)>,
+    /// The deliveries in flight that a duplicate waits on: few (at most the requests in
+    /// flight), and none at all without duplicates, so the common case costs no
+    /// allocation and no wake-up.
+    waiting: Hashed<watch::Sender<Outcome>>,
 }
 
 /// The remembered deliveries of one hook. Cloning shares them.
@@ -92,7 +104,7 @@ impl std::fmt::Debug for ReplayGuard {
         write!(
             f,
             "ReplayGuard(window {:?}, {}/{})",
-            inner.window,
+            Duration::from_nanos(inner.window),
             inner.entries.len(),
             inner.capacity
         )
@@ -100,18 +112,18 @@ impl std::fmt::Debug for ReplayGuard {
 }
 
 /// The verdict on a delivery.
-pub enum Admission {
+pub enum Admission<'a> {
     /// First time: go ahead, and report the outcome through the ticket.
-    Fresh(Ticket),
+    Fresh(Ticket<'a>),
     /// Already accepted: answer with this event id and publish nothing.
     Duplicate(String),
 }
 
 /// The right to publish a delivery. Dropping it without [`Ticket::accepted`] records a
 /// failure, which frees the id for a retry.
-pub struct Ticket {
-    guard: ReplayGuard,
-    key: u128,
+pub struct Ticket<'a> {
+    guard: &'a ReplayGuard,
+    key: Key,
     done: bool,
 }
 
@@ -119,10 +131,12 @@ impl ReplayGuard {
     pub fn new(window: Duration, capacity: usize) -> ReplayGuard {
         ReplayGuard {
             inner: Arc::new(Mutex::new(Inner {
-                window,
+                origin: Instant::now(),
+                window: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
                 capacity: capacity.max(1),
-                entries: Entries::default(),
+                entries: Hashed::default(),
                 order: VecDeque::new(),
+                waiting: Hashed::default(),
             })),
         }
     }
@@ -138,39 +152,31 @@ impl ReplayGuard {
 
     /// Admits a delivery, or says it is a duplicate; waits while a first attempt of the
     /// same id is in flight (at most `wait`, then it is treated as failed).
-    pub async fn admit(&self, delivery_id: &str, wait: Duration) -> Admission {
+    pub async fn admit(&self, delivery_id: &str, wait: Duration) -> Admission<'_> {
         let key = digest(delivery_id);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let mut rx = {
                 let mut inner = self.inner.lock().expect("replay lock");
-                let now = Instant::now();
+                let now = inner.clock();
                 inner.expire(now);
                 match inner.entries.get(&key) {
                     None => {
                         inner.insert(key, now);
                         return Admission::Fresh(Ticket {
-                            guard: self.clone(),
+                            guard: self,
                             key,
                             done: false,
                         });
                     }
-                    Some(Entry {
-                        slot: Slot::Accepted(id),
-                        ..
-                    }) => return Admission::Duplicate(id.hyphenated().to_string()),
-                    Some(_) => {
-                        let Some(Entry {
-                            slot: Slot::InFlight(state),
-                            ..
-                        }) = inner.entries.get_mut(&key)
-                        else {
-                            unreachable!("the entry was just found in flight");
-                        };
-                        state
-                            .get_or_insert_with(|| watch::channel(Outcome::InFlight).0)
-                            .subscribe()
+                    Some(entry) if !entry.event.is_nil() => {
+                        return Admission::Duplicate(entry.event.hyphenated().to_string())
                     }
+                    Some(_) => inner
+                        .waiting
+                        .entry(key)
+                        .or_insert_with(|| watch::channel(Outcome::InFlight).0)
+                        .subscribe(),
                 }
             };
             // Wait for the first attempt to settle, then look again.
@@ -179,7 +185,7 @@ impl ReplayGuard {
                 // The first attempt is bounded by its ack timeout; this only guards
                 // against a bug leaving the entry in flight.
                 return Admission::Fresh(Ticket {
-                    guard: self.clone(),
+                    guard: self,
                     key,
                     done: true,
                 });
@@ -189,7 +195,12 @@ impl ReplayGuard {
 }
 
 impl Inner {
-    fn insert(&mut self, key: u128, now: Instant) {
+    /// Now, as entries record it.
+    fn clock(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn insert(&mut self, key: Key, now: u64) {
         while self.entries.len() >= self.capacity {
             match self.order.pop_front() {
                 Some((old, _)) => {
@@ -201,7 +212,7 @@ impl Inner {
         self.entries.insert(
             key,
             Entry {
-                slot: Slot::InFlight(None),
+                event: uuid::Uuid::nil(),
                 created: now,
             },
         );
@@ -209,11 +220,11 @@ impl Inner {
     }
 
     /// Forgets entries older than the window (and stale order records).
-    fn expire(&mut self, now: Instant) {
+    fn expire(&mut self, now: u64) {
         while let Some(&(key, created)) = self.order.front() {
             // The oldest record is within the window: so is everything after it, and the
             // map need not be looked at.
-            if now.duration_since(created) < self.window {
+            if now.saturating_sub(created) < self.window {
                 break;
             }
             let live = self.entries.get(&key).is_some_and(|e| e.created == created);
@@ -223,46 +234,51 @@ impl Inner {
             }
         }
     }
-}
 
-impl Ticket {
-    /// The delivery's event was acknowledged: remember it with its event id.
-    pub fn accepted(mut self, event_id: &str) {
-        self.done = true;
-        let Ok(id) = uuid::Uuid::parse_str(event_id) else {
+    /// Tells a waiting duplicate, if there is one, how the first attempt ended.
+    fn settle(&mut self, key: &Key, outcome: Outcome) {
+        if self.waiting.is_empty() {
             return;
-        };
-        let mut inner = self.guard.inner.lock().expect("replay lock");
-        if let Some(entry) = inner.entries.get_mut(&self.key) {
-            if let Slot::InFlight(Some(state)) =
-                std::mem::replace(&mut entry.slot, Slot::Accepted(id))
-            {
-                state.send_replace(Outcome::Accepted(id));
-            }
+        }
+        if let Some(state) = self.waiting.remove(key) {
+            state.send_replace(outcome);
         }
     }
 }
 
-impl Drop for Ticket {
+impl Ticket<'_> {
+    /// The delivery's event was acknowledged: remember it with its event id.
+    pub fn accepted(mut self, event: uuid::Uuid) {
+        self.done = true;
+        let mut inner = self.guard.inner.lock().expect("replay lock");
+        if let Some(entry) = inner.entries.get_mut(&self.key) {
+            entry.event = event;
+        }
+        inner.settle(&self.key, Outcome::Accepted(event));
+    }
+}
+
+impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if self.done {
             return;
         }
         let mut inner = self.guard.inner.lock().expect("replay lock");
-        if let Some(Entry {
-            slot: Slot::InFlight(Some(state)),
-            ..
-        }) = inner.entries.remove(&self.key)
+        if inner
+            .entries
+            .get(&self.key)
+            .is_some_and(|e| e.event.is_nil())
         {
-            state.send_replace(Outcome::Failed);
+            inner.entries.remove(&self.key);
         }
+        inner.settle(&self.key, Outcome::Failed);
     }
 }
 
-/// A fixed-size key for an id of any length: 128 bits of SHA-256.
-fn digest(id: &str) -> u128 {
+fn digest(id: &str) -> Key {
     let d = Sha256::digest(id.as_bytes());
-    u128::from_le_bytes(d[..16].try_into().expect("32-byte digest"))
+    let word = |i: usize| u64::from_le_bytes(d[i..i + 8].try_into().expect("8 bytes"));
+    Key([word(0), word(8)])
 }
 
 #[cfg(test)]
@@ -279,10 +295,14 @@ mod tests {
     const WAIT: Duration = Duration::from_secs(5);
     const E1: &str = "01a2164e-81c9-7316-8b63-71e3912ce201";
 
+    fn e1() -> uuid::Uuid {
+        uuid::Uuid::parse_str(E1).unwrap()
+    }
+
     #[tokio::test]
     async fn an_accepted_delivery_is_a_duplicate_afterwards() {
         let g = ReplayGuard::new(Duration::from_secs(60), 10);
-        fresh(g.admit("d1", WAIT).await).accepted(E1);
+        fresh(g.admit("d1", WAIT).await).accepted(e1());
         match g.admit("d1", WAIT).await {
             Admission::Duplicate(id) => assert_eq!(id, E1),
             Admission::Fresh(_) => panic!("second delivery admitted"),
@@ -294,7 +314,7 @@ mod tests {
     async fn a_failed_delivery_can_be_retried() {
         let g = ReplayGuard::new(Duration::from_secs(60), 10);
         drop(fresh(g.admit("d1", WAIT).await));
-        fresh(g.admit("d1", WAIT).await).accepted(E1);
+        fresh(g.admit("d1", WAIT).await).accepted(e1());
         assert_eq!(g.len(), 1);
     }
 
@@ -314,7 +334,7 @@ mod tests {
             !waiter.is_finished(),
             "the duplicate waits while the first is in flight"
         );
-        first.accepted(E1);
+        first.accepted(e1());
         assert_eq!(waiter.await.unwrap(), E1);
 
         // When the first fails, the waiter goes ahead itself.
@@ -331,7 +351,7 @@ mod tests {
     async fn memory_is_bounded_oldest_first() {
         let g = ReplayGuard::new(Duration::from_secs(3600), 100);
         for i in 0..100_000 {
-            fresh(g.admit(&format!("id-{i}"), WAIT).await).accepted(E1);
+            fresh(g.admit(&format!("id-{i}"), WAIT).await).accepted(e1());
         }
         assert_eq!(g.len(), 100);
         // The newest are remembered, the oldest forgotten.
@@ -345,7 +365,7 @@ mod tests {
     #[tokio::test]
     async fn ids_are_forgotten_after_the_window() {
         let g = ReplayGuard::new(Duration::from_millis(50), 10);
-        fresh(g.admit("d", WAIT).await).accepted(E1);
+        fresh(g.admit("d", WAIT).await).accepted(e1());
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert!(matches!(g.admit("d", WAIT).await, Admission::Fresh(_)));
     }

@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,6 @@ use tokio::sync::Semaphore;
 mod reclaim;
 use tokio_rustls::TlsAcceptor;
 
-use crate::client::PeerAddr;
 use crate::config::ServerConfig;
 use crate::shutdown::Shutdown;
 
@@ -69,7 +69,7 @@ pub async fn serve<H, F>(
     handler: H,
     shutdown: Shutdown,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let builder = Arc::new(builder(&cfg));
@@ -99,7 +99,7 @@ pub async fn serve<H, F>(
 /// tasks never move between threads, and no thread wakes another.
 async fn serve_on_threads<H, F>(listener: TcpListener, shared: Shared<H>, threads: usize)
 where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let listener = listener
@@ -149,7 +149,7 @@ struct Shared<H> {
 /// Accepts and serves connections until shutdown, then drains them.
 async fn accept_loop<H, F>(listener: TcpListener, shared: Shared<H>)
 where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -174,9 +174,8 @@ where
         shared.connections.opened();
         let _ = stream.set_nodelay(true);
         let handler = shared.handler.clone();
-        let service = service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(PeerAddr(remote));
-            let fut = handler(req);
+        let service = service_fn(move |req: Request<Incoming>| {
+            let fut = handler(req, remote);
             async move { Ok::<_, Infallible>(fut.await) }
         });
         let builder = shared.builder.clone();

@@ -9,7 +9,34 @@ use std::borrow::Cow;
 /// linear scan beats hashing here and keeps the order stable for readers of the event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fields<'a> {
-    entries: Vec<(Cow<'a, str>, Vec<Cow<'a, str>>)>,
+    entries: Vec<(Cow<'a, str>, Values<'a>)>,
+}
+
+/// A name's values. Most names have one, kept inline, so that a request's headers cost
+/// one allocation rather than one per header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Values<'a> {
+    One(Cow<'a, str>),
+    Many(Vec<Cow<'a, str>>),
+}
+
+impl<'a> Values<'a> {
+    fn push(&mut self, value: Cow<'a, str>) {
+        match self {
+            Values::One(first) => {
+                let first = std::mem::take(first);
+                *self = Values::Many(vec![first, value]);
+            }
+            Values::Many(values) => values.push(value),
+        }
+    }
+
+    fn as_slice(&self) -> &[Cow<'a, str>] {
+        match self {
+            Values::One(value) => std::slice::from_ref(value),
+            Values::Many(values) => values,
+        }
+    }
 }
 
 impl<'a> Fields<'a> {
@@ -29,7 +56,7 @@ impl<'a> Fields<'a> {
         let value = value.into();
         match self.entries.iter_mut().rev().find(|(n, _)| *n == name) {
             Some((_, values)) => values.push(value),
-            None => self.entries.push((name, vec![value])),
+            None => self.entries.push((name, Values::One(value))),
         }
     }
 
@@ -62,7 +89,7 @@ impl<'a> Fields<'a> {
             }
             crate::write_json_str(out, name);
             out.extend_from_slice(b":[");
-            for (j, value) in values.iter().enumerate() {
+            for (j, value) in values.as_slice().iter().enumerate() {
                 if j > 0 {
                     out.push(b',');
                 }

@@ -150,9 +150,10 @@ enum Source {
     Pointer(Pointer),
 }
 
-/// A signing key, decoded. `Debug` prints `[redacted]`.
+/// A signing key, held as the MAC already keyed with it (HMAC's inner and outer key
+/// blocks hashed once at load, not once per request). `Debug` prints `[redacted]`.
 struct Key {
-    bytes: Vec<u8>,
+    keyed: MacState,
     expires: Option<SystemTime>,
 }
 
@@ -172,7 +173,6 @@ pub struct Hmac {
     content: Vec<Part>,
     timestamp: Option<Source>,
     id: Option<Source>,
-    algorithm: Algorithm,
     encoding: Encoding,
     tolerance: Duration,
     public_url: Option<String>,
@@ -325,7 +325,7 @@ impl HmacConfig {
         for (i, s) in secrets.iter().flatten().enumerate() {
             match decode_secret(s.expose(), r.secret_encoding) {
                 Some(bytes) => keys.push(Key {
-                    bytes,
+                    keyed: MacState::new(r.algorithm, &bytes),
                     expires: s.expires(),
                 }),
                 None => p.push(
@@ -365,7 +365,6 @@ impl HmacConfig {
             content,
             timestamp,
             id,
-            algorithm: r.algorithm,
             encoding: r.encoding,
             tolerance: r.tolerance,
             public_url,
@@ -443,6 +442,7 @@ fn decode_secret(raw: &[u8], encoding: SecretEncoding) -> Option<Vec<u8>> {
 }
 
 /// A running MAC of any of the algorithms.
+#[derive(Clone)]
 enum MacState {
     Sha1(::hmac::Hmac<sha1::Sha1>),
     Sha256(::hmac::Hmac<sha2::Sha256>),
@@ -556,7 +556,7 @@ impl Hmac {
         };
         let mut matched = Choice::from(0);
         for key in &self.keys {
-            let tag = self.tag(&key.bytes, &inputs);
+            let tag = self.tag(key, &inputs);
             let active = Choice::from(u8::from(key.expires.is_none_or(|t| now < t)));
             for candidate in &signatures {
                 matched |= tag.bytes[..tag.len].ct_eq(candidate) & active;
@@ -598,7 +598,7 @@ impl Hmac {
                 .then(|| sorted_form(body)),
             body,
         };
-        let tag = self.tag(&key.bytes, &inputs);
+        let tag = self.tag(key, &inputs);
         let encoded = encode(self.encoding, &tag.bytes[..tag.len]);
         Some(match &self.format {
             Format::Raw => encoded,
@@ -664,7 +664,7 @@ impl Hmac {
             .keys
             .iter()
             .find(|k| k.expires.is_none_or(|t| now < t))?;
-        let mut mac = MacState::new(self.algorithm, &key.bytes);
+        let mut mac = key.keyed.clone();
         mac.update(data);
         let tag = mac.finish();
         Some(encode(Encoding::Hex, &tag.bytes[..tag.len]))
@@ -690,8 +690,8 @@ impl Hmac {
         }
     }
 
-    fn tag(&self, key: &[u8], inputs: &Inputs<'_>) -> Tag {
-        let mut mac = MacState::new(self.algorithm, key);
+    fn tag(&self, key: &Key, inputs: &Inputs<'_>) -> Tag {
+        let mut mac = key.keyed.clone();
         for part in &self.content {
             match part {
                 Part::Literal(s) => mac.update(s.as_bytes()),

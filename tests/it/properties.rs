@@ -99,7 +99,7 @@ impl Harness {
         let http_req = builder.body(Full::new(req.wire_body())).unwrap();
         let status = self
             .runtime
-            .block_on(self.gateway.handle(http_req))
+            .block_on(self.gateway.handle(http_req, None))
             .status();
         let Sink::Memory(memory) = self.gateway.sink() else {
             unreachable!()
