@@ -25,6 +25,8 @@ mod multipart;
 mod text;
 mod xml;
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use bytes::Bytes;
 use hookgate_event::BodyEncoding;
@@ -63,17 +65,21 @@ pub struct Normalized {
 /// A parsed `Content-Type`: the lowercase media type and its raw parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaType<'a> {
-    pub essence: String,
+    /// `type/subtype`, lowercase (borrowed when the sender already wrote it so).
+    pub essence: Cow<'a, str>,
     params: &'a str,
 }
 
 impl<'a> MediaType<'a> {
     pub fn parse(value: &'a str) -> MediaType<'a> {
         let (essence, params) = value.split_once(';').unwrap_or((value, ""));
-        MediaType {
-            essence: essence.trim().to_ascii_lowercase(),
-            params,
-        }
+        let essence = essence.trim();
+        let essence = if essence.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(essence.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(essence)
+        };
+        MediaType { essence, params }
     }
 
     /// A parameter's value, unquoted (names compared case-blind).
@@ -91,8 +97,7 @@ impl<'a> MediaType<'a> {
     }
 
     fn is_xml(&self) -> bool {
-        matches!(self.essence.as_str(), "application/xml" | "text/xml")
-            || self.essence.ends_with("+xml")
+        matches!(&*self.essence, "application/xml" | "text/xml") || self.essence.ends_with("+xml")
     }
 }
 

@@ -80,7 +80,7 @@ pub struct Limits {
 /// What the pipeline tells the sender on success.
 pub enum Accepted {
     /// The event is stored: `202 {"id": …}`, or the hook's configured answer.
-    Stored { id: String },
+    Stored { id: uuid::Uuid },
     /// A provider handshake's answer.
     Handshake(Response<Full<Bytes>>),
 }
@@ -133,10 +133,12 @@ impl Gateway {
         match result {
             Ok(Accepted::Stored { id }) => {
                 hook_metrics.request("accepted", started.elapsed());
+                let mut id_buf = uuid::Uuid::encode_buffer();
+                let id = &*id.hyphenated().encode_lower(&mut id_buf);
                 tracing::debug!(hook, event_id = %id, "accepted");
                 match hook_id.as_deref().and_then(|h| h.response.as_ref()) {
-                    Some(custom) => custom.respond(&id),
-                    None => accepted_response(&id),
+                    Some(custom) => custom.respond(id),
+                    None => accepted_response(id),
                 }
             }
             Ok(Accepted::Handshake(resp)) => {
@@ -301,7 +303,8 @@ impl Gateway {
         let event_id = uuid::Uuid::now_v7();
         let mut id_buf = uuid::Uuid::encode_buffer();
         let id = &*event_id.hyphenated().encode_lower(&mut id_buf);
-        let time = humantime::format_rfc3339_micros(now).to_string();
+        let mut time_buf = [0u8; 32];
+        let time = rfc3339_micros(now, &mut time_buf);
         let path = event_path(hook, parts.uri.path(), route.key.is_some());
         let query = query_fields(hook, parts.uri.query());
         let headers = header_fields(hook, &parts.headers);
@@ -309,7 +312,7 @@ impl Gateway {
             id,
             source: &hook.source,
             event_type: &event_type,
-            time: &time,
+            time,
             dataschema: WEBHOOK_SCHEMA,
             hook: &hook.id,
             authscheme: hook.auth.scheme(),
@@ -376,7 +379,7 @@ impl Gateway {
         }
         match handshake_answer {
             Some(answer) => Ok(Accepted::Handshake(answer)),
-            None => Ok(Accepted::Stored { id: id.to_string() }),
+            None => Ok(Accepted::Stored { id: event_id }),
         }
     }
 
@@ -402,8 +405,21 @@ impl Gateway {
     }
 }
 
+/// `now` as RFC 3339 in UTC with microseconds, written into `buf` (27 bytes are used).
+fn rfc3339_micros(now: SystemTime, buf: &mut [u8; 32]) -> &str {
+    use std::io::Write;
+    let unused = {
+        let mut rest = &mut buf[..];
+        write!(rest, "{}", humantime::format_rfc3339_micros(now)).expect("a timestamp fits");
+        rest.len()
+    };
+    let used = buf.len() - unused;
+    std::str::from_utf8(&buf[..used]).expect("a timestamp is ASCII")
+}
+
 fn accepted_response(id: &str) -> Response<Full<Bytes>> {
-    let mut body = Vec::with_capacity(48);
+    // Exactly the length: a vector with spare room would cost `Bytes` a second allocation.
+    let mut body = Vec::with_capacity(id.len() + 10);
     body.extend_from_slice(b"{\"id\":\"");
     body.extend_from_slice(id.as_bytes());
     body.extend_from_slice(b"\"}");
@@ -546,6 +562,13 @@ const TRACEPARENT_LEN: usize = 55;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_time_is_rfc3339_utc_with_microseconds() {
+        let mut buf = [0u8; 32];
+        let t = SystemTime::UNIX_EPOCH + Duration::new(1_795_000_000, 123_456_789);
+        assert_eq!(rfc3339_micros(t, &mut buf), "2026-11-18T11:06:40.123456Z");
+    }
 
     #[test]
     fn traceparent_must_be_well_formed() {

@@ -116,7 +116,7 @@ pub enum Admission<'a> {
     /// First time: go ahead, and report the outcome through the ticket.
     Fresh(Ticket<'a>),
     /// Already accepted: answer with this event id and publish nothing.
-    Duplicate(String),
+    Duplicate(uuid::Uuid),
 }
 
 /// The right to publish a delivery. Dropping it without [`Ticket::accepted`] records a
@@ -170,7 +170,7 @@ impl ReplayGuard {
                         });
                     }
                     Some(entry) if !entry.event.is_nil() => {
-                        return Admission::Duplicate(entry.event.hyphenated().to_string())
+                        return Admission::Duplicate(entry.event)
                     }
                     Some(_) => inner
                         .waiting
@@ -304,7 +304,7 @@ mod tests {
         let g = ReplayGuard::new(Duration::from_secs(60), 10);
         fresh(g.admit("d1", WAIT).await).accepted(e1());
         match g.admit("d1", WAIT).await {
-            Admission::Duplicate(id) => assert_eq!(id, E1),
+            Admission::Duplicate(id) => assert_eq!(id, e1()),
             Admission::Fresh(_) => panic!("second delivery admitted"),
         }
         let _other = fresh(g.admit("d2", WAIT).await);
@@ -325,7 +325,7 @@ mod tests {
         let g2 = g.clone();
         let waiter = tokio::spawn(async move {
             match g2.admit("d", WAIT).await {
-                Admission::Duplicate(id) => id,
+                Admission::Duplicate(id) => id.to_string(),
                 Admission::Fresh(_) => "fresh".to_string(),
             }
         });

@@ -35,16 +35,23 @@ pub struct Record<'a> {
 
 /// Record headers, built in place in the form the Kafka client sends.
 pub struct RecordHeaders {
-    pub(crate) headers: OwnedHeaders,
+    /// Always present; taken only for the moment [`OwnedHeaders::insert`], which consumes
+    /// the list, runs.
+    headers: Option<OwnedHeaders>,
     bytes: usize,
 }
 
 impl RecordHeaders {
     pub fn with_capacity(n: usize) -> Self {
         RecordHeaders {
-            headers: OwnedHeaders::new_with_capacity(n),
+            headers: Some(OwnedHeaders::new_with_capacity(n)),
             bytes: 0,
         }
+    }
+
+    /// The headers as the Kafka client takes them.
+    pub(crate) fn into_kafka(self) -> OwnedHeaders {
+        self.headers.expect("record headers are present")
     }
 
     /// Bytes of names and values, as they count toward the record's size.
@@ -58,11 +65,11 @@ impl RecordHeaders {
 
     pub fn push(&mut self, name: &str, value: &[u8]) {
         self.bytes += name.len() + value.len();
-        let headers = std::mem::replace(&mut self.headers, OwnedHeaders::new());
-        self.headers = headers.insert(Header {
+        let headers = self.headers.take().expect("record headers are present");
+        self.headers = Some(headers.insert(Header {
             key: name,
             value: Some(value),
-        });
+        }));
     }
 }
 

@@ -449,10 +449,32 @@ enum MacState {
     Sha512(::hmac::Hmac<sha2::Sha512>),
 }
 
-/// A finished tag, on the stack.
+/// A finished tag, or a signature a request offers, on the stack.
 struct Tag {
     bytes: [u8; 64],
+    /// Above 64 for an offered signature longer than any tag: it matches nothing.
     len: usize,
+}
+
+impl Tag {
+    const EMPTY: Tag = Tag {
+        bytes: [0; 64],
+        len: 0,
+    };
+
+    /// Whether this offered signature is `tag`, in time independent of their bytes.
+    fn matches(&self, tag: &Tag) -> Choice {
+        match self.bytes.get(..self.len) {
+            Some(offered) => tag.bytes[..tag.len].ct_eq(offered),
+            None => Choice::from(0),
+        }
+    }
+}
+
+/// The signatures a request offers, decoded.
+struct Offered {
+    tags: [Tag; MAX_SIGNATURES],
+    count: usize,
 }
 
 impl MacState {
@@ -558,8 +580,8 @@ impl Hmac {
         for key in &self.keys {
             let tag = self.tag(key, &inputs);
             let active = Choice::from(u8::from(key.expires.is_none_or(|t| now < t)));
-            for candidate in &signatures {
-                matched |= tag.bytes[..tag.len].ct_eq(candidate) & active;
+            for offered in &signatures.tags[..signatures.count] {
+                matched |= offered.matches(&tag) & active;
             }
         }
         if bool::from(matched) {
@@ -707,39 +729,40 @@ impl Hmac {
     }
 
     /// The decoded signatures the header offers (at most [`MAX_SIGNATURES`]).
-    fn signatures(&self, header: &str) -> Result<Vec<Vec<u8>>, Failure> {
+    fn signatures(&self, header: &str) -> Result<Offered, Failure> {
         let header = header.trim();
-        let raw: Vec<&str> = match &self.format {
-            Format::Raw => vec![header],
-            Format::Prefixed(prefix) => {
-                let rest = header
-                    .get(..prefix.len())
-                    .filter(|p| p.eq_ignore_ascii_case(prefix))
-                    .map(|_| &header[prefix.len()..])
-                    .ok_or(Failure::Malformed)?;
-                vec![rest]
+        let mut offered = Offered {
+            tags: [Tag::EMPTY; MAX_SIGNATURES],
+            count: 0,
+        };
+        let mut add = |s: &str| {
+            if let Some(tag) = decode_signature(self.encoding, s.trim()) {
+                offered.tags[offered.count] = tag;
+                offered.count += 1;
             }
+        };
+        match &self.format {
+            Format::Raw => add(header),
+            Format::Prefixed(prefix) => add(header
+                .get(..prefix.len())
+                .filter(|p| p.eq_ignore_ascii_case(prefix))
+                .map(|_| &header[prefix.len()..])
+                .ok_or(Failure::Malformed)?),
             Format::Fields(key) => fields(header)
                 .filter(|(k, _)| k == key)
-                .map(|(_, v)| v)
-                .collect(),
+                .take(MAX_SIGNATURES)
+                .for_each(|(_, v)| add(v)),
             Format::List(version) => header
                 .split_ascii_whitespace()
                 .filter_map(|entry| entry.split_once(','))
                 .filter(|(v, _)| v == version)
-                .map(|(_, s)| s)
-                .collect(),
-        };
-        let decoded: Vec<Vec<u8>> = raw
-            .into_iter()
-            .take(MAX_SIGNATURES)
-            .filter_map(|s| decode(self.encoding, s.trim()))
-            .filter(|d| !d.is_empty())
-            .collect();
-        if decoded.is_empty() {
+                .take(MAX_SIGNATURES)
+                .for_each(|(_, s)| add(s)),
+        }
+        if offered.count == 0 {
             return Err(Failure::Malformed);
         }
-        Ok(decoded)
+        Ok(offered)
     }
 
     /// Reads a value from where `source` says.
@@ -782,15 +805,36 @@ fn sorted_form(body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn decode(encoding: Encoding, s: &str) -> Option<Vec<u8>> {
+/// Decodes one offered signature; `None` when it is empty or not valid in `encoding`.
+fn decode_signature(encoding: Encoding, s: &str) -> Option<Tag> {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
-    match encoding {
-        Encoding::Hex => decode_hex(s),
-        Encoding::Base64 => STANDARD.decode(s).ok(),
-        Encoding::Base64url => URL_SAFE
-            .decode(s)
-            .or_else(|_| URL_SAFE_NO_PAD.decode(s))
-            .ok(),
+    let mut buf = [0u8; 128];
+    let len = match encoding {
+        Encoding::Hex => decode_hex(s, &mut buf),
+        Encoding::Base64 => decode_base64(&STANDARD, s, &mut buf),
+        Encoding::Base64url => decode_base64(&URL_SAFE, s, &mut buf)
+            .or_else(|| decode_base64(&URL_SAFE_NO_PAD, s, &mut buf)),
+    }?;
+    if len == 0 {
+        return None;
+    }
+    let mut tag = Tag::EMPTY;
+    let kept = len.min(tag.bytes.len());
+    tag.bytes[..kept].copy_from_slice(&buf[..kept]);
+    tag.len = len;
+    Some(tag)
+}
+
+/// Base64 into `buf`; the decoded length, which may exceed the buffer's.
+fn decode_base64(engine: &impl Engine, s: &str, buf: &mut [u8]) -> Option<usize> {
+    match engine.decode_slice(s, buf) {
+        Ok(len) => Some(len),
+        // Longer than any tag, so it matches nothing: decoded in full only to tell a
+        // valid signature (a mismatch) from an invalid one (malformed).
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            engine.decode(s).ok().map(|v| v.len())
+        }
+        Err(base64::DecodeSliceError::DecodeError(_)) => None,
     }
 }
 
@@ -803,14 +847,15 @@ fn encode(encoding: Encoding, bytes: &[u8]) -> String {
     }
 }
 
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 256 {
+/// Hex of at most 256 digits into `buf`; the decoded length.
+fn decode_hex(s: &str, buf: &mut [u8; 128]) -> Option<usize> {
+    if s.len() % 2 != 0 || s.len() > 2 * buf.len() {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    for (i, out) in buf.iter_mut().take(s.len() / 2).enumerate() {
+        *out = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(s.len() / 2)
 }
 
 /// Parses a Unix timestamp in seconds: an optional sign and up to 19 digits.

@@ -114,7 +114,7 @@ impl KafkaSink {
         let producer = self.producer.load_full();
         let mut future_record = FutureRecord::to(record.topic)
             .payload(record.value)
-            .headers(record.headers.headers);
+            .headers(record.headers.into_kafka());
         if let Some(key) = record.key {
             future_record = future_record.key(key);
         }

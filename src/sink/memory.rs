@@ -36,7 +36,7 @@ impl MemorySink {
     pub(super) fn push(&self, record: Record<'_>) -> Delivered {
         let headers = record
             .headers
-            .headers
+            .into_kafka()
             .iter()
             .filter_map(|h| Some((h.key.to_string(), h.value?.to_vec())))
             .collect();

@@ -231,6 +231,43 @@ fn failures_are_classified() {
         )],
     );
     assert_eq!(h.verify(&p, b"x", now), Err(Failure::Mismatch));
+    // Longer than any tag: well formed, so a mismatch; the longest hex accepted is 256
+    // digits.
+    for len in [33, 65, 128] {
+        let sig = format!("sha256={}", "ab".repeat(len));
+        let p = parts("/", &[("x-hub-signature-256", &sig)]);
+        assert_eq!(h.verify(&p, b"x", now), Err(Failure::Mismatch), "{len}");
+    }
+    let p = parts(
+        "/",
+        &[(
+            "x-hub-signature-256",
+            &format!("sha256={}", "ab".repeat(129)),
+        )],
+    );
+    assert_eq!(h.verify(&p, b"x", now), Err(Failure::Malformed));
+    let svix = build("preset = \"standard_webhooks\"\nsecrets = [{ value = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\" }]");
+    let svix_parts = |sig: &str| {
+        parts(
+            "/",
+            &[
+                ("webhook-id", "msg_1"),
+                ("webhook-timestamp", "1614265330"),
+                ("webhook-signature", sig),
+            ],
+        )
+    };
+    let long = base64::engine::general_purpose::STANDARD.encode([7u8; 200]);
+    let p = svix_parts(&format!("v1,{long}"));
+    assert_eq!(
+        svix.verify(&p, b"x", at(1_614_265_330)),
+        Err(Failure::Mismatch)
+    );
+    let p = svix_parts(&format!("v1,{}!", &long[..long.len() - 1]));
+    assert_eq!(
+        svix.verify(&p, b"x", at(1_614_265_330)),
+        Err(Failure::Malformed)
+    );
     let slack = build("preset = \"slack\"\nsecrets = [{ value = \"s\" }]");
     let p = parts(
         "/",
