@@ -8,7 +8,7 @@
 //! - Ids are remembered for the hook's window (the signature tolerance, or
 //!   `dedupe_window`), at most `capacity` of them; past the capacity the oldest is
 //!   forgotten first, so memory stays bounded under any load (the effective window then
-//!   shrinks).
+//!   shrinks). A failed delivery keeps its place in that count until it expires.
 //!
 //! This protects one gateway replica: each replica remembers what it accepted. Behind a
 //! load balancer that spreads a provider's retries over replicas, a retry reaching another
@@ -66,10 +66,11 @@ impl std::hash::Hasher for DigestHasher {
     }
 }
 
-type Hashed<V> = HashMap<Key, V, std::hash::BuildHasherDefault<DigestHasher>>;
+type Hashed<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<DigestHasher>>;
 
-/// A remembered delivery: 24 bytes, 40 with its key in the map.
+/// A remembered delivery, 40 bytes.
 struct Entry {
+    key: Key,
     /// The event id once the delivery was accepted; nil while its first attempt is
     /// publishing (event ids are UUIDv7, never nil).
     event: uuid::Uuid,
@@ -78,18 +79,23 @@ struct Entry {
     created: u64,
 }
 
+/// Entries live in a ring in creation order, which is also the order they expire and
+/// are evicted in, and an index finds them by key. The index is keyed by the digest's
+/// first word and holds the entry's sequence number, 16 bytes a slot; a lookup then
+/// compares the whole digest, so two ids sharing a first word can only make the guard
+/// forget one of them early, never take one for the other.
 struct Inner {
     origin: Instant,
     window: u64,
     capacity: usize,
-    entries: Hashed<Entry>,
-    /// Keys in creation order, for eviction; may hold keys already removed (their
-    /// `created` then differs from the live entry's, or there is none).
-    order: VecDeque<(Key, u64)>,
+    ring: VecDeque<Entry>,
+    /// The sequence number of the ring's front.
+    first: u64,
+    index: Hashed<u64, u64>,
     /// The deliveries in flight that a duplicate waits on: few (at most the requests in
     /// flight), and none at all without duplicates, so the common case costs no
     /// allocation and no wake-up.
-    waiting: Hashed<watch::Sender<Outcome>>,
+    waiting: Hashed<Key, watch::Sender<Outcome>>,
 }
 
 /// The remembered deliveries of one hook. Cloning shares them.
@@ -105,7 +111,7 @@ impl std::fmt::Debug for ReplayGuard {
             f,
             "ReplayGuard(window {:?}, {}/{})",
             Duration::from_nanos(inner.window),
-            inner.entries.len(),
+            inner.index.len(),
             inner.capacity
         )
     }
@@ -134,16 +140,17 @@ impl ReplayGuard {
                 origin: Instant::now(),
                 window: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
                 capacity: capacity.max(1),
-                entries: Hashed::default(),
-                order: VecDeque::new(),
+                ring: VecDeque::new(),
+                first: 0,
+                index: Hashed::default(),
                 waiting: Hashed::default(),
             })),
         }
     }
 
-    /// Deliveries remembered now.
+    /// Deliveries remembered now (in flight or accepted).
     pub fn len(&self) -> usize {
-        self.inner.lock().expect("replay lock").entries.len()
+        self.inner.lock().expect("replay lock").index.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -160,7 +167,7 @@ impl ReplayGuard {
                 let mut inner = self.inner.lock().expect("replay lock");
                 let now = inner.clock();
                 inner.expire(now);
-                match inner.entries.get(&key) {
+                match inner.find(&key) {
                     None => {
                         inner.insert(key, now);
                         return Admission::Fresh(Ticket {
@@ -200,38 +207,54 @@ impl Inner {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn insert(&mut self, key: Key, now: u64) {
-        while self.entries.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some((old, _)) => {
-                    self.entries.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.entries.insert(
-            key,
-            Entry {
-                event: uuid::Uuid::nil(),
-                created: now,
-            },
-        );
-        self.order.push_back((key, now));
+    fn find(&self, key: &Key) -> Option<&Entry> {
+        let seq = *self.index.get(&key.0[0])?;
+        self.ring
+            .get(usize::try_from(seq.checked_sub(self.first)?).ok()?)
+            .filter(|e| e.key == *key)
     }
 
-    /// Forgets entries older than the window (and stale order records).
+    fn find_mut(&mut self, key: &Key) -> Option<&mut Entry> {
+        let seq = *self.index.get(&key.0[0])?;
+        self.ring
+            .get_mut(usize::try_from(seq.checked_sub(self.first)?).ok()?)
+            .filter(|e| e.key == *key)
+    }
+
+    fn insert(&mut self, key: Key, now: u64) {
+        while self.ring.len() >= self.capacity {
+            self.pop_front();
+        }
+        let seq = self.first + self.ring.len() as u64;
+        self.ring.push_back(Entry {
+            key,
+            event: uuid::Uuid::nil(),
+            created: now,
+        });
+        self.index.insert(key.0[0], seq);
+    }
+
+    /// Forgets the oldest entry.
+    fn pop_front(&mut self) {
+        let Some(entry) = self.ring.pop_front() else {
+            return;
+        };
+        // Unless the index already points elsewhere (the entry failed, or an id sharing
+        // its first word came later).
+        if self.index.get(&entry.key.0[0]) == Some(&self.first) {
+            self.index.remove(&entry.key.0[0]);
+        }
+        self.first += 1;
+    }
+
+    /// Forgets entries older than the window.
     fn expire(&mut self, now: u64) {
-        while let Some(&(key, created)) = self.order.front() {
-            // The oldest record is within the window: so is everything after it, and the
-            // map need not be looked at.
-            if now.saturating_sub(created) < self.window {
-                break;
-            }
-            let live = self.entries.get(&key).is_some_and(|e| e.created == created);
-            self.order.pop_front();
-            if live {
-                self.entries.remove(&key);
-            }
+        while self
+            .ring
+            .front()
+            .is_some_and(|e| now.saturating_sub(e.created) >= self.window)
+        {
+            self.pop_front();
         }
     }
 
@@ -251,7 +274,7 @@ impl Ticket<'_> {
     pub fn accepted(mut self, event: uuid::Uuid) {
         self.done = true;
         let mut inner = self.guard.inner.lock().expect("replay lock");
-        if let Some(entry) = inner.entries.get_mut(&self.key) {
+        if let Some(entry) = inner.find_mut(&self.key) {
             entry.event = event;
         }
         inner.settle(&self.key, Outcome::Accepted(event));
@@ -264,12 +287,9 @@ impl Drop for Ticket<'_> {
             return;
         }
         let mut inner = self.guard.inner.lock().expect("replay lock");
-        if inner
-            .entries
-            .get(&self.key)
-            .is_some_and(|e| e.event.is_nil())
-        {
-            inner.entries.remove(&self.key);
+        // Forgotten: its place in the ring stays until it expires, but no lookup finds it.
+        if inner.find(&self.key).is_some_and(|e| e.event.is_nil()) {
+            inner.index.remove(&self.key.0[0]);
         }
         inner.settle(&self.key, Outcome::Failed);
     }
@@ -360,6 +380,34 @@ mod tests {
             Admission::Duplicate(_)
         ));
         assert!(matches!(g.admit("id-0", WAIT).await, Admission::Fresh(_)));
+    }
+
+    #[test]
+    fn ids_sharing_a_first_word_are_never_taken_for_each_other() {
+        let g = ReplayGuard::new(Duration::from_secs(60), 10);
+        let mut inner = g.inner.lock().unwrap();
+        let (a, b) = (Key([1, 2]), Key([1, 3]));
+        inner.insert(a, 0);
+        assert!(inner.find(&a).is_some());
+        assert!(inner.find(&b).is_none(), "b was never seen");
+        inner.insert(b, 0);
+        assert!(inner.find(&b).is_some());
+        assert!(
+            inner.find(&a).is_none(),
+            "a is forgotten early, not mistaken for b"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retried_delivery_outlives_its_failed_first_attempt() {
+        // Capacity 3: the failed attempt's place is the oldest and is evicted first; the
+        // retry, accepted, must still be found afterwards.
+        let g = ReplayGuard::new(Duration::from_secs(60), 3);
+        drop(fresh(g.admit("d", WAIT).await));
+        fresh(g.admit("d", WAIT).await).accepted(e1());
+        fresh(g.admit("x", WAIT).await).accepted(e1());
+        fresh(g.admit("y", WAIT).await).accepted(e1());
+        assert!(matches!(g.admit("d", WAIT).await, Admission::Duplicate(_)));
     }
 
     #[tokio::test]
