@@ -327,48 +327,51 @@ impl Gateway {
             headers: &headers,
         };
 
-        let mut value = Vec::new();
-        let (value, record_headers) = match (&hook.mode, &normalized) {
-            (EnvelopeMode::Structured, Some(n)) => {
-                // Room for the whole event at once: the body, the sender's headers (plus
-                // their JSON punctuation) and the attributes.
-                let header_bytes: usize = parts
-                    .headers
-                    .iter()
-                    .map(|(k, v)| k.as_str().len() + v.len() + 8)
-                    .sum();
-                value.reserve(n.json.len() + header_bytes + path.len() + 512);
-                structured::encode_webhook(&attrs, &request, &n.json, n.encoding, &mut value);
-                let mut h = RecordHeaders::with_capacity(1);
-                h.push(
-                    "content-type",
-                    hookgate_event::STRUCTURED_CONTENT_TYPE.as_bytes(),
-                );
-                (&value[..], h)
-            }
-            _ => {
-                let mut h = RecordHeaders::with_capacity(16 + headers.len());
-                binary::webhook_headers(&attrs, &request, content_type, |k, v| h.push(k, v));
-                (&raw[..], h)
-            }
-        };
-        let record_bytes = value.len() + record_headers.len() + key.as_ref().map_or(0, |k| k.len());
-        if record_bytes > self.limits.max_record_bytes {
-            return Err(Rejection::EventTooLarge);
-        }
         let delivered = Instant::now();
-        let result = self
-            .sink
-            .publish(
-                Record {
-                    topic: &hook.topic,
-                    key: key.as_deref(),
-                    value,
-                    headers: record_headers,
-                },
-                hook.ack_timeout,
-            )
-            .await;
+        let pending = EVENT_BUFFER.with_borrow_mut(|buf| {
+            buf.clear();
+            let (value, record_headers) = match (&hook.mode, &normalized) {
+                (EnvelopeMode::Structured, Some(n)) => {
+                    // Room for the whole event at once: the body, the sender's headers
+                    // (plus their JSON punctuation) and the attributes.
+                    let header_bytes: usize = parts
+                        .headers
+                        .iter()
+                        .map(|(k, v)| k.as_str().len() + v.len() + 8)
+                        .sum();
+                    buf.reserve(n.json.len() + header_bytes + path.len() + 512);
+                    structured::encode_webhook(&attrs, &request, &n.json, n.encoding, buf);
+                    let mut h = RecordHeaders::with_capacity(1);
+                    h.push(
+                        "content-type",
+                        hookgate_event::STRUCTURED_CONTENT_TYPE.as_bytes(),
+                    );
+                    (&buf[..], h)
+                }
+                _ => {
+                    let mut h = RecordHeaders::with_capacity(16 + headers.len());
+                    binary::webhook_headers(&attrs, &request, content_type, |k, v| h.push(k, v));
+                    (&raw[..], h)
+                }
+            };
+            let record_bytes =
+                value.len() + record_headers.len() + key.as_ref().map_or(0, |k| k.len());
+            if record_bytes > self.limits.max_record_bytes {
+                return Err(Rejection::EventTooLarge);
+            }
+            let pending = self.sink.enqueue(Record {
+                topic: &hook.topic,
+                key: key.as_deref(),
+                value,
+                headers: record_headers,
+            });
+            // The sink has its copy. A buffer grown for a rare large event is let go.
+            if buf.capacity() > EVENT_BUFFER_KEEP {
+                *buf = Vec::new();
+            }
+            Ok(pending)
+        })?;
+        let result = pending.wait(hook.ack_timeout).await;
         hook.metrics().delivery(delivered.elapsed(), result.is_ok());
         if matches!(result, Err(crate::sink::PublishError::QueueFull)) {
             metrics::shed("queue_full");
@@ -415,6 +418,15 @@ fn rfc3339_micros(now: SystemTime, buf: &mut [u8; 32]) -> &str {
     };
     let used = buf.len() - unused;
     std::str::from_utf8(&buf[..used]).expect("a timestamp is ASCII")
+}
+
+/// Bytes of event buffer a thread keeps between requests.
+const EVENT_BUFFER_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    /// Where this thread encodes events: the sink copies each one when it takes it, so
+    /// one buffer serves every request the thread runs.
+    static EVENT_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn accepted_response(id: &str) -> Response<Full<Bytes>> {

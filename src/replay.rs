@@ -130,6 +130,8 @@ pub enum Admission<'a> {
 pub struct Ticket<'a> {
     guard: &'a ReplayGuard,
     key: Key,
+    /// Where its entry is in the ring, so that settling it needs no index lookup.
+    seq: u64,
     done: bool,
 }
 
@@ -169,10 +171,11 @@ impl ReplayGuard {
                 inner.expire(now);
                 match inner.find(&key) {
                     None => {
-                        inner.insert(key, now);
+                        let seq = inner.insert(key, now);
                         return Admission::Fresh(Ticket {
                             guard: self,
                             key,
+                            seq,
                             done: false,
                         });
                     }
@@ -194,6 +197,7 @@ impl ReplayGuard {
                 return Admission::Fresh(Ticket {
                     guard: self,
                     key,
+                    seq: u64::MAX,
                     done: true,
                 });
             }
@@ -214,14 +218,15 @@ impl Inner {
             .filter(|e| e.key == *key)
     }
 
-    fn find_mut(&mut self, key: &Key) -> Option<&mut Entry> {
-        let seq = *self.index.get(&key.0[0])?;
+    /// The entry numbered `seq`, if it is still in the ring and still `key`'s.
+    fn at(&mut self, seq: u64, key: &Key) -> Option<&mut Entry> {
         self.ring
             .get_mut(usize::try_from(seq.checked_sub(self.first)?).ok()?)
             .filter(|e| e.key == *key)
     }
 
-    fn insert(&mut self, key: Key, now: u64) {
+    /// Remembers `key` as in flight; its sequence number.
+    fn insert(&mut self, key: Key, now: u64) -> u64 {
         while self.ring.len() >= self.capacity {
             self.pop_front();
         }
@@ -232,6 +237,7 @@ impl Inner {
             created: now,
         });
         self.index.insert(key.0[0], seq);
+        seq
     }
 
     /// Forgets the oldest entry.
@@ -274,7 +280,7 @@ impl Ticket<'_> {
     pub fn accepted(mut self, event: uuid::Uuid) {
         self.done = true;
         let mut inner = self.guard.inner.lock().expect("replay lock");
-        if let Some(entry) = inner.find_mut(&self.key) {
+        if let Some(entry) = inner.at(self.seq, &self.key) {
             entry.event = event;
         }
         inner.settle(&self.key, Outcome::Accepted(event));
@@ -288,7 +294,10 @@ impl Drop for Ticket<'_> {
         }
         let mut inner = self.guard.inner.lock().expect("replay lock");
         // Forgotten: its place in the ring stays until it expires, but no lookup finds it.
-        if inner.find(&self.key).is_some_and(|e| e.event.is_nil()) {
+        let seq = self.seq;
+        if inner.at(seq, &self.key).is_some_and(|e| e.event.is_nil())
+            && inner.index.get(&self.key.0[0]) == Some(&seq)
+        {
             inner.index.remove(&self.key.0[0]);
         }
         inner.settle(&self.key, Outcome::Failed);

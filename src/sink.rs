@@ -100,20 +100,36 @@ pub enum PublishError {
     Permanent(String),
 }
 
-impl Sink {
-    /// Publishes `record` and waits at most `ack_timeout` for its acknowledgement.
-    pub async fn publish(
-        &self,
-        record: Record<'_>,
-        ack_timeout: Duration,
-    ) -> Result<Delivered, PublishError> {
+/// A record handed to the sink, whose outcome is not known yet.
+pub enum Pending<'a> {
+    Kafka(kafka::Pending<'a>),
+    Done(Result<Delivered, PublishError>),
+}
+
+impl Pending<'_> {
+    /// Waits at most `ack_timeout` for the record's acknowledgement.
+    pub async fn wait(self, ack_timeout: Duration) -> Result<Delivered, PublishError> {
         match self {
-            Sink::Kafka(k) => k.publish(record, ack_timeout).await,
-            Sink::Null => Ok(Delivered {
+            Pending::Kafka(k) => k.wait(ack_timeout).await,
+            Pending::Done(result) => result,
+        }
+    }
+}
+
+impl Sink {
+    /// Hands `record` to the sink, which keeps a copy of what it needs: the caller's
+    /// buffers are free again when this returns.
+    pub fn enqueue(&self, record: Record<'_>) -> Pending<'_> {
+        match self {
+            Sink::Kafka(k) => match k.enqueue(record) {
+                Ok(pending) => Pending::Kafka(pending),
+                Err(e) => Pending::Done(Err(e)),
+            },
+            Sink::Null => Pending::Done(Ok(Delivered {
                 partition: -1,
                 offset: -1,
-            }),
-            Sink::Memory(m) => Ok(m.push(record)),
+            })),
+            Sink::Memory(m) => Pending::Done(Ok(m.push(record))),
         }
     }
 

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::{Delivered, PublishError, Record};
 use crate::config::{KafkaSettings, ResolvedProperties};
@@ -106,11 +106,9 @@ impl KafkaSink {
         self.generation.load(Ordering::Relaxed)
     }
 
-    pub(super) async fn publish(
-        &self,
-        record: Record<'_>,
-        ack_timeout: Duration,
-    ) -> Result<Delivered, PublishError> {
+    /// Hands `record` to the producer, which copies it; the acknowledgement is awaited
+    /// with [`Pending::wait`].
+    pub(super) fn enqueue(&self, record: Record<'_>) -> Result<Pending<'_>, PublishError> {
         let producer = self.producer.load_full();
         let mut future_record = FutureRecord::to(record.topic)
             .payload(record.value)
@@ -118,21 +116,13 @@ impl KafkaSink {
         if let Some(key) = record.key {
             future_record = future_record.key(key);
         }
-        let delivery = match producer.send_result(future_record) {
-            Ok(d) => d,
-            Err((e, _)) => return Err(self.classify(&producer, e)),
-        };
-        match tokio::time::timeout(ack_timeout, delivery).await {
-            Err(_) => {
-                self.replace_if_fatal(&producer);
-                Err(PublishError::Timeout(ack_timeout))
-            }
-            Ok(Err(_canceled)) => Err(PublishError::Transient("the producer was replaced".into())),
-            Ok(Ok(Ok(d))) => Ok(Delivered {
-                partition: d.partition,
-                offset: d.offset,
+        match producer.send_result(future_record) {
+            Ok(delivery) => Ok(Pending {
+                sink: self,
+                producer,
+                delivery,
             }),
-            Ok(Ok(Err((e, _)))) => Err(self.classify(&producer, e)),
+            Err((e, _)) => Err(self.classify(&producer, e)),
         }
     }
 
@@ -199,5 +189,35 @@ impl KafkaSink {
     /// Messages and requests the producer still holds.
     pub fn in_flight(&self) -> i32 {
         self.producer.load().in_flight_count()
+    }
+}
+
+/// A record the producer holds, until the broker acknowledges it.
+pub struct Pending<'a> {
+    sink: &'a KafkaSink,
+    producer: Arc<Producer_>,
+    delivery: DeliveryFuture,
+}
+
+impl Pending<'_> {
+    /// Waits at most `ack_timeout` for the acknowledgement.
+    pub(super) async fn wait(self, ack_timeout: Duration) -> Result<Delivered, PublishError> {
+        let Pending {
+            sink,
+            producer,
+            delivery,
+        } = self;
+        match tokio::time::timeout(ack_timeout, delivery).await {
+            Err(_) => {
+                sink.replace_if_fatal(&producer);
+                Err(PublishError::Timeout(ack_timeout))
+            }
+            Ok(Err(_canceled)) => Err(PublishError::Transient("the producer was replaced".into())),
+            Ok(Ok(Ok(d))) => Ok(Delivered {
+                partition: d.partition,
+                offset: d.offset,
+            }),
+            Ok(Ok(Err((e, _)))) => Err(sink.classify(&producer, e)),
+        }
     }
 }
