@@ -56,7 +56,7 @@ pub const RESERVED_PROPERTIES: &[(&str, &str)] = &[
 /// `kafka.properties`. Linger and batching trade a few milliseconds of latency for
 /// throughput; the queue bounds keep memory flat when the broker is slow.
 pub const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
-    ("linger.ms", "5"),
+    ("linger.ms", "3"),
     ("batch.num.messages", "10000"),
     ("compression.type", "lz4"),
     ("queue.buffering.max.messages", "100000"),
