@@ -146,16 +146,29 @@ impl KafkaSink {
         if matches!(err, PublishError::TooLarge(_) | PublishError::Permanent(_)) {
             self.health.set_permanent_error(e.to_string());
         }
-        self.replace_if_fatal(producer);
+        if matches!(code, Some(C::ProducerFenced | C::InvalidProducerEpoch)) {
+            // The broker has handed this producer's id to a newer one (a gateway that
+            // restarted quickly can meet its predecessor's id this way) and will refuse
+            // all it sends; librdkafka does not count that as fatal for an idempotent
+            // producer, so it would be kept forever.
+            self.replace(producer, &e.to_string());
+        } else {
+            self.replace_if_fatal(producer);
+        }
         err
     }
 
-    /// Replaces `failed` with a new producer if it has hit a fatal error and nobody has
-    /// replaced it already. Events still queued in it fail and are answered 503.
+    /// Replaces `failed` with a new producer if it has hit a fatal error.
     fn replace_if_fatal(&self, failed: &Arc<Producer_>) {
-        let Some((code, reason)) = failed.client().fatal_error() else {
-            return;
-        };
+        if let Some((code, reason)) = failed.client().fatal_error() {
+            self.replace(failed, &format!("{code:?}: {reason}"));
+        }
+    }
+
+    /// Replaces `failed` with a new producer, unless somebody has replaced it already or
+    /// the last replacement is under [`REBUILD_INTERVAL`] old. Events still queued in it
+    /// fail and are answered 503.
+    fn replace(&self, failed: &Arc<Producer_>, why: &str) {
         let Ok(mut last) = self.last_rebuild.try_lock() else {
             return; // another request is replacing it
         };
@@ -164,7 +177,10 @@ impl KafkaSink {
         {
             return;
         }
-        tracing::error!(?code, %reason, "kafka producer hit a fatal error; replacing it");
+        tracing::error!(
+            reason = why,
+            "kafka producer can no longer publish; replacing it"
+        );
         match self.config.create_with_context::<_, Producer_>(LogContext) {
             Ok(fresh) => {
                 let old = self.producer.swap(Arc::new(fresh));

@@ -193,6 +193,43 @@ async fn a_fatal_producer_error_is_survived_with_a_new_producer() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_fenced_producer_is_replaced() {
+    let (cluster, gw) = mock_gateway("fenced", "2s").await;
+    let url = gw.hook_url("/hooks/h");
+    assert_eq!(
+        http::post(&url).body("{}").send().await.unwrap().status,
+        202
+    );
+    // Replacements counted so far (by any gateway of this test process).
+    let replaced = || async {
+        let metrics = http::get(&format!("{}/metrics", gw.admin_url))
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&metrics.body)
+            .lines()
+            .find_map(|l| l.strip_prefix("hookgate_kafka_producer_replaced_total "))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    let before = replaced().await;
+    // The broker gave this producer's id to a newer producer: it refuses everything the
+    // old one sends, and librdkafka does not treat that as fatal.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED],
+    );
+    let r = http::post(&url).body("{}").send().await.unwrap();
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert!(
+        replaced().await > before,
+        "the fenced producer was replaced"
+    );
+    let r = http::post(&url).body("{}").send().await.unwrap();
+    assert_eq!(r.status, 202, "the new producer publishes: {:?}", r.body);
+    gw.stop().await.unwrap();
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn permanent_broker_refusals_are_not_retryable_and_turn_readiness_red() {
     let (cluster, gw) = mock_gateway("refused", "2s").await;
     let url = gw.hook_url("/hooks/h");
