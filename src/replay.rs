@@ -33,7 +33,8 @@ enum Outcome {
 }
 
 /// 128 bits of the SHA-256 of a delivery id: a fixed-size key for an id of any length.
-/// Two words rather than a `u128`, so that a map entry is aligned to 8 bytes, not 16.
+/// Two words rather than a `u128`, so that a ring entry is aligned to 8 bytes, not 16,
+/// and takes 40 bytes rather than 48.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key([u64; 2]);
 
