@@ -10,6 +10,9 @@ use http_body_util::Full;
 use crate::normalize::{DecompressError, NormalizeError};
 use crate::sink::PublishError;
 
+mod throttle;
+pub use throttle::Throttle;
+
 /// Seconds a sender is asked to wait after a 503.
 pub const RETRY_AFTER_SECS: u32 = 1;
 
@@ -127,6 +130,22 @@ impl Rejection {
             Rejection::Publish(PublishError::TooLarge(_)) => "too_large",
             Rejection::Publish(PublishError::Permanent(_)) => "delivery_refused",
         }
+    }
+
+    /// Whether a warning about this refusal is due now (`Some(n)`: `n` like it were left
+    /// out since the last), for the refusals that are not the sender's fault. These come
+    /// once per request in an overload or an outage, so each kind is logged at most once
+    /// a second.
+    pub fn warning_due(&self, now: std::time::Instant) -> Option<u64> {
+        static WARNINGS: [Throttle; 5] = [const { Throttle::new() }; 5];
+        let kind = match self {
+            Rejection::Overloaded => 0,
+            Rejection::Publish(PublishError::QueueFull) => 1,
+            Rejection::Publish(PublishError::Timeout(_)) => 2,
+            Rejection::Publish(PublishError::Transient(_)) => 3,
+            _ => 4,
+        };
+        WARNINGS[kind].admit(now)
     }
 
     /// The text for the sender: what went wrong, in a few words, never internal detail.

@@ -77,6 +77,17 @@ pub struct Limits {
     pub max_record_bytes: usize,
 }
 
+/// An authenticated, admitted request on its way to becoming an event.
+struct Admitted {
+    parts: http::request::Parts,
+    raw: Bytes,
+    coding: ContentCoding,
+    verified: crate::auth::Verified,
+    now: SystemTime,
+    /// The path ends in a `url_key` (left out of the event).
+    keyed_path: bool,
+}
+
 /// What the pipeline tells the sender on success.
 pub enum Accepted {
     /// The event is stored: `202 {"id": …}`, or the hook's configured answer.
@@ -157,7 +168,17 @@ impl Gateway {
                     crate::error::Fault::Sender => {
                         tracing::debug!(hook, outcome, reason = %rejection, "refused")
                     }
-                    _ => tracing::warn!(hook, outcome, reason = %rejection, "not accepted"),
+                    _ => {
+                        if let Some(skipped) = rejection.warning_due(started) {
+                            tracing::warn!(
+                                hook,
+                                outcome,
+                                reason = %rejection,
+                                skipped,
+                                "not accepted"
+                            )
+                        }
+                    }
                 }
                 rejection.into_response()
             }
@@ -180,16 +201,16 @@ impl Gateway {
             .router
             .route(parts.uri.path())
             .ok_or(Rejection::NotFound)?;
-        let hook = route.hook;
         let now = SystemTime::now();
-        if let crate::auth::Auth::UrlKey(check) = &hook.auth {
+        if let crate::auth::Auth::UrlKey(check) = &route.hook.auth {
             // Checked before anything else about the request, so that a wrong key looks
             // exactly like an unknown hook, whatever the method or size.
             if !route.key.is_some_and(|k| check.verify(k, now)) {
                 return Err(Rejection::NotFound);
             }
         }
-        *matched = Some(hook.clone());
+        let keyed_path = route.key.is_some();
+        let hook: &Hook = matched.insert(route.hook.clone());
         if let Some(hs) = &hook.handshake {
             if let HandshakeOutcome::Answer(resp) = hs.before_auth(&parts, now) {
                 return Ok(Accepted::Handshake(resp));
@@ -278,6 +299,54 @@ impl Gateway {
             }
             _ => None,
         };
+        let delivered = Instant::now();
+        let event_id = uuid::Uuid::now_v7();
+        let pending = self.enqueue(
+            hook,
+            Admitted {
+                parts,
+                raw,
+                coding,
+                verified,
+                now,
+                keyed_path,
+            },
+            event_id,
+        )?;
+        // Nothing of the request is held from here on: its head and body (which share
+        // the connection's read buffer) went with `Admitted`.
+        let result = pending.wait(hook.ack_timeout).await;
+        hook.metrics().delivery(delivered.elapsed(), result.is_ok());
+        if matches!(result, Err(crate::sink::PublishError::QueueFull)) {
+            metrics::shed("queue_full");
+        }
+        result?;
+        if let Some(ticket) = ticket {
+            ticket.accepted(event_id);
+        }
+        match handshake_answer {
+            Some(answer) => Ok(Accepted::Handshake(answer)),
+            None => Ok(Accepted::Stored { id: event_id }),
+        }
+    }
+
+    /// Turns an admitted request into an event and hands it to the sink. Takes the
+    /// request by value so that it is dropped before the caller awaits the broker.
+    fn enqueue(
+        &self,
+        hook: &Hook,
+        admitted: Admitted,
+        event_id: uuid::Uuid,
+    ) -> Result<crate::sink::Pending<'_>, Rejection> {
+        let Admitted {
+            parts,
+            raw,
+            coding,
+            verified,
+            now,
+            keyed_path,
+        } = admitted;
+        let content_type = header_str(&parts.headers, CONTENT_TYPE);
         let pointers: Vec<&normalize::Pointer> = hook.pointers.list.iter().collect();
         let (normalized, found) = match hook.mode {
             EnvelopeMode::Structured => {
@@ -300,12 +369,11 @@ impl Gateway {
 
         let key = record_key(hook, &parts.headers, &found);
         let event_type = event_type(hook, &parts.headers, &found);
-        let event_id = uuid::Uuid::now_v7();
         let mut id_buf = uuid::Uuid::encode_buffer();
         let id = &*event_id.hyphenated().encode_lower(&mut id_buf);
         let mut time_buf = [0u8; 32];
         let time = rfc3339_micros(now, &mut time_buf);
-        let path = event_path(hook, parts.uri.path(), route.key.is_some());
+        let path = event_path(hook, parts.uri.path(), keyed_path);
         let query = query_fields(hook, parts.uri.query());
         let headers = header_fields(hook, &parts.headers);
         let attrs = Attributes {
@@ -327,8 +395,7 @@ impl Gateway {
             headers: &headers,
         };
 
-        let delivered = Instant::now();
-        let pending = EVENT_BUFFER.with_borrow_mut(|buf| {
+        EVENT_BUFFER.with_borrow_mut(|buf| {
             buf.clear();
             let (value, record_headers) = match (&hook.mode, &normalized) {
                 (EnvelopeMode::Structured, Some(n)) => {
@@ -370,20 +437,7 @@ impl Gateway {
                 *buf = Vec::new();
             }
             Ok(pending)
-        })?;
-        let result = pending.wait(hook.ack_timeout).await;
-        hook.metrics().delivery(delivered.elapsed(), result.is_ok());
-        if matches!(result, Err(crate::sink::PublishError::QueueFull)) {
-            metrics::shed("queue_full");
-        }
-        result?;
-        if let Some(ticket) = ticket {
-            ticket.accepted(event_id);
-        }
-        match handshake_answer {
-            Some(answer) => Ok(Accepted::Handshake(answer)),
-            None => Ok(Accepted::Stored { id: event_id }),
-        }
+        })
     }
 
     fn unauthorized(&self, hook: &Hook, failure: crate::auth::Failure) -> Rejection {

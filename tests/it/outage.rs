@@ -306,3 +306,67 @@ async fn shutdown_drains_in_flight_requests_then_stops_accepting() {
     let on_topic = kafka::ids_until(&cluster.bootstrap_servers(), "drain", &id);
     assert!(on_topic.contains(&id));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_awaiting_its_acknowledgement_holds_none_of_its_body() {
+    use bytes::Bytes;
+    use hookgate::config::{Config, Environment, Source};
+    use hookgate::pipeline::{Gateway, Limits, Live};
+    use hookgate::sink::{KafkaSink, Sink};
+    use http_body_util::Full;
+
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("held", 1, 1).unwrap();
+    let env = Environment::default();
+    let source = Source::Text {
+        name: "held".into(),
+        toml: format!(
+            "[kafka]\nbrokers = \"{}\"\n[[hooks]]\nid = \"h\"\ntopic = \"held\"\nack_timeout = \"20s\"\nauth = {{ scheme = \"none\" }}",
+            cluster.bootstrap_servers()
+        ),
+    };
+    let settings = Config::load(&source, &env)
+        .unwrap()
+        .build(&env, "held")
+        .unwrap();
+    let sink = KafkaSink::new(&settings.kafka, std::sync::Arc::new(Default::default())).unwrap();
+    let limits = Limits {
+        max_in_flight: 16,
+        body_read_timeout: Duration::from_secs(5),
+        max_record_bytes: 1 << 20,
+    };
+    let gateway = std::sync::Arc::new(Gateway::new(
+        Live::new(settings.hooks, Default::default()),
+        Sink::Kafka(sink),
+        limits,
+    ));
+
+    cluster.broker_down(1).unwrap();
+    let body = Bytes::from(format!("{{\"pad\":\"{}\"}}", "x".repeat(4096)));
+    let mine = body.clone();
+    let request = ::http::Request::post("/hooks/h")
+        .header("content-type", "application/json")
+        .body(Full::new(body))
+        .unwrap();
+    let handling = tokio::spawn({
+        let gateway = gateway.clone();
+        async move { gateway.handle(request, None).await.status() }
+    });
+    // The event is with the producer, waiting for a broker that is down.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !mine.is_unique() {
+        assert!(
+            Instant::now() < deadline,
+            "the request still holds its body while it awaits the broker"
+        );
+        assert!(
+            !handling.is_finished(),
+            "answered before the broker came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!handling.is_finished());
+    cluster.broker_up(1).unwrap();
+    assert_eq!(handling.await.unwrap(), 202);
+    drop(cluster);
+}
