@@ -15,6 +15,7 @@
 //! - [`error`]: the one mapping from a refusal to an HTTP answer.
 //!
 //! Around it: [`config`] (layered, strict, validated before any port is bound),
+//! [`in_flight`] (the in-flight limit, which also pauses idle connections while reached),
 //! [`reload`] (SIGHUP and `POST /reload`), [`ratelimit`] and [`client`] (per-hook and
 //! per-client limits, source allowlists), [`replay`] (delivery ids already accepted),
 //! [`handshake`] (provider endpoint checks), [`tls`], [`topics`] and [`health`] (startup
@@ -31,6 +32,7 @@ pub mod error;
 pub mod handshake;
 pub mod health;
 pub mod hook;
+pub mod in_flight;
 pub mod local;
 pub mod metrics;
 pub mod normalize;
@@ -163,6 +165,7 @@ pub async fn run(
             ..server_cfg.clone()
         },
         None,
+        None,
         move |req, _peer| {
             let admin = admin.clone();
             async move { admin.handle(req).await }
@@ -174,6 +177,7 @@ pub async fn run(
         listeners.http,
         server_cfg.clone(),
         tls,
+        Some(gateway.in_flight()),
         move |req, peer| {
             let gw = gw.clone();
             async move { gw.handle(req, Some(peer)).await }

@@ -24,7 +24,6 @@ use hookgate_event::{
 use http::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use tokio::sync::Semaphore;
 
 use crate::client::{client_ip, CidrList};
 use crate::config::{EnvelopeMode, KeySource, Lookup};
@@ -32,6 +31,7 @@ use crate::error::Rejection;
 use crate::handshake::Outcome as HandshakeOutcome;
 use crate::hook::ClientKey;
 use crate::hook::{Hook, MAX_KEY_BYTES, MAX_TYPE_BYTES};
+use crate::in_flight::InFlight;
 use crate::metrics;
 use crate::normalize::{self, ContentCoding};
 use crate::replay::Admission;
@@ -45,7 +45,7 @@ const REPLAY_WAIT_SLACK: Duration = Duration::from_secs(1);
 pub struct Gateway {
     live: ArcSwap<Live>,
     sink: Sink,
-    in_flight: Semaphore,
+    in_flight: Arc<InFlight>,
     limits: Limits,
 }
 
@@ -101,9 +101,14 @@ impl Gateway {
         Gateway {
             live: ArcSwap::from_pointee(live),
             sink,
-            in_flight: Semaphore::new(limits.max_in_flight),
+            in_flight: Arc::new(InFlight::new(limits.max_in_flight)),
             limits,
         }
+    }
+
+    /// The in-flight limit, which the listener consults before reading new requests.
+    pub fn in_flight(&self) -> Arc<InFlight> {
+        self.in_flight.clone()
     }
 
     pub fn sink(&self) -> &Sink {
@@ -253,11 +258,11 @@ impl Gateway {
             // make readers take the sender's body for a whole, structured event.
             return Err(Rejection::CloudEventsInBinaryMode);
         }
-        let _permit = self.in_flight.try_acquire().map_err(|_| {
+        let _slot = self.in_flight.try_admit().ok_or_else(|| {
             metrics::shed("in_flight");
             Rejection::Overloaded
         })?;
-        metrics::in_flight(self.limits.max_in_flight - self.in_flight.available_permits());
+        metrics::in_flight(self.in_flight.in_flight());
         let raw = self.read_body(body, hook.max_body).await?;
         hook.metrics().body_bytes(raw.len());
         // Over the bytes as received, before anything parses them.

@@ -23,10 +23,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+mod pacing;
 mod reclaim;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerConfig;
+use crate::in_flight::InFlight;
 use crate::shutdown::Shutdown;
 
 /// HTTP/2 streams a client may reset before the server answers, per connection, before
@@ -66,6 +68,7 @@ pub async fn serve<H, F>(
     listener: TcpListener,
     cfg: ServerConfig,
     tls: Option<TlsSlot>,
+    in_flight: Option<Arc<InFlight>>,
     handler: H,
     shutdown: Shutdown,
 ) where
@@ -85,6 +88,7 @@ pub async fn serve<H, F>(
         connections,
         cfg,
         tls,
+        in_flight,
         handler,
         shutdown,
     };
@@ -142,6 +146,8 @@ struct Shared<H> {
     connections: Arc<reclaim::Connections>,
     cfg: ServerConfig,
     tls: Option<TlsSlot>,
+    /// The in-flight limit that pauses idle connections, for the webhook listener.
+    in_flight: Option<Arc<InFlight>>,
     handler: H,
     shutdown: Shutdown,
 }
@@ -174,10 +180,18 @@ where
         shared.connections.opened();
         let _ = stream.set_nodelay(true);
         let handler = shared.handler.clone();
+        let in_progress = Arc::new(pacing::InProgress::default());
+        let counted = in_progress.clone();
         let service = service_fn(move |req: Request<Incoming>| {
+            let handling = counted.start();
             let fut = handler(req, remote);
-            async move { Ok::<_, Infallible>(fut.await) }
+            async move {
+                let resp = fut.await;
+                drop(handling);
+                Ok::<_, Infallible>(resp)
+            }
         });
+        let in_flight = shared.in_flight.clone();
         let builder = shared.builder.clone();
         let watcher = graceful.watcher();
         let tls = shared.tls.as_ref().map(|t| t.load_full());
@@ -185,14 +199,15 @@ where
             let result = match tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
+                    pacing::paced(watcher.watch(conn.into_owned()), in_flight, in_progress).await
                 }
                 Some(tls) => {
                     let accept = TlsAcceptor::from(tls).accept(stream);
                     match tokio::time::timeout(handshake_timeout, accept).await {
                         Ok(Ok(stream)) => {
                             let conn = builder.serve_connection(TokioIo::new(stream), service);
-                            watcher.watch(conn.into_owned()).await
+                            let watched = watcher.watch(conn.into_owned());
+                            pacing::paced(watched, in_flight, in_progress).await
                         }
                         Ok(Err(e)) => Err(e.into()),
                         Err(_) => Err("TLS handshake timed out".into()),

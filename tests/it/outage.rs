@@ -370,3 +370,44 @@ async fn a_request_awaiting_its_acknowledgement_holds_none_of_its_body() {
     assert_eq!(handling.await.unwrap(), 202);
     drop(cluster);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_the_in_flight_limit_a_request_is_shed_with_503_and_the_admitted_one_goes_on() {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("full", 1, 1).unwrap();
+    let gw = GatewayBuilder::new()
+        .brokers(&bootstrap)
+        .server("max_in_flight = 1")
+        .hook("id = \"f\"\ntopic = \"full\"\nack_timeout = \"20s\"\nauth = { scheme = \"none\" }")
+        .start()
+        .await;
+    let url = gw.hook_url("/hooks/f");
+    cluster.broker_down(1).unwrap();
+    // Takes the only slot and waits for a broker that is down.
+    let admitted = tokio::spawn({
+        let url = url.clone();
+        async move { http::post(&url).body("{\"n\":1}").send().await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let shed = http::post(&url).body("{\"n\":2}").send().await.unwrap();
+    assert_eq!(shed.status, 503, "{:?}", shed.body);
+    assert_eq!(shed.header("retry-after"), Some("1"));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shed after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !admitted.is_finished(),
+        "the admitted request was answered early"
+    );
+    cluster.broker_up(1).unwrap();
+    let admitted = admitted.await.unwrap();
+    assert_eq!(admitted.status, 202, "{:?}", admitted.body);
+    let id = admitted.event_id();
+    assert!(kafka::ids_until(&bootstrap, "full", &id).contains(&id));
+    gw.stop().await.unwrap();
+    drop(cluster);
+}
