@@ -133,9 +133,14 @@ impl Config {
                 );
             }
         }
-        if let Err(e) = crate::sink::kafka::check_properties(&self.kafka.brokers, &properties) {
+        if let Err((name, e)) =
+            crate::sink::kafka::check_properties(&self.kafka.brokers, &properties)
+        {
             p.push(
-                "kafka.properties",
+                name.map_or_else(
+                    || "kafka.properties".to_string(),
+                    |n| format!("kafka.properties.\"{n}\""),
+                ),
                 e,
                 "use a property librdkafka knows, with a valid value (see librdkafka's CONFIGURATION.md)",
             );

@@ -78,13 +78,30 @@ pub fn producer_config(brokers: &str, properties: &ResolvedProperties) -> Client
 }
 
 /// Lets librdkafka check every property name and value, without connecting.
-pub fn check_properties(brokers: &str, properties: &ResolvedProperties) -> Result<(), String> {
+/// Whether librdkafka takes `properties`. The error names the property as written (the
+/// message librdkafka gives may use another name for it) and, for a property whose value
+/// came from a secret, leaves out librdkafka's message, which may quote the value.
+pub fn check_properties(
+    brokers: &str,
+    properties: &ResolvedProperties,
+) -> Result<(), (Option<String>, String)> {
     producer_config(brokers, properties)
         .create_native_config()
         .map(|_| ())
         .map_err(|e| match e {
-            KafkaError::ClientConfig(_, desc, _, _) => desc,
-            other => other.to_string(),
+            KafkaError::ClientConfig(_, desc, key, _) => {
+                let secret = properties
+                    .entries
+                    .iter()
+                    .any(|(name, _, secret)| *secret && *name == key);
+                let message = if secret {
+                    "librdkafka refused the value (from a secret, not shown)".to_string()
+                } else {
+                    desc
+                };
+                (Some(key), message)
+            }
+            other => (None, other.to_string()),
         })
 }
 

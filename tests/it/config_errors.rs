@@ -113,9 +113,22 @@ fn reserved_kafka_properties_are_refused_with_the_reason() {
         "{BASE}properties = {{ \"lingr.ms\" = 5 }}\n{HOOK}"
     ));
     assert!(
-        p.starts_with("kafka.properties") && p.contains("lingr.ms"),
+        p.starts_with("kafka.properties.\"lingr.ms\"") && p.contains("librdkafka"),
         "{p}"
     );
+    // librdkafka calls linger.ms queue.buffering.max.ms; the problem names the key written.
+    let p = one_problem(&format!(
+        "{BASE}properties = {{ \"linger.ms\" = \"soon\" }}\n{HOOK}"
+    ));
+    assert!(p.starts_with("kafka.properties.\"linger.ms\""), "{p}");
+    // A refused value that came from a secret is not repeated.
+    let p = problems(
+        &format!("{BASE}properties = {{ \"linger.ms\" = {{ env = \"LINGER\" }} }}\n{HOOK}"),
+        &[("LINGER", "hunter2-not-a-number")],
+    )
+    .join("\n");
+    assert!(p.starts_with("kafka.properties.\"linger.ms\""), "{p}");
+    assert!(!p.contains("hunter2"), "{p}");
 }
 
 #[test]
