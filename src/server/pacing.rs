@@ -4,10 +4,10 @@
 //! requests finish and their answers go out.
 
 use std::future::Future;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use crate::in_flight::InFlight;
 
@@ -35,35 +35,56 @@ impl Drop for Handling {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A connection's future, left unpolled while the gateway is full and the connection
+    /// idle.
+    pub(super) struct Paced<F> {
+        #[pin]
+        conn: F,
+        in_flight: Option<Arc<InFlight>>,
+        in_progress: Arc<InProgress>,
+        pause: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    }
+}
+
 /// Drives `conn`, pausing it whenever `in_flight` is full and the connection is idle.
 /// Without a limit (the admin listener) it is just `conn`.
-pub(super) async fn paced<F: Future>(
+pub(super) fn paced<F: Future>(
     conn: F,
     in_flight: Option<Arc<InFlight>>,
     in_progress: Arc<InProgress>,
-) -> F::Output {
-    let Some(in_flight) = in_flight else {
-        return conn.await;
-    };
-    let mut conn = pin!(conn);
-    let mut pause: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
-    std::future::poll_fn(move |cx| {
-        if let Some(p) = pause.as_mut() {
-            if p.as_mut().poll(cx).is_pending() {
+) -> Paced<F> {
+    Paced {
+        conn,
+        in_flight,
+        in_progress,
+        pause: None,
+    }
+}
+
+impl<F: Future> Future for Paced<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if let Some(pause) = this.pause.as_mut() {
+            if pause.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             // Resumed: read at least once, whatever the gateway's state now.
-            pause = None;
-            return conn.as_mut().poll(cx);
+            *this.pause = None;
+            return this.conn.poll(cx);
         }
-        if in_flight.is_full() && in_progress.idle() {
-            let mut p: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(in_flight.pause());
-            if p.as_mut().poll(cx).is_pending() {
-                pause = Some(p);
-                return Poll::Pending;
+        if let Some(in_flight) = this.in_flight {
+            if in_flight.is_full() && this.in_progress.idle() {
+                let mut pause: Pin<Box<dyn Future<Output = ()> + Send>> =
+                    Box::pin(in_flight.pause());
+                if pause.as_mut().poll(cx).is_pending() {
+                    *this.pause = Some(pause);
+                    return Poll::Pending;
+                }
             }
         }
-        conn.as_mut().poll(cx)
-    })
-    .await
+        this.conn.poll(cx)
+    }
 }
