@@ -404,17 +404,22 @@ async fn worker(plan: Arc<Plan>, index: u64, mut link: Link) -> Stats {
                 }
             }
         }
-        if !measured {
+        // Latency is taken for the requests due (or sent) in the measured window;
+        // counts for the answers that arrive in it, whenever their request was due.
+        // An open loop that has fallen behind spends the window answering requests
+        // due before it, and those answers are the server's throughput too.
+        if measured {
+            stats.sent += 1;
+        }
+        if done < plan.measure_start {
             continue;
         }
-        stats.sent += 1;
+        let at = done - plan.measure_start;
         match outcome {
-            Outcome::Response { status, .. } => stats.record_response(
-                status,
-                group,
-                done - scheduled,
-                done.saturating_duration_since(plan.measure_start),
-            ),
+            Outcome::Response { status, .. } if measured => {
+                stats.record_response(status, group, done - scheduled, at)
+            }
+            Outcome::Response { status, .. } => stats.count_response(status, group, at),
             Outcome::Timeout => stats.errors.timeout += 1,
             Outcome::Io => stats.errors.io += 1,
         }
@@ -704,6 +709,31 @@ mod tests {
             }
         });
         addr
+    }
+
+    #[tokio::test]
+    async fn answers_in_the_window_count_though_their_requests_were_due_before_it() {
+        // The first request stalls the only connection for 800 ms, past the end of a
+        // 500 ms warm-up; the ~50 requests due during the warm-up are answered in the
+        // measured window, once the connection catches up.
+        let addr = start_stalling_server(0, Duration::from_millis(800)).await;
+        let mut config = short(format!("http://{addr}/"));
+        config.connections = 1;
+        config.rate = Some(100.0);
+        config.warmup = Duration::from_millis(500);
+        let report = run(&config).await.unwrap();
+
+        let due_in_window = report.requests_sent + report.missed;
+        assert!((90..=110).contains(&due_in_window), "{due_in_window}");
+        let answered = report.responses[&200];
+        assert!(
+            answered >= due_in_window + 40,
+            "{answered} answers counted, {due_in_window} requests due in the window"
+        );
+        assert!(report.requests_per_s * report.duration_s >= answered as f64 - 0.5);
+        // Only the requests due in the window are timed.
+        let latency = report.latency_us.unwrap();
+        assert!(latency.max < 1_000_000, "{latency:?}");
     }
 
     #[tokio::test]

@@ -90,6 +90,16 @@ impl Stats {
         // A response slower than the histogram's range is still a response;
         // clamping keeps it counted, at the top bucket.
         self.latency.saturating_record(us);
+        if !(200..300).contains(&status) {
+            self.slowest_failure_us = self.slowest_failure_us.max(us);
+        }
+        self.count_response(status, group, at);
+    }
+
+    /// Counts a response that completed `at` after the start of the measured window
+    /// without timing it: its request was due before the window (an open loop
+    /// catching up).
+    pub fn count_response(&mut self, status: u16, group: u16, at: Duration) {
         *self.responses.entry(status).or_insert(0) += 1;
         *self
             .by_group
@@ -101,8 +111,6 @@ impl Stats {
         bump(&mut self.per_second, second);
         if (200..300).contains(&status) {
             bump(&mut self.ok_per_second, second);
-        } else {
-            self.slowest_failure_us = self.slowest_failure_us.max(us);
         }
     }
 
