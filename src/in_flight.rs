@@ -67,6 +67,7 @@ impl InFlight {
         let in_flight = self.clone();
         async move {
             in_flight.paused.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::connection_paused();
             let _resumed = Resumed(&in_flight);
             let _ = tokio::time::timeout(PAUSE_MAX, in_flight.freed.notified()).await;
         }
@@ -79,6 +80,7 @@ struct Resumed<'a>(&'a InFlight);
 impl Drop for Resumed<'_> {
     fn drop(&mut self) {
         self.0.paused.fetch_sub(1, Ordering::Relaxed);
+        crate::metrics::connection_resumed();
     }
 }
 

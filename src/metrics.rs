@@ -22,6 +22,7 @@ pub const AUTH_FAILURES: &str = "hookgate_auth_failures_total";
 pub const RATE_LIMITED: &str = "hookgate_rate_limited_total";
 pub const SHED: &str = "hookgate_shed_total";
 pub const IN_FLIGHT: &str = "hookgate_in_flight_requests";
+pub const PAUSED: &str = "hookgate_paused_connections";
 pub const BODY_BYTES: &str = "hookgate_request_body_bytes";
 pub const RELOADS: &str = "hookgate_config_reloads_total";
 
@@ -279,6 +280,21 @@ pub fn shed(reason: &'static str) {
 /// Requests being handled now.
 pub fn in_flight(n: usize) {
     in_flight_gauge().set(n as f64);
+}
+
+fn paused_gauge() -> &'static Gauge {
+    static G: OnceLock<Gauge> = OnceLock::new();
+    G.get_or_init(|| gauge!(PAUSED))
+}
+
+/// A connection left unread while the in-flight limit is reached.
+pub fn connection_paused() {
+    paused_gauge().increment(1.0);
+}
+
+/// A paused connection read again.
+pub fn connection_resumed() {
+    paused_gauge().decrement(1.0);
 }
 
 /// A configuration reload: `result` is `ok` or `rejected`.

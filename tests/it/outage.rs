@@ -390,6 +390,31 @@ async fn past_the_in_flight_limit_a_request_is_shed_with_503_and_the_admitted_on
         async move { http::post(&url).body("{\"n\":1}").send().await.unwrap() }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // A connection that sends nothing is left unread while the gateway is full, and
+    // shows on the gauge.
+    let idle = tokio::net::TcpStream::connect(
+        url.trim_start_matches("http://").split('/').next().unwrap(),
+    )
+    .await
+    .unwrap();
+    let metrics_url = format!("{}/metrics", gw.admin_url);
+    let paused = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("hookgate_paused_connections "))
+            .map(|v| v.trim().parse::<f64>().unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = String::from_utf8(http::get(&metrics_url).await.unwrap().body.to_vec()).unwrap();
+        if paused(&text).is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no paused connection shown:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let started = Instant::now();
     let shed = http::post(&url).body("{\"n\":2}").send().await.unwrap();
     assert_eq!(shed.status, 503, "{:?}", shed.body);
@@ -406,6 +431,20 @@ async fn past_the_in_flight_limit_a_request_is_shed_with_503_and_the_admitted_on
     cluster.broker_up(1).unwrap();
     let admitted = admitted.await.unwrap();
     assert_eq!(admitted.status, 202, "{:?}", admitted.body);
+    // With a slot free again, nothing is paused.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = String::from_utf8(http::get(&metrics_url).await.unwrap().body.to_vec()).unwrap();
+        if paused(&text) == Some(0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connections still paused:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(idle);
     let id = admitted.event_id();
     assert!(kafka::ids_until(&bootstrap, "full", &id).contains(&id));
     gw.stop().await.unwrap();
