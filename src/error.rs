@@ -11,7 +11,7 @@ use crate::normalize::{DecompressError, NormalizeError};
 use crate::sink::PublishError;
 
 mod throttle;
-pub use throttle::Throttle;
+use throttle::Throttle;
 
 /// Seconds a sender is asked to wait after a 503.
 pub const RETRY_AFTER_SECS: u32 = 1;

@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 const INTERVAL: Duration = Duration::from_secs(1);
 
 /// One kind of warning: when it was last logged and how many were left out since.
-pub struct Throttle {
+pub(super) struct Throttle {
     /// Intervals since the process's first throttled warning, plus one; 0: never logged.
     logged: AtomicU64,
     skipped: AtomicU64,
 }
 
 impl Throttle {
-    pub const fn new() -> Throttle {
+    pub(super) const fn new() -> Throttle {
         Throttle {
             logged: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
@@ -28,7 +28,7 @@ impl Throttle {
 
     /// `Some(n)` if a line is due at `now` (`n` were left out since the last one), `None`
     /// if this one is to be left out.
-    pub fn admit(&self, now: Instant) -> Option<u64> {
+    pub(super) fn admit(&self, now: Instant) -> Option<u64> {
         static EPOCH: OnceLock<Instant> = OnceLock::new();
         let epoch = *EPOCH.get_or_init(|| now);
         let tick = now.saturating_duration_since(epoch).as_nanos() / INTERVAL.as_nanos() + 1;
@@ -45,12 +45,6 @@ impl Throttle {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             None
         }
-    }
-}
-
-impl Default for Throttle {
-    fn default() -> Throttle {
-        Throttle::new()
     }
 }
 

@@ -77,8 +77,7 @@ pub fn producer_config(brokers: &str, properties: &ResolvedProperties) -> Client
     c
 }
 
-/// Lets librdkafka check every property name and value, without connecting.
-/// Whether librdkafka takes `properties`. The error names the property as written (the
+/// Lets librdkafka check every property name and value, without connecting. The error names the property as written (the
 /// message librdkafka gives may use another name for it) and, for a property whose value
 /// came from a secret, leaves out librdkafka's message, which may quote the value.
 pub fn check_properties(
