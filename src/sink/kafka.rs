@@ -77,9 +77,10 @@ pub fn producer_config(brokers: &str, properties: &ResolvedProperties) -> Client
     c
 }
 
-/// Lets librdkafka check every property name and value, without connecting. The error names the property as written (the
-/// message librdkafka gives may use another name for it) and, for a property whose value
-/// came from a secret, leaves out librdkafka's message, which may quote the value.
+/// Lets librdkafka check every property name and value, without connecting. The error
+/// names the property as written (librdkafka's message may use another name for it) and,
+/// for a property whose value came from a secret, leaves out librdkafka's message, which
+/// may quote the value.
 pub fn check_properties(
     brokers: &str,
     properties: &ResolvedProperties,
