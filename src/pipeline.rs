@@ -589,7 +589,10 @@ fn header_fields<'a>(hook: &Hook, headers: &'a HeaderMap) -> Fields<'a> {
         let value = if hook.redaction.header(name) {
             Cow::Borrowed(REDACTED)
         } else {
-            String::from_utf8_lossy(value.as_bytes())
+            // Header values are nearly always ASCII: the lossy path's per-chunk walk only for
+            // those that are not UTF-8.
+            std::str::from_utf8(value.as_bytes())
+                .map_or_else(|_| String::from_utf8_lossy(value.as_bytes()), Cow::Borrowed)
         };
         fields.push(name, value);
     }

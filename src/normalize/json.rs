@@ -73,22 +73,6 @@ struct Scanner<'b, 'p, 'f> {
     found: &'f mut [Option<String>],
 }
 
-/// Bytes that end the fast path through a string: the closing quote, an escape, or a
-/// control character (which JSON does not allow unescaped).
-const fn string_stops() -> [bool; 256] {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        table[b] = true;
-        b += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-}
-
-static STRING_STOPS: [bool; 256] = string_stops();
-
 impl<'b> Scanner<'b, '_, '_> {
     fn error(&self, what: &str) -> NormalizeError {
         NormalizeError::Json(format!("{what} at byte {}", self.at))
@@ -258,9 +242,7 @@ impl<'b> Scanner<'b, '_, '_> {
         let mut i = start;
         let bytes = self.bytes;
         loop {
-            while i < bytes.len() && !STRING_STOPS[usize::from(bytes[i])] {
-                i += 1;
-            }
+            i = hookgate_event::plain_run_end(bytes, i);
             match bytes.get(i) {
                 Some(b'"') => {
                     self.at = i + 1;
