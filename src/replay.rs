@@ -164,7 +164,8 @@ impl ReplayGuard {
     /// same id is in flight (at most `wait`, then it is treated as failed).
     pub async fn admit(&self, delivery_id: &str, wait: Duration) -> Admission<'_> {
         let key = digest(delivery_id);
-        let deadline = tokio::time::Instant::now() + wait;
+        // Read off the clock only by a duplicate that has to wait.
+        let mut deadline = None;
         loop {
             let mut rx = {
                 let mut inner = self.inner.lock().expect("replay lock");
@@ -192,6 +193,7 @@ impl ReplayGuard {
             };
             // Wait for the first attempt to settle, then look again.
             let settled = rx.wait_for(|o| *o != Outcome::InFlight);
+            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + wait);
             if tokio::time::timeout_at(deadline, settled).await.is_err() {
                 // The first attempt is bounded by its ack timeout; this only guards
                 // against a bug leaving the entry in flight.
