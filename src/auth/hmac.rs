@@ -852,8 +852,14 @@ fn decode_hex(s: &str, buf: &mut [u8; 128]) -> Option<usize> {
     if s.len() % 2 != 0 || s.len() > 2 * buf.len() {
         return None;
     }
-    for (i, out) in buf.iter_mut().take(s.len() / 2).enumerate() {
-        *out = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    for (out, pair) in buf.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        *out = digit(pair[0])? << 4 | digit(pair[1])?;
     }
     Some(s.len() / 2)
 }

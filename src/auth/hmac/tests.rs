@@ -220,7 +220,15 @@ fn failures_are_classified() {
     let now = SystemTime::now();
     let github = |sig: &str| h.verify(&parts("/", &[("x-hub-signature-256", sig)]), b"x", now);
     assert_eq!(h.verify(&parts("/", &[]), b"x", now), Err(Failure::Missing));
-    for bad in ["sha1=abcd", "sha256=zz", "sha256=", "garbage"] {
+    // A sign is not a hex digit ("+a" would parse as a number).
+    for bad in [
+        "sha1=abcd",
+        "sha256=zz",
+        "sha256=",
+        "garbage",
+        "sha256=+a",
+        "sha256=é",
+    ] {
         assert_eq!(github(bad), Err(Failure::Malformed), "{bad}");
     }
     assert_eq!(
