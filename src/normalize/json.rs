@@ -73,6 +73,57 @@ struct Scanner<'b, 'p, 'f> {
     found: &'f mut [Option<String>],
 }
 
+/// Where a run of string text that starts at `from` ends: the index of the first byte a
+/// JSON string cannot hold as it is (a quote, a backslash or a control character), or
+/// `bytes.len()` if there is none.
+fn plain_run_end(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Most strings in a JSON document are short (keys, ids, small values): a byte at a
+    // time while that is cheaper than setting up the wide steps.
+    let short_end = bytes.len().min(from.saturating_add(8));
+    let mut i = from;
+    while i < short_end {
+        if STOPS[usize::from(bytes[i])] {
+            return i;
+        }
+        i += 1;
+    }
+    // The high bit of each zero byte of `word`, exact up to the first zero byte (a borrow
+    // only sets bits above one). Read little-endian, the first byte in memory is lowest.
+    let zeros = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    // Then eight bytes at a time while there are eight.
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // A byte is a control character (below 0x20) when its top three bits are clear.
+        let stops = zeros(word & u64::from_ne_bytes([0xe0; 8]))
+            | zeros(word ^ u64::from_ne_bytes([b'"'; 8]))
+            | zeros(word ^ u64::from_ne_bytes([b'\\'; 8]));
+        if stops != 0 {
+            return i + (stops.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < bytes.len() && !STOPS[usize::from(bytes[i])] {
+        i += 1;
+    }
+    i
+}
+
+/// The bytes [`plain_run_end`] stops at, by value: a string's closing quote, an escape,
+/// or a control character (which JSON does not allow unescaped).
+static STOPS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 impl<'b> Scanner<'b, '_, '_> {
     fn error(&self, what: &str) -> NormalizeError {
         NormalizeError::Json(format!("{what} at byte {}", self.at))
@@ -242,7 +293,7 @@ impl<'b> Scanner<'b, '_, '_> {
         let mut i = start;
         let bytes = self.bytes;
         loop {
-            i = hookgate_event::plain_run_end(bytes, i);
+            i = plain_run_end(bytes, i);
             match bytes.get(i) {
                 Some(b'"') => {
                     self.at = i + 1;
@@ -401,6 +452,34 @@ mod tests {
 
     fn ptr(s: &str) -> Pointer {
         Pointer::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_plain_run_ends_at_the_first_quote_backslash_or_control_character_wherever_it_is() {
+        // Every byte value at every offset of runs shorter and longer than the byte-wise
+        // start and the eight-byte steps, in text of bytes next to the stops (0x20, 0x21,
+        // 0x5b, 0x5d) and high bytes.
+        let filler = [0x20, 0x21, 0x5b, 0x5d, 0x7f, 0x80, 0xff, b'a'];
+        for len in 0..30 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes: Vec<u8> = (0..len).map(|i| filler[i % filler.len()]).collect();
+                    bytes[at] = b;
+                    let expected = bytes
+                        .iter()
+                        .position(|&c| c < 0x20 || c == b'"' || c == b'\\')
+                        .unwrap_or(len);
+                    assert_eq!(plain_run_end(&bytes, 0), expected, "{bytes:?}");
+                    if expected < len {
+                        assert_eq!(plain_run_end(&bytes, expected + 1), len, "{bytes:?}");
+                    }
+                }
+            }
+        }
+        // Two stops in the same eight bytes: the first.
+        assert_eq!(plain_run_end(b"12345678ab\"cdef\"gh", 0), 10);
+        assert_eq!(plain_run_end(b"12345678ab\\c\ndefgh", 0), 10);
+        assert_eq!(plain_run_end(b"12345678ab\x00\"defgh", 0), 10);
     }
 
     #[test]
