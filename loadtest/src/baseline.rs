@@ -25,7 +25,9 @@ const RESPONSE_BODY: &[u8] = br#"{"id":"0"}"#;
 pub async fn serve(listener: TcpListener) -> Result<()> {
     // `auto` sniffs the HTTP/2 preface, so h2c with prior knowledge and
     // HTTP/1.1 share the port as they do on hookgate.
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Writes as hookgate's listener does: head and body flattened into one write.
+    builder.http1().writev(false);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
