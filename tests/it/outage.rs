@@ -398,23 +398,7 @@ async fn past_the_in_flight_limit_a_request_is_shed_with_503_and_the_admitted_on
     .await
     .unwrap();
     let metrics_url = format!("{}/metrics", gw.admin_url);
-    let paused = |text: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("hookgate_paused_connections "))
-            .map(|v| v.trim().parse::<f64>().unwrap())
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = String::from_utf8(http::get(&metrics_url).await.unwrap().body.to_vec()).unwrap();
-        if paused(&text).is_some_and(|n| n >= 1.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no paused connection shown:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    paused_connections_until(&metrics_url, |n| n >= 1.0, "no paused connection shown").await;
     let started = Instant::now();
     let shed = http::post(&url).body("{\"n\":2}").send().await.unwrap();
     assert_eq!(shed.status, 503, "{:?}", shed.body);
@@ -432,21 +416,28 @@ async fn past_the_in_flight_limit_a_request_is_shed_with_503_and_the_admitted_on
     let admitted = admitted.await.unwrap();
     assert_eq!(admitted.status, 202, "{:?}", admitted.body);
     // With a slot free again, nothing is paused.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = String::from_utf8(http::get(&metrics_url).await.unwrap().body.to_vec()).unwrap();
-        if paused(&text) == Some(0.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "connections still paused:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    paused_connections_until(&metrics_url, |n| n == 0.0, "connections still paused").await;
     drop(idle);
     let id = admitted.event_id();
     assert!(kafka::ids_until(&bootstrap, "full", &id).contains(&id));
     gw.stop().await.unwrap();
     drop(cluster);
+}
+
+/// Reads `/metrics` until `hookgate_paused_connections` is shown and satisfies `wanted`;
+/// fails with `what` and the last page after 5 s.
+async fn paused_connections_until(metrics_url: &str, wanted: impl Fn(f64) -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = String::from_utf8(http::get(metrics_url).await.unwrap().body.to_vec()).unwrap();
+        let paused = text
+            .lines()
+            .find_map(|l| l.strip_prefix("hookgate_paused_connections "))
+            .map(|v| v.trim().parse::<f64>().unwrap());
+        if paused.is_some_and(&wanted) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
