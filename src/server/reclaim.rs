@@ -3,11 +3,14 @@
 //! The allocator keeps the pages that a burst freed (a thousand slow clients, hundreds
 //! of uploads at the body limit) for reuse, and glibc's returns them only when asked. So
 //! the listener records its peak of open connections, and every [`CHECK`] this task
-//! looks: when resident memory is at least [`GROWTH`] above its settled level and the open
-//! connections have fallen to half a peak of at least [`BURST`] (a burst is over), it asks the
-//! allocator to release its free pages (`malloc_trim`). A trim that gives little back
-//! shows the memory is in use, and makes that the settled level. Under steady load the
-//! connections do not fall, so a busy gateway is not trimmed.
+//! looks: when resident memory is at least [`GROWTH`] above its settled level and the
+//! open connections have fallen to half a peak of at least [`BURST`] (a burst is over),
+//! it asks the allocator to release its free pages (`malloc_trim`). While the burst's
+//! connections keep closing (half again since the last trim), or the last trim gave
+//! back much, each look trims again, since more is freed as they go. A trim that gives
+//! little back once they have stopped closing shows the memory is in use, and makes
+//! that the settled level. Under steady load the connections do not fall, so a busy
+//! gateway is not trimmed.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -53,9 +56,10 @@ impl Connections {
 
 /// Runs until shutdown, trimming after each burst (see the module docs).
 pub(super) async fn run(connections: Arc<Connections>, shutdown: Shutdown) {
-    let Some(mut settled) = resident_bytes() else {
+    let Some(resident) = resident_bytes() else {
         return;
     };
+    let mut policy = Policy::new(resident);
     let mut tick = tokio::time::interval(CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -68,10 +72,7 @@ pub(super) async fn run(connections: Arc<Connections>, shutdown: Shutdown) {
         };
         let open = connections.open();
         let peak = connections.peak.swap(open, Ordering::Relaxed).max(open);
-        if now < settled + GROWTH || peak < BURST || open > peak / 2 {
-            // Still busy, or nothing to give back: the next burst is measured from here
-            // once it is over.
-            settled = settled.min(now);
+        if !policy.should_trim(now, open, peak) {
             continue;
         }
         let released = tokio::task::spawn_blocking(trim).await.unwrap_or(false);
@@ -80,15 +81,66 @@ pub(super) async fn run(connections: Arc<Connections>, shutdown: Shutdown) {
             released,
             before_mib = now >> 20,
             after_mib = after >> 20,
+            open_connections = open,
             peak_connections = peak,
             "gave free memory back after a burst of connections"
         );
-        if after + GROWTH / 4 > now {
-            // Little came back: what is resident is in use, the new level to grow from.
-            // Otherwise the level stays, and the next look trims again if the burst's
-            // last connections have freed more since.
-            settled = after;
+        policy.trimmed(now, after, open);
+    }
+}
+
+/// When to trim, from what each look sees (see the module docs).
+#[derive(Debug)]
+struct Policy {
+    /// Resident memory that is in use when no burst is going on.
+    settled: u64,
+    /// The last trim, while a burst is being given back.
+    draining: Option<Drain>,
+}
+
+/// What the last trim of a burst saw.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    /// Open connections then.
+    open: usize,
+    /// Whether it gave back enough that another may find more.
+    fruitful: bool,
+}
+
+impl Policy {
+    fn new(resident: u64) -> Policy {
+        Policy {
+            settled: resident,
+            draining: None,
         }
+    }
+
+    /// `resident` bytes now, `open` connections now and their `peak` since the last look.
+    fn should_trim(&mut self, resident: u64, open: usize, peak: usize) -> bool {
+        let burst_over = peak >= BURST && open <= peak / 2 && resident >= self.settled + GROWTH;
+        let draining = self.draining.is_some_and(|last| {
+            // Fewer than half the connections of the last trim: a burst still closing,
+            // not the drift of a steady load.
+            2 * open < last.open || (last.fruitful && resident >= self.settled + GROWTH / 4)
+        });
+        if burst_over || draining {
+            return true;
+        }
+        // Quiet, or busy: the next burst is measured from here once it is over.
+        self.draining = None;
+        self.settled = self.settled.min(resident);
+        false
+    }
+
+    /// A trim took resident memory from `before` to `after` with `open` connections.
+    fn trimmed(&mut self, before: u64, after: u64, open: usize) {
+        let fruitful = after + GROWTH / 4 <= before;
+        if !fruitful {
+            // Little came back: what is resident is in use, the new level to grow from
+            // (while connections are still closing, the next look trims again anyway).
+            self.settled = after;
+        }
+        self.draining = Some(Drain { open, fruitful });
     }
 }
 
@@ -121,4 +173,79 @@ fn trim() -> bool {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim() -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn trims_once_a_burst_is_half_gone_and_again_while_it_keeps_closing() {
+        let mut p = Policy::new(20 * MIB);
+        // 500 uploads in progress: not half gone yet.
+        assert!(!p.should_trim(110 * MIB, 500, 500));
+        // Half of them done; the rest still hold their bodies, so little comes back.
+        assert!(p.should_trim(100 * MIB, 240, 500));
+        p.trimmed(100 * MIB, 98 * MIB, 240);
+        // The rest have closed since: trimmed again although resident memory is now
+        // below what the last trim made the settled level.
+        assert!(p.should_trim(90 * MIB, 0, 240));
+        p.trimmed(90 * MIB, 22 * MIB, 0);
+        // Nothing is closing any more and what is left is near the settled level: no
+        // further trim, and the level is what is left.
+        assert!(!p.should_trim(22 * MIB, 0, 0));
+        assert_eq!(p.settled, 22 * MIB);
+        assert!(!p.should_trim(21 * MIB, 0, 0));
+        assert!(p.draining.is_none());
+    }
+
+    #[test]
+    fn a_trim_that_gave_much_back_is_followed_by_another() {
+        let mut p = Policy::new(20 * MIB);
+        assert!(p.should_trim(80 * MIB, 0, 500));
+        p.trimmed(80 * MIB, 50 * MIB, 0);
+        // Freed since (the burst's last requests finishing): trimmed again.
+        assert!(p.should_trim(50 * MIB, 0, 0));
+        p.trimmed(50 * MIB, 49 * MIB, 0);
+        // That one found little: 49 MiB are in use, and no more trims.
+        assert!(!p.should_trim(49 * MIB, 0, 0));
+        assert_eq!(p.settled, 49 * MIB);
+    }
+
+    #[test]
+    fn memory_in_use_after_a_burst_becomes_the_settled_level() {
+        let mut p = Policy::new(20 * MIB);
+        assert!(p.should_trim(80 * MIB, 10, 300));
+        p.trimmed(80 * MIB, 78 * MIB, 10);
+        // The connections stopped falling: the 78 MiB are in use, and the next burst
+        // trims only once memory grows past them.
+        assert!(!p.should_trim(78 * MIB, 10, 10));
+        assert!(!p.should_trim(80 * MIB, 0, 300));
+        assert!(p.should_trim(95 * MIB, 0, 300));
+    }
+
+    #[test]
+    fn connections_drifting_down_after_a_burst_are_not_trimmed_every_look() {
+        let mut p = Policy::new(20 * MIB);
+        assert!(p.should_trim(80 * MIB, 100, 300));
+        p.trimmed(80 * MIB, 79 * MIB, 100);
+        assert!(!p.should_trim(79 * MIB, 95, 100));
+        assert!(!p.should_trim(79 * MIB, 90, 95));
+    }
+
+    #[test]
+    fn steady_or_small_load_is_never_trimmed() {
+        let mut p = Policy::new(20 * MIB);
+        // Many connections that stay open, however much memory they hold.
+        for _ in 0..10 {
+            assert!(!p.should_trim(200 * MIB, 1000, 1000));
+        }
+        // A burst below the size that counts.
+        assert!(!p.should_trim(200 * MIB, 0, BURST - 1));
+        // A burst that is over, but whose memory grew too little to be worth it.
+        let mut p = Policy::new(20 * MIB);
+        assert!(!p.should_trim(20 * MIB + GROWTH - 1, 0, 500));
+    }
 }
