@@ -305,7 +305,7 @@ impl Gateway {
             _ => None,
         };
         let delivered = Instant::now();
-        let event_id = uuid::Uuid::now_v7();
+        let event_id = event_id(now);
         let pending = self.enqueue(
             hook,
             Admitted {
@@ -479,6 +479,24 @@ fn rfc3339_micros(now: SystemTime, buf: &mut [u8; 32]) -> &str {
     std::str::from_utf8(&buf[..used]).expect("a timestamp is ASCII")
 }
 
+/// A UUIDv7 whose timestamp is `now`, the event's `time`, to the millisecond.
+fn event_id(now: SystemTime) -> uuid::Uuid {
+    use uuid::timestamp::context::{ContextV7, ThreadLocalContext};
+    thread_local! {
+        /// The counter behind the ids a thread makes: ordered within a millisecond on
+        /// the thread, unique across threads by their random bits, and no lock.
+        static CONTEXT: ContextV7 = const { ContextV7::new() };
+    }
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        ThreadLocalContext::new(&CONTEXT),
+        since.as_secs(),
+        since.subsec_nanos(),
+    ))
+}
+
 /// Bytes of event buffer a thread keeps between requests.
 const EVENT_BUFFER_KEEP: usize = 64 * 1024;
 
@@ -642,6 +660,20 @@ mod tests {
         let mut buf = [0u8; 32];
         let t = SystemTime::UNIX_EPOCH + Duration::new(1_795_000_000, 123_456_789);
         assert_eq!(rfc3339_micros(t, &mut buf), "2026-11-18T11:06:40.123456Z");
+    }
+
+    #[test]
+    fn event_ids_carry_the_event_time_and_are_ordered() {
+        let t = SystemTime::UNIX_EPOCH + Duration::new(1_795_000_000, 123_456_789);
+        let ids: Vec<uuid::Uuid> = (0..1000).map(|_| event_id(t)).collect();
+        for id in &ids {
+            assert_eq!(id.get_version_num(), 7);
+            let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
+            assert_eq!((secs, nanos), (1_795_000_000, 123_000_000));
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ordered and distinct");
+        let later = event_id(t + Duration::from_millis(1));
+        assert!(later > ids[999]);
     }
 
     #[test]

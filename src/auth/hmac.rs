@@ -852,17 +852,35 @@ fn decode_hex(s: &str, buf: &mut [u8; 128]) -> Option<usize> {
     if s.len() % 2 != 0 || s.len() > 2 * buf.len() {
         return None;
     }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
+    // Every digit is looked up; a byte that is not one sets a high bit, checked once.
+    let mut invalid = 0u8;
     for (out, pair) in buf.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-        *out = digit(pair[0])? << 4 | digit(pair[1])?;
+        let (high, low) = (
+            HEX_DIGITS[usize::from(pair[0])],
+            HEX_DIGITS[usize::from(pair[1])],
+        );
+        invalid |= high | low;
+        *out = high << 4 | low;
     }
-    Some(s.len() / 2)
+    (invalid < 16).then_some(s.len() / 2)
 }
+
+/// The value of each hex digit, in either case; 0xFF for every other byte.
+static HEX_DIGITS: [u8; 256] = {
+    let mut table = [0xFF; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// Parses a Unix timestamp in seconds: an optional sign and up to 19 digits.
 fn parse_unix_seconds(s: &str) -> Option<i64> {
