@@ -841,7 +841,15 @@ fn decode_base64(engine: &impl Engine, s: &str, buf: &mut [u8]) -> Option<usize>
 fn encode(encoding: Encoding, bytes: &[u8]) -> String {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE};
     match encoding {
-        Encoding::Hex => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        Encoding::Hex => {
+            const DIGITS: &[u8; 16] = b"0123456789abcdef";
+            let mut hex = String::with_capacity(2 * bytes.len());
+            for &b in bytes {
+                hex.push(char::from(DIGITS[usize::from(b >> 4)]));
+                hex.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+            }
+            hex
+        }
         Encoding::Base64 => STANDARD.encode(bytes),
         Encoding::Base64url => URL_SAFE.encode(bytes),
     }
