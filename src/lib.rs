@@ -31,6 +31,7 @@ pub mod config;
 pub mod error;
 pub mod handshake;
 pub mod health;
+pub mod hex;
 pub mod hook;
 pub mod in_flight;
 pub mod local;

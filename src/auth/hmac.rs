@@ -810,7 +810,7 @@ fn decode_signature(encoding: Encoding, s: &str) -> Option<Tag> {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
     let mut buf = [0u8; 128];
     let len = match encoding {
-        Encoding::Hex => decode_hex(s, &mut buf),
+        Encoding::Hex => crate::hex::decode(s.as_bytes(), &mut buf),
         Encoding::Base64 => decode_base64(&STANDARD, s, &mut buf),
         Encoding::Base64url => decode_base64(&URL_SAFE, s, &mut buf)
             .or_else(|| decode_base64(&URL_SAFE_NO_PAD, s, &mut buf)),
@@ -841,54 +841,11 @@ fn decode_base64(engine: &impl Engine, s: &str, buf: &mut [u8]) -> Option<usize>
 fn encode(encoding: Encoding, bytes: &[u8]) -> String {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE};
     match encoding {
-        Encoding::Hex => {
-            const DIGITS: &[u8; 16] = b"0123456789abcdef";
-            let mut hex = String::with_capacity(2 * bytes.len());
-            for &b in bytes {
-                hex.push(char::from(DIGITS[usize::from(b >> 4)]));
-                hex.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-            }
-            hex
-        }
+        Encoding::Hex => crate::hex::encode(bytes),
         Encoding::Base64 => STANDARD.encode(bytes),
         Encoding::Base64url => URL_SAFE.encode(bytes),
     }
 }
-
-/// Hex of at most 256 digits into `buf`; the decoded length.
-fn decode_hex(s: &str, buf: &mut [u8; 128]) -> Option<usize> {
-    if s.len() % 2 != 0 || s.len() > 2 * buf.len() {
-        return None;
-    }
-    // Every digit is looked up; a byte that is not one sets a high bit, checked once.
-    let mut invalid = 0u8;
-    for (out, pair) in buf.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-        let (high, low) = (
-            HEX_DIGITS[usize::from(pair[0])],
-            HEX_DIGITS[usize::from(pair[1])],
-        );
-        invalid |= high | low;
-        *out = high << 4 | low;
-    }
-    (invalid < 16).then_some(s.len() / 2)
-}
-
-/// The value of each hex digit, in either case; 0xFF for every other byte.
-static HEX_DIGITS: [u8; 256] = {
-    let mut table = [0xFF; 256];
-    let mut i = 0;
-    while i < 10 {
-        table[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        table[b'a' as usize + i] = 10 + i as u8;
-        table[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    table
-};
 
 /// Parses a Unix timestamp in seconds: an optional sign and up to 19 digits.
 fn parse_unix_seconds(s: &str) -> Option<i64> {

@@ -348,10 +348,8 @@ impl<'b> Scanner<'b, '_, '_> {
             .ok_or_else(|| self.error("unterminated \\u escape"))?;
         let mut unit = 0u16;
         for &d in digits {
-            let v = (d as char)
-                .to_digit(16)
-                .ok_or_else(|| self.error("invalid \\u escape"))?;
-            unit = unit << 4 | v as u16;
+            let v = crate::hex::digit(d).ok_or_else(|| self.error("invalid \\u escape"))?;
+            unit = unit << 4 | u16::from(v);
         }
         Ok(unit)
     }

@@ -319,7 +319,7 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < input.len() {
         let escaped = match input.get(i..i + 3) {
-            Some([b'%', high, low]) => hex_value(*high).zip(hex_value(*low)),
+            Some([b'%', high, low]) => crate::hex::digit(*high).zip(crate::hex::digit(*low)),
             _ => None,
         };
         match escaped {
@@ -334,12 +334,6 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-fn hex_value(digit: u8) -> Option<u8> {
-    char::from(digit)
-        .to_digit(16)
-        .and_then(|v| u8::try_from(v).ok())
 }
 
 fn invalid(reason: impl Into<String>) -> NormalizeError {

@@ -430,27 +430,3 @@ proptest! {
         prop_assert_eq!(h.verify(&p, b"b", at(now as u64)), Err(Failure::Timestamp));
     }
 }
-
-#[test]
-fn hex_digits_are_read_in_either_case_and_nothing_else_is() {
-    let mut buf = [0u8; 128];
-    for b in 0..128u8 {
-        for pair in [[b'7', b], [b, b'7']] {
-            let text = std::str::from_utf8(&pair).unwrap();
-            let expected = b
-                .is_ascii_hexdigit()
-                .then(|| u8::from_str_radix(text, 16).expect("two hex digits"));
-            let decoded = decode_hex(text, &mut buf).map(|len| {
-                assert_eq!(len, 1);
-                buf[0]
-            });
-            assert_eq!(decoded, expected, "{text:?}");
-        }
-    }
-    let lower = "00ff7f80a5c3".repeat(10);
-    let (mut a, mut b) = ([0u8; 128], [0u8; 128]);
-    assert_eq!(decode_hex(&lower, &mut a), Some(60));
-    assert_eq!(decode_hex(&lower.to_ascii_uppercase(), &mut b), Some(60));
-    assert_eq!(a, b);
-    assert_eq!(&a[..6], &[0x00, 0xff, 0x7f, 0x80, 0xa5, 0xc3]);
-}
