@@ -115,7 +115,9 @@ impl Policy {
         }
     }
 
-    /// `resident` bytes now, `open` connections now and their `peak` since the last look.
+    /// Whether to trim, from `resident` bytes now, `open` connections now and their
+    /// `peak` since the last look. A look that does not trim ends any draining and
+    /// lowers the settled level to what is resident.
     fn should_trim(&mut self, resident: u64, open: usize, peak: usize) -> bool {
         let burst_over = peak >= BURST && open <= peak / 2 && resident >= self.settled + GROWTH;
         let draining = self.draining.is_some_and(|last| {
