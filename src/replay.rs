@@ -38,6 +38,14 @@ enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key([u64; 2]);
 
+impl Key {
+    /// The key's first word with its top bit set, so that no key's tag is the empty
+    /// slot's 0.
+    fn tag(&self) -> u64 {
+        self.0[0] | (1 << 63)
+    }
+}
+
 impl std::hash::Hash for Key {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write_u64(self.0[0]);
@@ -80,11 +88,124 @@ struct Entry {
     created: u64,
 }
 
+/// The ring's index: from a key's tag to its entry's sequence number. Open addressing
+/// with linear probing in 16-byte slots, four to a cache line, at most two thirds full:
+/// a lookup of an id never seen (the common case) reads one line, rarely the next, where
+/// a general-purpose map reads its control bytes and its entries apart. It grows by
+/// doubling; deleting shifts the rest of a probe run back, so no tombstones build up.
+#[derive(Default)]
+struct Index {
+    /// A power of two in length, or empty.
+    slots: Vec<Slot>,
+    len: usize,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// 0 for an empty slot.
+    tag: u64,
+    seq: u64,
+}
+
+impl Index {
+    const FIRST_SIZE: usize = 16;
+
+    fn home(&self, tag: u64) -> usize {
+        // Tags are digest words, uniformly distributed: the low bits serve as the hash.
+        tag as usize & (self.slots.len() - 1)
+    }
+
+    /// The slots from `tag`'s home onwards, up to the first empty one.
+    fn probe(&self, tag: u64) -> impl Iterator<Item = (usize, Slot)> + '_ {
+        let mask = self.slots.len().wrapping_sub(1);
+        let start = if self.slots.is_empty() {
+            0
+        } else {
+            self.home(tag)
+        };
+        (0..self.slots.len())
+            .map(move |i| (start + i) & mask)
+            .map(|i| (i, self.slots[i]))
+            .take_while(|(_, slot)| slot.tag != 0)
+    }
+
+    /// The sequence number filed under `tag` that `is_it` accepts.
+    fn find(&self, tag: u64, mut is_it: impl FnMut(u64) -> bool) -> Option<u64> {
+        self.probe(tag)
+            .find(|(_, slot)| slot.tag == tag && is_it(slot.seq))
+            .map(|(_, slot)| slot.seq)
+    }
+
+    fn insert(&mut self, tag: u64, seq: u64) {
+        if (self.len + 1) * 3 > self.slots.len() * 2 {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(tag);
+        while self.slots[i].tag != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = Slot { tag, seq };
+        self.len += 1;
+    }
+
+    /// Removes the slot holding `tag` and `seq`, if there is one.
+    fn remove(&mut self, tag: u64, seq: u64) {
+        let Some((mut hole, _)) = self
+            .probe(tag)
+            .find(|(_, slot)| slot.tag == tag && slot.seq == seq)
+        else {
+            return;
+        };
+        // Move back each later slot of the run that may sit in the hole, that is whose
+        // home is not between the hole and itself.
+        let mask = self.slots.len() - 1;
+        let mut i = hole;
+        loop {
+            i = (i + 1) & mask;
+            let slot = self.slots[i];
+            if slot.tag == 0 {
+                break;
+            }
+            let from_home = i.wrapping_sub(self.home(slot.tag)) & mask;
+            let from_hole = i.wrapping_sub(hole) & mask;
+            if from_home >= from_hole {
+                self.slots[hole] = slot;
+                hole = i;
+            }
+        }
+        self.slots[hole] = Slot::default();
+        self.len -= 1;
+    }
+
+    /// The most slots in a row that are taken.
+    #[cfg(test)]
+    fn longest_run(&self) -> usize {
+        let mut run = 0;
+        self.slots
+            .iter()
+            .map(|slot| {
+                run = if slot.tag == 0 { 0 } else { run + 1 };
+                run
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(Self::FIRST_SIZE);
+        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); size]);
+        self.len = 0;
+        for slot in old.into_iter().filter(|s| s.tag != 0) {
+            self.insert(slot.tag, slot.seq);
+        }
+    }
+}
+
 /// Entries live in a ring in creation order, which is also the order they expire and
-/// are evicted in, and an index finds them by key. The index is keyed by the digest's
-/// first word and holds the entry's sequence number, 16 bytes a slot; a lookup then
-/// compares the whole digest, so two ids sharing a first word can only make the guard
-/// forget one of them early, never take one for the other.
+/// are evicted in, and an [`Index`] finds them by key. A lookup compares the whole
+/// digest against the ring, so two ids sharing a first word can only cost a longer
+/// probe, never be taken for each other.
 struct Inner {
     origin: Instant,
     window: u64,
@@ -92,7 +213,7 @@ struct Inner {
     ring: VecDeque<Entry>,
     /// The sequence number of the ring's front.
     first: u64,
-    index: Hashed<u64, u64>,
+    index: Index,
     /// The deliveries in flight that a duplicate waits on: few (at most the requests in
     /// flight), and none at all without duplicates, so the common case costs no
     /// allocation and no wake-up.
@@ -103,6 +224,9 @@ struct Inner {
 #[derive(Clone)]
 pub struct ReplayGuard {
     inner: Arc<Mutex<Inner>>,
+    /// Random, hashed before each id: the ids a sender chooses cannot be made to share
+    /// index slots and turn lookups into long scans.
+    salt: [u8; 16],
 }
 
 impl std::fmt::Debug for ReplayGuard {
@@ -112,7 +236,7 @@ impl std::fmt::Debug for ReplayGuard {
             f,
             "ReplayGuard(window {:?}, {}/{})",
             Duration::from_nanos(inner.window),
-            inner.index.len(),
+            inner.index.len,
             inner.capacity
         )
     }
@@ -145,25 +269,35 @@ impl ReplayGuard {
                 capacity: capacity.max(1),
                 ring: VecDeque::new(),
                 first: 0,
-                index: Hashed::default(),
+                index: Index::default(),
                 waiting: Hashed::default(),
             })),
+            salt: uuid::Uuid::new_v4().into_bytes(),
         }
     }
 
     /// Deliveries remembered now (in flight or accepted).
     pub fn len(&self) -> usize {
-        self.inner.lock().expect("replay lock").index.len()
+        self.inner.lock().expect("replay lock").index.len
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    fn digest(&self, id: &str) -> Key {
+        let d = Sha256::new()
+            .chain_update(self.salt)
+            .chain_update(id.as_bytes())
+            .finalize();
+        let word = |i: usize| u64::from_le_bytes(d[i..i + 8].try_into().expect("8 bytes"));
+        Key([word(0), word(8)])
+    }
+
     /// Admits a delivery, or says it is a duplicate; waits while a first attempt of the
     /// same id is in flight (at most `wait`, then it is treated as failed).
     pub async fn admit(&self, delivery_id: &str, wait: Duration) -> Admission<'_> {
-        let key = digest(delivery_id);
+        let key = self.digest(delivery_id);
         // Read off the clock only by a duplicate that has to wait.
         let mut deadline = None;
         loop {
@@ -215,17 +349,27 @@ impl Inner {
     }
 
     fn find(&self, key: &Key) -> Option<&Entry> {
-        let seq = *self.index.get(&key.0[0])?;
-        self.ring
-            .get(usize::try_from(seq.checked_sub(self.first)?).ok()?)
-            .filter(|e| e.key == *key)
+        let seq = self
+            .index
+            .find(key.tag(), |seq| self.entry(seq, key).is_some())?;
+        self.entry(seq, key)
+    }
+
+    /// Where the entry numbered `seq` is in the ring, if it is still there.
+    fn position(&self, seq: u64) -> Option<usize> {
+        usize::try_from(seq.checked_sub(self.first)?)
+            .ok()
+            .filter(|&i| i < self.ring.len())
     }
 
     /// The entry numbered `seq`, if it is still in the ring and still `key`'s.
-    fn at(&mut self, seq: u64, key: &Key) -> Option<&mut Entry> {
-        self.ring
-            .get_mut(usize::try_from(seq.checked_sub(self.first)?).ok()?)
-            .filter(|e| e.key == *key)
+    fn entry(&self, seq: u64, key: &Key) -> Option<&Entry> {
+        self.ring.get(self.position(seq)?).filter(|e| e.key == *key)
+    }
+
+    fn entry_mut(&mut self, seq: u64, key: &Key) -> Option<&mut Entry> {
+        let i = self.position(seq)?;
+        self.ring.get_mut(i).filter(|e| e.key == *key)
     }
 
     /// Remembers `key` as in flight; its sequence number.
@@ -239,7 +383,7 @@ impl Inner {
             event: uuid::Uuid::nil(),
             created: now,
         });
-        self.index.insert(key.0[0], seq);
+        self.index.insert(key.tag(), seq);
         seq
     }
 
@@ -248,11 +392,8 @@ impl Inner {
         let Some(entry) = self.ring.pop_front() else {
             return;
         };
-        // Unless the index already points elsewhere (the entry failed, or an id sharing
-        // its first word came later).
-        if self.index.get(&entry.key.0[0]) == Some(&self.first) {
-            self.index.remove(&entry.key.0[0]);
-        }
+        // Unless it is no longer indexed (its delivery failed).
+        self.index.remove(entry.key.tag(), self.first);
         self.first += 1;
     }
 
@@ -283,7 +424,7 @@ impl Ticket<'_> {
     pub fn accepted(mut self, event: uuid::Uuid) {
         self.done = true;
         let mut inner = self.guard.inner.lock().expect("replay lock");
-        if let Some(entry) = inner.at(self.seq, &self.key) {
+        if let Some(entry) = inner.entry_mut(self.seq, &self.key) {
             entry.event = event;
         }
         inner.settle(&self.key, Outcome::Accepted(event));
@@ -298,19 +439,14 @@ impl Drop for Ticket<'_> {
         let mut inner = self.guard.inner.lock().expect("replay lock");
         // Forgotten: its place in the ring stays until it expires, but no lookup finds it.
         let seq = self.seq;
-        if inner.at(seq, &self.key).is_some_and(|e| e.event.is_nil())
-            && inner.index.get(&self.key.0[0]) == Some(&seq)
+        if inner
+            .entry(seq, &self.key)
+            .is_some_and(|e| e.event.is_nil())
         {
-            inner.index.remove(&self.key.0[0]);
+            inner.index.remove(self.key.tag(), seq);
         }
         inner.settle(&self.key, Outcome::Failed);
     }
-}
-
-fn digest(id: &str) -> Key {
-    let d = Sha256::digest(id.as_bytes());
-    let word = |i: usize| u64::from_le_bytes(d[i..i + 8].try_into().expect("8 bytes"));
-    Key([word(0), word(8)])
 }
 
 #[cfg(test)]
@@ -403,11 +539,69 @@ mod tests {
         assert!(inner.find(&a).is_some());
         assert!(inner.find(&b).is_none(), "b was never seen");
         inner.insert(b, 0);
-        assert!(inner.find(&b).is_some());
-        assert!(
-            inner.find(&a).is_none(),
-            "a is forgotten early, not mistaken for b"
+        assert_eq!(inner.find(&b).map(|e| e.key), Some(b));
+        assert_eq!(
+            inner.find(&a).map(|e| e.key),
+            Some(a),
+            "both are remembered"
         );
+    }
+
+    /// Ids a sender picked so that their plain SHA-256 digests all share one index slot
+    /// (250 of them, in a table of 512) spread out like any others.
+    #[tokio::test]
+    async fn ids_chosen_to_collide_do_not_pile_up() {
+        let g = ReplayGuard::new(Duration::from_secs(60), 1000);
+        let crafted = (0u64..)
+            .map(|i| format!("crafted-{i}"))
+            .filter(|id| {
+                let d = Sha256::digest(id.as_bytes());
+                d[0] == 0 && d[1] & 0x03 == 0
+            })
+            .take(250);
+        for id in crafted {
+            fresh(g.admit(&id, WAIT).await).accepted(e1());
+        }
+        let inner = g.inner.lock().unwrap();
+        assert_eq!(inner.index.slots.len(), 512);
+        let run = inner.index.longest_run();
+        assert!(run < 150, "a run of {run} taken slots");
+    }
+
+    /// The index against a plain list, over random inserts and removals of keys whose
+    /// tags mostly share a home slot (long probe runs that wrap around the table), while
+    /// it grows from empty.
+    #[test]
+    fn the_index_finds_what_a_list_finds() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut index = Index::default();
+        let mut list: Vec<(u64, u64)> = Vec::new();
+        for seq in 0..20_000u64 {
+            // A few distinct homes in any table size, a few distinct tags per home.
+            let tag = (1 << 63) | ((next() % 4) << 40) | ((next() % 8) * 1021);
+            if list.len() < 300 && next() % 3 != 0 {
+                index.insert(tag, seq);
+                list.push((tag, seq));
+            } else if !list.is_empty() {
+                let (tag, seq) = list.swap_remove(usize::try_from(next()).unwrap() % list.len());
+                index.remove(tag, seq);
+            }
+            index.remove(tag, u64::MAX); // absent: changes nothing
+            assert_eq!(index.len, list.len());
+            if seq % 97 == 0 {
+                for &(tag, seq) in &list {
+                    assert_eq!(index.find(tag, |s| s == seq), Some(seq));
+                }
+                assert_eq!(index.find(tag, |s| s == u64::MAX), None);
+            }
+        }
+        assert!(index.slots.len() >= list.len() * 3 / 2);
     }
 
     #[tokio::test]
