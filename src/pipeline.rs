@@ -11,8 +11,10 @@
 //! socket.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -455,14 +457,20 @@ impl Gateway {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let collect = Limited::new(body, limit).collect();
-        match tokio::time::timeout(self.limits.body_read_timeout, collect).await {
-            Err(_) => Err(Rejection::BodyTimeout),
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(Rejection::TooLarge(limit))
-            }
-            Ok(Err(_)) => Err(Rejection::BodyRead),
+        let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+        // A body that came with its head, as most webhooks' do, is whole at the first
+        // look: only a body still arriving gets a timer.
+        let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+        let collected = match first {
+            Poll::Ready(collected) => collected,
+            Poll::Pending => tokio::time::timeout(self.limits.body_read_timeout, collect)
+                .await
+                .map_err(|_| Rejection::BodyTimeout)?,
+        };
+        match collected {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Rejection::TooLarge(limit)),
+            Err(_) => Err(Rejection::BodyRead),
         }
     }
 }
