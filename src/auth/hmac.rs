@@ -69,8 +69,10 @@ pub struct HmacConfig {
 
 /// How long ids are remembered when the recipe has no timestamp.
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
-/// Ids remembered per hook at most.
+/// Ids remembered per hook at most, unless the hook sets `dedupe_capacity`.
 pub const DEFAULT_DEDUPE_CAPACITY: usize = 50_000;
+/// The most delivery ids a hook may be set to remember: about 1 GiB at ~100 bytes each.
+pub const MAX_DEDUPE_CAPACITY: usize = 10_000_000;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -281,6 +283,18 @@ impl HmacConfig {
                 ),
                 Some(_) => {}
             }
+        }
+        if let Some(n) = self
+            .dedupe_capacity
+            .filter(|n| !(1..=MAX_DEDUPE_CAPACITY).contains(n))
+        {
+            p.push(
+                format!("{at}.dedupe_capacity"),
+                format!("{n} is out of range"),
+                &format!(
+                    "choose between 1 and {MAX_DEDUPE_CAPACITY}; each id remembered takes about 100 bytes"
+                ),
+            );
         }
         let mut source = |s: &Option<ValueSource>, key: &str| -> Option<Source> {
             match s.as_ref()? {

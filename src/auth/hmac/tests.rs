@@ -346,6 +346,8 @@ fn recipes_that_cannot_work_are_refused_at_load() {
         ("signature = { header = \"x\", prefix = \"a\", field = \"v1\" }\nsecrets = [{ value = \"s\" }]", "different layouts"),
         ("preset = \"standard_webhooks\"\nsecrets = [{ value = \"whsec_!!!\" }]", "secret_encoding"),
         ("preset = \"github\"\nsecrets = []", "at least one secret"),
+        ("preset = \"github\"\ndedupe_capacity = 0\nsecrets = [{ value = \"s\" }]", "auth.dedupe_capacity"),
+        ("preset = \"github\"\ndedupe_capacity = 10000001\nsecrets = [{ value = \"s\" }]", "10000001 is out of range"),
     ] {
         let cfg: HmacConfig = toml::from_str(toml_text).unwrap();
         let mut p = Problems::default();
