@@ -284,6 +284,18 @@ impl HmacConfig {
                 Some(_) => {}
             }
         }
+        for (key, duration) in [
+            ("tolerance", self.tolerance),
+            ("dedupe_window", self.dedupe_window),
+        ] {
+            if duration.is_some_and(|d| d.get().is_zero()) {
+                p.push(
+                    format!("{at}.{key}"),
+                    "must be longer than zero",
+                    "give a duration like \"5m\"",
+                );
+            }
+        }
         if let Some(n) = self
             .dedupe_capacity
             .filter(|n| !(1..=MAX_DEDUPE_CAPACITY).contains(n))

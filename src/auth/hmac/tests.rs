@@ -347,6 +347,8 @@ fn recipes_that_cannot_work_are_refused_at_load() {
         ("preset = \"standard_webhooks\"\nsecrets = [{ value = \"whsec_!!!\" }]", "secret_encoding"),
         ("preset = \"github\"\nsecrets = []", "at least one secret"),
         ("preset = \"github\"\ndedupe_capacity = 0\nsecrets = [{ value = \"s\" }]", "auth.dedupe_capacity"),
+        ("preset = \"stripe\"\ntolerance = \"0s\"\nsecrets = [{ value = \"s\" }]", "auth.tolerance"),
+        ("preset = \"github\"\ndedupe_window = \"0s\"\nsecrets = [{ value = \"s\" }]", "auth.dedupe_window"),
         ("preset = \"github\"\ndedupe_capacity = 10000001\nsecrets = [{ value = \"s\" }]", "10000001 is out of range"),
     ] {
         let cfg: HmacConfig = toml::from_str(toml_text).unwrap();
