@@ -145,6 +145,18 @@ impl Problems {
         });
     }
 
+    /// Records a problem at `path` if `duration` is zero; `example` is a duration to
+    /// suggest, like `"10s"`.
+    pub fn nonzero(&mut self, path: impl Into<String>, duration: ConfigDuration, example: &str) {
+        if duration.get().is_zero() {
+            self.push(
+                path,
+                "must be longer than zero",
+                &format!("give a duration like \"{example}\""),
+            );
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

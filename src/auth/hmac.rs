@@ -288,12 +288,8 @@ impl HmacConfig {
             ("tolerance", self.tolerance),
             ("dedupe_window", self.dedupe_window),
         ] {
-            if duration.is_some_and(|d| d.get().is_zero()) {
-                p.push(
-                    format!("{at}.{key}"),
-                    "must be longer than zero",
-                    "give a duration like \"5m\"",
-                );
+            if let Some(duration) = duration {
+                p.nonzero(format!("{at}.{key}"), duration, "5m");
             }
         }
         if let Some(n) = self

@@ -113,18 +113,12 @@ impl ServerConfig {
                 );
             }
         }
-        for (key, d) in [
-            ("server.header_read_timeout", self.header_read_timeout),
-            ("server.body_read_timeout", self.body_read_timeout),
-        ] {
-            if d.get().is_zero() {
-                p.push(
-                    key,
-                    "must be longer than zero",
-                    "give a duration like \"10s\"",
-                );
-            }
-        }
+        p.nonzero(
+            "server.header_read_timeout",
+            self.header_read_timeout,
+            "10s",
+        );
+        p.nonzero("server.body_read_timeout", self.body_read_timeout, "10s");
     }
 }
 

@@ -64,6 +64,22 @@ fn bad_values_name_the_key_and_the_fix() {
     );
     let p = one_problem(&format!("{BASE}{HOOK}").replace("\"none\"", "\"magic\""));
     assert!(p.contains("hooks[0].auth") && p.contains("url_key"), "{p}");
+    let p = one_problem(&format!("{BASE}{HOOK}").replace(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nbody_read_timeout = \"0s\"\n",
+    ));
+    assert_eq!(
+        p,
+        "server.body_read_timeout: must be longer than zero (fix: give a duration like \"10s\")"
+    );
+    let p = one_problem(&format!("{BASE}{HOOK}").replace(
+        "auth = { scheme = \"none\" }",
+        "auth = { scheme = \"hmac\", preset = \"github\", secrets = [{ value = \"s\" }], dedupe_capacity = 0 }",
+    ));
+    assert!(
+        p.starts_with("hooks[0].auth.dedupe_capacity: 0 is out of range") && p.contains("10000000"),
+        "{p}"
+    );
 }
 
 #[test]
