@@ -341,7 +341,9 @@ fn bench_auth(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new(name, size), |b| {
                 b.iter(|| {
                     if let hookgate::auth::Auth::UrlKey(k) = &hook.auth {
-                        assert!(k.verify(black_box(creds.path_segment.as_deref().unwrap()), now));
+                        assert!(k
+                            .verify(black_box(creds.path_segment.as_deref()), now)
+                            .is_ok());
                     }
                     hook.auth.verify_head(black_box(&parts), now).unwrap();
                     hook.auth

@@ -76,7 +76,7 @@ impl Admin {
         match reloader.reload().await {
             Ok(r) => json(
                 StatusCode::OK,
-                serde_json::json!({"reloaded": true, "hooks": r.hooks, "kept_limits": r.kept_limits}),
+                serde_json::json!({"reloaded": true, "hooks": r.hooks, "kept_limits": r.kept_limits, "kept_replay": r.kept_replay}),
             ),
             Err(e @ ReloadError::RestartNeeded(_)) => json(
                 StatusCode::CONFLICT,

@@ -14,6 +14,7 @@ mod url_key;
 
 use std::time::{Duration, SystemTime};
 
+use hookgate_common::config::Match;
 use http::request::Parts;
 use http::HeaderValue;
 use serde::Deserialize;
@@ -66,8 +67,10 @@ pub enum Failure {
     Missing,
     /// A credential that cannot be parsed.
     Malformed,
-    /// A well-formed credential that matches no active secret.
+    /// A well-formed credential that matches no secret.
     Mismatch,
+    /// A credential that matches only a secret past its `expires`.
+    Expired,
     /// A signed timestamp outside the tolerance.
     Timestamp,
     /// A delivery already accepted.
@@ -80,9 +83,19 @@ impl Failure {
             Failure::Missing => "missing",
             Failure::Malformed => "malformed",
             Failure::Mismatch => "mismatch",
+            Failure::Expired => "expired",
             Failure::Timestamp => "timestamp",
             Failure::Replay => "replay",
         }
+    }
+}
+
+/// A secret comparison's outcome as an authentication verdict.
+pub fn verdict(m: Match) -> Result<(), Failure> {
+    match m {
+        Match::Active => Ok(()),
+        Match::Expired => Err(Failure::Expired),
+        Match::None => Err(Failure::Mismatch),
     }
 }
 
@@ -169,6 +182,15 @@ impl Auth {
         match self {
             Auth::Hmac(h) => h.replay(),
             _ => None,
+        }
+    }
+
+    /// Takes over `prev`'s remembered deliveries (a reload that left the hook's replay
+    /// settings alone); says whether it did.
+    pub fn keep_replay(&mut self, prev: &Auth) -> bool {
+        match (self, prev) {
+            (Auth::Hmac(next), Auth::Hmac(old)) => next.keep_replay(old),
+            _ => false,
         }
     }
 

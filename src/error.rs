@@ -19,9 +19,13 @@ pub const RETRY_AFTER_SECS: u32 = 1;
 /// Why a request was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
-    /// No hook here, or a `url_key` hook and a wrong or missing key: the same answer.
+    /// No hook here.
     #[error("not found")]
     NotFound,
+    /// A `url_key` hook and a wrong, expired or missing key: the sender gets the same
+    /// answer as for a path with no hook.
+    #[error("not found")]
+    WrongUrlKey(crate::auth::Failure),
     #[error("method not allowed")]
     MethodNotAllowed(HeaderValue),
     /// The source address is not on the hook's allowlist.
@@ -72,7 +76,7 @@ pub enum Fault {
 impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
-            Rejection::NotFound => StatusCode::NOT_FOUND,
+            Rejection::NotFound | Rejection::WrongUrlKey(_) => StatusCode::NOT_FOUND,
             Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::Unauthorized(..) => StatusCode::UNAUTHORIZED,
             Rejection::Forbidden => StatusCode::FORBIDDEN,
@@ -108,7 +112,7 @@ impl Rejection {
     /// The short label used in metrics and logs.
     pub fn outcome(&self) -> &'static str {
         match self {
-            Rejection::NotFound => "not_found",
+            Rejection::NotFound | Rejection::WrongUrlKey(_) => "not_found",
             Rejection::MethodNotAllowed(_) => "method_not_allowed",
             Rejection::Unauthorized(..) => "unauthorized",
             Rejection::Forbidden => "forbidden",
@@ -146,6 +150,15 @@ impl Rejection {
             _ => 4,
         };
         WARNINGS[kind].admit(now)
+    }
+
+    /// The exact reason, for the operator's log: what the metrics' `reason` label says for
+    /// an authentication failure, the detail of anything else. Never a secret.
+    pub fn reason(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Rejection::Unauthorized(f, _) | Rejection::WrongUrlKey(f) => f.as_str().into(),
+            other => other.to_string().into(),
+        }
     }
 
     /// The text for the sender: what went wrong, in a few words, never internal detail.

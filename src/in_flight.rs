@@ -21,7 +21,6 @@ pub const PAUSE_MAX: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct InFlight {
     slots: Semaphore,
-    max: usize,
     /// Connections paused until a slot frees.
     paused: AtomicUsize,
     freed: Notify,
@@ -37,7 +36,6 @@ impl InFlight {
     pub fn new(max: usize) -> InFlight {
         InFlight {
             slots: Semaphore::new(max),
-            max,
             paused: AtomicUsize::new(0),
             freed: Notify::new(),
         }
@@ -46,15 +44,11 @@ impl InFlight {
     /// A slot if one is free.
     pub fn try_admit(&self) -> Option<Slot<'_>> {
         let permit = self.slots.try_acquire().ok()?;
+        crate::metrics::admitted();
         Some(Slot {
             _permit: permit,
             in_flight: self,
         })
-    }
-
-    /// Requests in flight now.
-    pub fn in_flight(&self) -> usize {
-        self.max - self.slots.available_permits()
     }
 
     pub fn is_full(&self) -> bool {
@@ -86,6 +80,7 @@ impl Drop for Resumed<'_> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
+        crate::metrics::released();
         if self.in_flight.paused.load(Ordering::Relaxed) > 0 {
             self.in_flight.freed.notify_one();
         }

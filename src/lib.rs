@@ -158,6 +158,7 @@ pub async fn run(
         reloader: Some(reloader),
         reload_token,
     });
+    let admin_addr = listeners.admin.local_addr()?;
     let admin_task = tokio::spawn(server::serve(
         listeners.admin,
         // The admin listener stays on the shared runtime, whatever `server.threads` says.
@@ -173,6 +174,13 @@ pub async fn run(
         },
         shutdown.clone(),
     ));
+    // Announced only now: the topics are checked and the producer is ready.
+    tracing::info!(
+        http = %listeners.http.local_addr()?,
+        admin = %admin_addr,
+        hooks = gateway.live().router.hooks().count(),
+        "hookgate listening"
+    );
     let gw = gateway.clone();
     server::serve(
         listeners.http,

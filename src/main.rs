@@ -75,6 +75,16 @@ enum Command {
         #[arg(default_value = "webhook", value_parser = ["webhook", "poll"])]
         kind: String,
     },
+    /// Ask a running gateway's admin listener whether it is ready (`GET /readyz`): exit
+    /// 0 if it answers 200, 1 otherwise. For container health checks, which have no curl.
+    Healthcheck {
+        /// The admin listener.
+        #[arg(long, default_value = "127.0.0.1:9091")]
+        admin: SocketAddr,
+        /// The path to ask: `/readyz` (ready to accept webhooks) or `/healthz` (alive).
+        #[arg(long, default_value = "/readyz")]
+        path: String,
+    },
     /// Print the events on a topic as they arrive, one JSON object per line.
     Tail {
         topic: String,
@@ -94,7 +104,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    hookgate_common::logging::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -119,7 +129,6 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             let loaded = config::Loaded::load(config::Source::File(config), env)?;
             let http = bind(&loaded.settings.server.listen, "server.listen").await?;
             let admin = bind(&loaded.settings.admin.listen, "admin.listen").await?;
-            tracing::info!(http = %http.local_addr()?, admin = %admin.local_addr()?, hooks = loaded.settings.hooks.len(), "hookgate listening");
             let sink = if null_sink {
                 SinkKind::Null
             } else {
@@ -183,6 +192,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Healthcheck { admin, path } => healthcheck(admin, &path),
         Command::Tail {
             topic,
             brokers,
@@ -210,6 +220,30 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// `GET path` on the admin listener, answered 200 within two seconds, or an error.
+fn healthcheck(admin: SocketAddr, path: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&admin, timeout)
+        .map_err(|e| anyhow::anyhow!("cannot reach the admin listener at {admin}: {e}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut answer)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer.split_whitespace().nth(1).unwrap_or("");
+    if status == "200" {
+        Ok(())
+    } else {
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+        anyhow::bail!("{path} answered {status}: {body}")
+    }
+}
+
 /// A shutdown handle that triggers on SIGTERM or SIGINT.
 fn on_signal() -> shutdown::Shutdown {
     let (trigger, handle) = shutdown::channel();
@@ -224,20 +258,4 @@ async fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("{key}: cannot listen on {addr}: {e}"))
-}
-
-/// Logs go to stderr; `HOOKGATE_LOG` sets the filter (default `info`), and
-/// `HOOKGATE_LOG_FORMAT=json` switches to JSON lines.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if std::env::var("HOOKGATE_LOG_FORMAT").is_ok_and(|v| v == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

@@ -4,11 +4,10 @@
 //! Labels are bounded: a hook id (from config) and an outcome (a closed set). Never a
 //! path, an address or anything from a request.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use hookgate_common::histogram::Histogram;
 use metrics::{counter, gauge, Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -43,7 +42,7 @@ pub fn install() -> &'static PrometheusHandle {
 /// The metrics in Prometheus' text format.
 pub fn render() -> String {
     let mut out = install().render();
-    Histogram::render_all(&mut out);
+    Histogram::render_all("hookgate_", &mut out);
     out
 }
 
@@ -56,112 +55,6 @@ const SECONDS: &[f64] = &[
 const BYTES: &[f64] = &[
     256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 67108864.0,
 ];
-
-/// A Prometheus histogram with fixed buckets: recording is two relaxed atomic adds, with
-/// no allocation and nothing to drain. (The exporter's own histograms keep every sample
-/// until an upkeep pass sorts them into buckets: an allocation every few samples and
-/// memory that grows with traffic in between.) The sum is kept in whole `unit`s
-/// (nanoseconds, bytes) and rendered in the metric's unit.
-pub struct Histogram {
-    name: &'static str,
-    hook: Option<String>,
-    bounds: &'static [f64],
-    /// Per bucket, then one for above the last bound (`+Inf`); not cumulative.
-    counts: Box<[AtomicU64]>,
-    sum: AtomicU64,
-    unit: f64,
-}
-
-impl Histogram {
-    /// The process-wide series of `name` for `hook` (`None`: no label), registered on
-    /// first use; later calls, after a reload for instance, share it.
-    fn series(
-        name: &'static str,
-        hook: Option<&str>,
-        bounds: &'static [f64],
-        unit: f64,
-    ) -> Arc<Histogram> {
-        let mut all = registry().lock().expect("histogram registry");
-        if let Some(h) = all
-            .iter()
-            .find(|h| h.name == name && h.hook.as_deref() == hook)
-        {
-            return h.clone();
-        }
-        let h = Arc::new(Histogram {
-            name,
-            hook: hook.map(str::to_string),
-            bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0),
-            unit,
-        });
-        all.push(h.clone());
-        h
-    }
-
-    /// Records `value`, in the metric's unit.
-    fn record(&self, value: f64) {
-        let bucket = self
-            .bounds
-            .iter()
-            .position(|b| value <= *b)
-            .unwrap_or(self.bounds.len());
-        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum
-            .fetch_add((value * self.unit) as u64, Ordering::Relaxed);
-    }
-
-    fn render_all(out: &mut String) {
-        let all = registry().lock().expect("histogram registry");
-        let mut names: Vec<&'static str> = all.iter().map(|h| h.name).collect();
-        names.sort_unstable();
-        names.dedup();
-        for name in names {
-            let _ = writeln!(out, "# TYPE {name} histogram");
-            for h in all.iter().filter(|h| h.name == name) {
-                h.render(out);
-            }
-            out.push('\n');
-        }
-    }
-
-    fn render(&self, out: &mut String) {
-        let label = |le: &str| match &self.hook {
-            Some(hook) => format!("{{hook=\"{}\",le=\"{le}\"}}", escape(hook)),
-            None => format!("{{le=\"{le}\"}}"),
-        };
-        let mut cumulative = 0;
-        for (i, count) in self.counts.iter().enumerate() {
-            cumulative += count.load(Ordering::Relaxed);
-            let le = self
-                .bounds
-                .get(i)
-                .map_or("+Inf".to_string(), f64::to_string);
-            let _ = writeln!(out, "{}_bucket{} {cumulative}", self.name, label(&le));
-        }
-        let series = match &self.hook {
-            Some(hook) => format!("{{hook=\"{}\"}}", escape(hook)),
-            None => String::new(),
-        };
-        let sum = self.sum.load(Ordering::Relaxed) as f64 / self.unit;
-        let _ = writeln!(out, "{}_sum{series} {sum}", self.name);
-        let _ = writeln!(out, "{}_count{series} {cumulative}", self.name);
-    }
-}
-
-fn registry() -> &'static Mutex<Vec<Arc<Histogram>>> {
-    static ALL: OnceLock<Mutex<Vec<Arc<Histogram>>>> = OnceLock::new();
-    ALL.get_or_init(Mutex::default)
-}
-
-/// A label value as Prometheus' text format quotes it.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
 
 /// Every `outcome` label value, in one place.
 pub const OUTCOMES: &[&str] = &[
@@ -207,8 +100,8 @@ impl HookMetrics {
                 .iter()
                 .map(|o| counter!(REQUESTS, "hook" => hook.to_string(), "outcome" => *o))
                 .collect(),
-            duration: Histogram::series(REQUEST_SECONDS, Some(hook), SECONDS, 1e9),
-            body: Histogram::series(BODY_BYTES, Some(hook), BYTES, 1.0),
+            duration: Histogram::series(REQUEST_SECONDS, Some(("hook", hook)), SECONDS, 1e9),
+            body: Histogram::series(BODY_BYTES, Some(("hook", hook)), BYTES, 1.0),
             delivery_errors: counter!(DELIVERY_ERRORS, "hook" => hook.to_string()),
         }
     }
@@ -277,9 +170,14 @@ pub fn shed(reason: &'static str) {
     counter!(SHED, "reason" => reason).increment(1);
 }
 
-/// Requests being handled now.
-pub fn in_flight(n: usize) {
-    in_flight_gauge().set(n as f64);
+/// A request took a place in flight.
+pub fn admitted() {
+    in_flight_gauge().increment(1.0);
+}
+
+/// A request in flight finished, however it ended.
+pub fn released() {
+    in_flight_gauge().decrement(1.0);
 }
 
 fn paused_gauge() -> &'static Gauge {
@@ -300,36 +198,4 @@ pub fn connection_resumed() {
 /// A configuration reload: `result` is `ok` or `rejected`.
 pub fn reload(result: &'static str) {
     counter!(RELOADS, "result" => result).increment(1);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histograms_render_cumulative_buckets_sum_and_count() {
-        let h = Histogram::series("test_render_seconds", Some("a\"b"), &[0.01, 0.1], 1e9);
-        for v in [0.005, 0.01, 0.05, 3.0] {
-            h.record(v);
-        }
-        // The same series after a reload.
-        Histogram::series("test_render_seconds", Some("a\"b"), &[0.01, 0.1], 1e9).record(0.2);
-        let text = render();
-        let family: Vec<&str> = text
-            .lines()
-            .skip_while(|l| *l != "# TYPE test_render_seconds histogram")
-            .take(6)
-            .collect();
-        assert_eq!(
-            family,
-            [
-                "# TYPE test_render_seconds histogram",
-                r#"test_render_seconds_bucket{hook="a\"b",le="0.01"} 2"#,
-                r#"test_render_seconds_bucket{hook="a\"b",le="0.1"} 3"#,
-                r#"test_render_seconds_bucket{hook="a\"b",le="+Inf"} 5"#,
-                r#"test_render_seconds_sum{hook="a\"b"} 3.265"#,
-                r#"test_render_seconds_count{hook="a\"b"} 5"#,
-            ]
-        );
-    }
 }

@@ -173,14 +173,14 @@ impl Gateway {
                 hook_metrics.request(outcome, started.elapsed());
                 match rejection.fault() {
                     crate::error::Fault::Sender => {
-                        tracing::debug!(hook, outcome, reason = %rejection, "refused")
+                        tracing::debug!(hook, outcome, reason = %rejection.reason(), "refused")
                     }
                     _ => {
                         if let Some(skipped) = rejection.warning_due(started) {
                             tracing::warn!(
                                 hook,
                                 outcome,
-                                reason = %rejection,
+                                reason = %rejection.reason(),
                                 skipped,
                                 "not accepted"
                             )
@@ -209,15 +209,17 @@ impl Gateway {
             .route(parts.uri.path())
             .ok_or(Rejection::NotFound)?;
         let now = SystemTime::now();
-        if let crate::auth::Auth::UrlKey(check) = &route.hook.auth {
-            // Checked before anything else about the request, so that a wrong key looks
-            // exactly like an unknown hook, whatever the method or size.
-            if !route.key.is_some_and(|k| check.verify(k, now)) {
-                return Err(Rejection::NotFound);
-            }
-        }
         let keyed_path = route.key.is_some();
         let hook: &Hook = matched.insert(route.hook.clone());
+        if let crate::auth::Auth::UrlKey(check) = &hook.auth {
+            // Checked before anything else about the request, so that a wrong key looks
+            // exactly like an unknown hook, whatever the method or size. The operator's
+            // metrics and logs still name the hook and the reason.
+            check.verify(route.key, now).map_err(|f| {
+                metrics::auth_failure(&hook.id, f.as_str());
+                Rejection::WrongUrlKey(f)
+            })?;
+        }
         if let Some(hs) = &hook.handshake {
             if let HandshakeOutcome::Answer(resp) = hs.before_auth(&parts, now) {
                 return Ok(Accepted::Handshake(resp));
@@ -264,7 +266,6 @@ impl Gateway {
             metrics::shed("in_flight");
             Rejection::Overloaded
         })?;
-        metrics::in_flight(self.in_flight.in_flight());
         let raw = self.read_body(body, hook.max_body).await?;
         hook.metrics().body_bytes(raw.len());
         // Over the bytes as received, before anything parses them.

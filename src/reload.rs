@@ -3,6 +3,9 @@
 //! TLS certificate replace the running ones without dropping a connection.
 //!
 //! - Hooks whose limit settings did not change keep their limiter state.
+//! - Hooks whose replay settings (window and capacity) did not change keep the deliveries
+//!   they remember, and the ones in flight: a retried delivery is still a duplicate after
+//!   a secret rotation.
 //! - Changes that need a restart are refused with the reason: the listen addresses, the
 //!   Kafka settings, and the other listener settings (timeouts, connection limits,
 //!   turning TLS on or off).
@@ -36,6 +39,8 @@ pub struct Report {
     pub hooks: usize,
     /// Hooks whose limiter state was carried over.
     pub kept_limits: usize,
+    /// Hooks whose remembered deliveries were carried over.
+    pub kept_replay: usize,
 }
 
 /// Reloads the gateway it was made for.
@@ -80,6 +85,7 @@ impl Reloader {
                 tracing::info!(
                     hooks = r.hooks,
                     kept_limits = r.kept_limits,
+                    kept_replay = r.kept_replay,
                     "configuration reloaded"
                 );
             }
@@ -113,18 +119,22 @@ impl Reloader {
         }
         let old = self.gateway.live();
         let mut hooks = settings.hooks;
-        let mut kept = 0;
+        let (mut kept_limits, mut kept_replay) = (0, 0);
         for hook in &mut hooks {
             if let Some(prev) = old.router.hooks().find(|h| h.id == hook.id) {
                 if prev.limits.same_settings(&hook.limits) {
                     hook.limits = prev.limits.clone();
-                    kept += 1;
+                    kept_limits += 1;
+                }
+                if hook.auth.keep_replay(&prev.auth) {
+                    kept_replay += 1;
                 }
             }
         }
         let report = Report {
             hooks: hooks.len(),
-            kept_limits: kept,
+            kept_limits,
+            kept_replay,
         };
         if let (Some(slot), Some(tls)) = (&self.tls, &settings.server.tls) {
             let config = crate::tls::load(tls, settings.server.http2)

@@ -276,6 +276,16 @@ impl ReplayGuard {
         }
     }
 
+    /// Whether `other` remembers for as long and as many as this guard: a reload keeps
+    /// the running guard (its ids and its claims in flight) when they are the same.
+    pub fn same_settings(&self, other: &ReplayGuard) -> bool {
+        let (a, b) = (
+            self.inner.lock().expect("replay lock"),
+            other.inner.lock().expect("replay lock"),
+        );
+        (a.window, a.capacity) == (b.window, b.capacity)
+    }
+
     /// Deliveries remembered now (in flight or accepted).
     pub fn len(&self) -> usize {
         self.inner.lock().expect("replay lock").index.len

@@ -19,7 +19,8 @@ pub struct Router {
 #[derive(Debug)]
 pub struct Route<'a> {
     pub hook: &'a Arc<Hook>,
-    /// The last path segment of a `url_key` hook: the presented key (possibly wrong).
+    /// The last path segment of a `url_key` hook: the presented key (possibly wrong);
+    /// `None` for the hook's own path.
     pub key: Option<&'a str>,
 }
 
@@ -45,7 +46,7 @@ impl Router {
             return None;
         }
         if let Some(hook) = self.by_path.get(normalized.as_str()) {
-            return (!hook.auth.key_in_path()).then_some(Route { hook, key: None });
+            return Some(Route { hook, key: None });
         }
         let (parent, key) = normalized.rsplit_once('/')?;
         let hook = self.by_path.get(parent)?;
@@ -62,8 +63,9 @@ impl Router {
 
     fn exact<'a>(&'a self, path: &'a str) -> Option<Route<'a>> {
         if let Some(hook) = self.by_path.get(path) {
-            // A url_key hook's own path has no key: treated like any wrong key.
-            return (!hook.auth.key_in_path()).then_some(Route { hook, key: None });
+            // A url_key hook's own path has no key: the pipeline answers it like a wrong
+            // key (and counts it as a missing one).
+            return Some(Route { hook, key: None });
         }
         let (parent, key) = path.rsplit_once('/')?;
         let hook = self.by_path.get(parent)?;

@@ -23,6 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+mod first_request;
 mod pacing;
 mod reclaim;
 use tokio_rustls::TlsAcceptor;
@@ -163,7 +164,7 @@ where
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let handshake_timeout = shared.cfg.header_read_timeout.get();
+    let head_timeout = shared.cfg.header_read_timeout.get();
     loop {
         let permit = tokio::select! {
             p = shared.slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -182,6 +183,9 @@ where
             _ = shared.shutdown.wait() => break,
         };
         shared.connections.opened();
+        // From accept: the TLS handshake, protocol detection and the first request head
+        // all count against it.
+        let first_request_by = tokio::time::Instant::now() + head_timeout;
         let _ = stream.set_nodelay(true);
         let handler = shared.handler.clone();
         let in_progress = Arc::new(pacing::InProgress::default());
@@ -200,18 +204,22 @@ where
         let watcher = graceful.watcher();
         let tls = shared.tls.as_ref().map(|t| t.load_full());
         tokio::spawn(async move {
+            let seen = in_progress.clone();
             let result = match tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    pacing::paced(watcher.watch(conn.into_owned()), in_flight, in_progress).await
+                    let paced =
+                        pacing::paced(watcher.watch(conn.into_owned()), in_flight, in_progress);
+                    first_request::deadline(paced, first_request_by, seen).await
                 }
                 Some(tls) => {
                     let accept = TlsAcceptor::from(tls).accept(stream);
-                    match tokio::time::timeout(handshake_timeout, accept).await {
+                    match tokio::time::timeout_at(first_request_by, accept).await {
                         Ok(Ok(stream)) => {
                             let conn = builder.serve_connection(TokioIo::new(stream), service);
                             let watched = watcher.watch(conn.into_owned());
-                            pacing::paced(watched, in_flight, in_progress).await
+                            let paced = pacing::paced(watched, in_flight, in_progress);
+                            first_request::deadline(paced, first_request_by, seen).await
                         }
                         Ok(Err(e)) => Err(e.into()),
                         Err(_) => Err("TLS handshake timed out".into()),

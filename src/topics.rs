@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookgate_common::logging::List;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::RDKafkaErrorCode;
 
@@ -136,7 +137,7 @@ impl Topics {
         loop {
             match self.missing(wanted).await {
                 Ok(m) if m.is_empty() => {
-                    tracing::info!(topics = ?missing, "created hook topics");
+                    tracing::info!(topics = %List(&missing), "created hook topics");
                     return Ok(());
                 }
                 Ok(m) if tokio::time::Instant::now() >= deadline => {
@@ -157,7 +158,7 @@ impl Topics {
             let result = self.missing(&wanted).await;
             if let Ok(missing) = &result {
                 if !missing.is_empty() {
-                    tracing::warn!(topics = ?missing, "hook topics are missing");
+                    tracing::warn!(topics = %List(missing), "hook topics are missing");
                 }
             }
             health.set_metadata(result);

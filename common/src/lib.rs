@@ -5,5 +5,9 @@
 //!   `HOOKGATE_<TABLE>__<KEY>` environment variables), problems reported with their TOML
 //!   path and a fix, and the value types both configs use: durations, sizes and secret
 //!   references.
+//! - [`histogram`]: Prometheus histograms with fixed buckets, for both binaries' metrics.
+//! - [`logging`]: the logger both binaries install: text or JSON lines on stderr.
 
 pub mod config;
+pub mod histogram;
+pub mod logging;

@@ -266,7 +266,7 @@ pub async fn execute(flow: &Flow, event: &Event, origin: &Origin, deps: &Deps) -
         }
     }
     exec.duration_ms = started.elapsed().as_millis() as u64;
-    crate::metrics::flow_finished(&flow.qualified_id(), exec.state, started.elapsed());
+    crate::metrics::flow_finished(&flow.qualified_id(), exec.state.as_str(), started.elapsed());
     exec
 }
 

@@ -34,14 +34,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    hookgate_common::logging::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,7 +54,6 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run { config } => {
             let settings = config::load(&Source::File(config), &env)?;
             hookgate_consumer::metrics::install();
-            tokio::spawn(hookgate_consumer::metrics::upkeep());
             let listener = tokio::net::TcpListener::bind(&settings.admin.listen)
                 .await
                 .map_err(|e| {

@@ -5,10 +5,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use hookgate_common::histogram::Histogram;
+use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-
-use crate::executor::State;
 
 pub const FLOWS: &str = "hookgate_consumer_flows_total";
 pub const FLOW_SECONDS: &str = "hookgate_consumer_flow_duration_seconds";
@@ -18,46 +17,42 @@ pub const LAG: &str = "hookgate_consumer_lag";
 pub const POLLS: &str = "hookgate_consumer_polls_total";
 pub const POLLERS_OWNED: &str = "hookgate_consumer_pollers_owned";
 
+/// Upper bounds of the run-duration buckets, in seconds.
+const FLOW_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs a Prometheus recorder unless the process already has one (the gateway's, in
-/// `hookgate local`), in which case metrics go there.
+/// `hookgate local`), in which case counters and gauges go there. Histograms are kept in
+/// the process-wide registry of [`Histogram`] either way, so they render as histograms
+/// with the same buckets whichever process renders them.
 pub fn install() {
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets(&[
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-            ])
-            .expect("static bucket list is non-empty")
-            .build_recorder();
+        let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder).ok().map(|()| handle)
     });
 }
 
-/// Drains recorded histogram samples into their buckets once a second, so memory does
-/// not grow with traffic between scrapes.
-pub async fn upkeep() {
-    loop {
-        if let Some(Some(handle)) = HANDLE.get() {
-            handle.run_upkeep();
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// The metrics in Prometheus' text format (empty when another recorder owns them).
+/// The metrics in Prometheus' text format (only the histograms when another recorder
+/// owns the counters and gauges).
 pub fn render() -> String {
-    HANDLE
+    let mut out = HANDLE
         .get()
         .and_then(|h| h.as_ref())
         .map(PrometheusHandle::render)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    Histogram::render_all("hookgate_consumer_", &mut out);
+    out
 }
 
-pub fn flow_finished(flow: &str, state: State, elapsed: Duration) {
-    counter!(FLOWS, "flow" => flow.to_string(), "state" => state.as_str()).increment(1);
-    histogram!(FLOW_SECONDS, "flow" => flow.to_string()).record(elapsed.as_secs_f64());
+/// A flow run ended in `state` (`success`, `failed`, `skipped`).
+pub fn flow_finished(flow: &str, state: &'static str, elapsed: Duration) {
+    counter!(FLOWS, "flow" => flow.to_string(), "state" => state).increment(1);
+    Histogram::series(FLOW_SECONDS, Some(("flow", flow)), FLOW_BUCKETS, 1e9)
+        .record(elapsed.as_secs_f64());
 }
 
 pub fn task_retry(flow: &str, task: &str) {

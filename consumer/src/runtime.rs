@@ -209,7 +209,7 @@ pub async fn run(
         dead_letter_topic: kafka.dead_letter_topic.clone(),
         executions_topic: kafka.executions_topic.clone(),
     });
-    tracing::info!(topics = ?topics, group = %kafka.group, flows = shared.flows.len(), "consumer started");
+    tracing::info!(topics = %hookgate_common::logging::List(&topics), group = %kafka.group, flows = shared.flows.len(), "consumer started");
     let pollers = if settings.pollers.is_empty() {
         None
     } else {

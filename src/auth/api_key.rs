@@ -166,11 +166,7 @@ impl ApiKey {
         if presented.is_empty() {
             return Err(Failure::Missing);
         }
-        if self.keys.matches(presented, now) {
-            Ok(())
-        } else {
-            Err(Failure::Mismatch)
-        }
+        super::verdict(self.keys.check(presented, now))
     }
 }
 

@@ -112,11 +112,7 @@ impl Basic {
         if !decoded.contains(&b':') {
             return Err(Failure::Malformed);
         }
-        if self.pairs.matches(&decoded, now) {
-            Ok(())
-        } else {
-            Err(Failure::Mismatch)
-        }
+        super::verdict(self.pairs.check(&decoded, now))
     }
 
     /// The `Authorization` value a sender presents now.

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::hmac::{KeyInit, Mac};
 use base64::Engine;
+use hookgate_common::config::Match;
 use http::request::Parts;
 use serde::Deserialize;
 use subtle::{Choice, ConstantTimeEq};
@@ -561,6 +562,18 @@ impl Hmac {
         self.replay.as_ref()
     }
 
+    /// Takes over `prev`'s remembered deliveries when both remember ids the same way;
+    /// says whether it did.
+    pub fn keep_replay(&mut self, prev: &Hmac) -> bool {
+        match (&mut self.replay, &prev.replay) {
+            (Some(next), Some(old)) if next.same_settings(old) => {
+                *next = old.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Verifies the request's signature at `now`.
     pub fn verify(&self, parts: &Parts, body: &[u8], now: SystemTime) -> Result<Verified, Failure> {
         let header = parts.headers.get(&self.header).ok_or(Failure::Missing)?;
@@ -598,22 +611,21 @@ impl Hmac {
             id,
             body,
         };
-        let mut matched = Choice::from(0);
+        let (mut active_found, mut expired_found) = (Choice::from(0), Choice::from(0));
         for key in &self.keys {
             let tag = self.tag(key, &inputs);
             let active = Choice::from(u8::from(key.expires.is_none_or(|t| now < t)));
             for offered in &signatures.tags[..signatures.count] {
-                matched |= offered.matches(&tag) & active;
+                let equal = offered.matches(&tag);
+                active_found |= equal & active;
+                expired_found |= equal & !active;
             }
         }
-        if bool::from(matched) {
-            Ok(Verified {
-                signed: Some(self.signed.clone()),
-                delivery_id: inputs.id,
-            })
-        } else {
-            Err(Failure::Mismatch)
-        }
+        super::verdict(Match::of(active_found.into(), expired_found.into()))?;
+        Ok(Verified {
+            signed: Some(self.signed.clone()),
+            delivery_id: inputs.id,
+        })
     }
 
     /// Signs `body` as a sender would, for `hookgate sign` and tests: the signature header
@@ -812,13 +824,16 @@ fn fields(header: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-/// The body's form parameters sorted by name, each name followed by its value, as Twilio
-/// signs them.
+/// The body's form parameters as Twilio's libraries sign them: sorted by name, the values
+/// of a repeated name sorted too and each distinct value taken once, every value written
+/// after its name (twilio-node's `getExpectedTwilioSignature`, twilio-python's
+/// `compute_signature`).
 fn sorted_form(body: &[u8]) -> Vec<u8> {
     let mut pairs: Vec<(String, String)> = form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs.sort_unstable();
+    pairs.dedup();
     let mut out = Vec::with_capacity(body.len());
     for (k, v) in pairs {
         out.extend_from_slice(k.as_bytes());

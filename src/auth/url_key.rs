@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
+use super::Failure;
 use crate::config::{Environment, Problems, SecretRef, SecretSet};
 
 /// The longest key accepted, as Kestra allows.
@@ -55,10 +56,15 @@ impl UrlKey {
         Some(String::from_utf8_lossy(self.keys.first_active(now)?.expose()).into_owned())
     }
 
-    /// Whether `presented` (the raw last path segment) is an active key.
-    pub fn verify(&self, presented: &str, now: SystemTime) -> bool {
+    /// Checks `presented` (the raw last path segment; `None` when the path has none)
+    /// against the active keys.
+    pub fn verify(&self, presented: Option<&str>, now: SystemTime) -> Result<(), Failure> {
+        let presented = presented.ok_or(Failure::Missing)?;
         // Over-long input is refused without hashing it; the length of a guess is the
         // guesser's own knowledge, so this leaks nothing.
-        presented.len() <= MAX_KEY_LEN && self.keys.matches(presented.as_bytes(), now)
+        if presented.len() > MAX_KEY_LEN {
+            return Err(Failure::Mismatch);
+        }
+        super::verdict(self.keys.check(presented.as_bytes(), now))
     }
 }

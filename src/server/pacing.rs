@@ -5,33 +5,42 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::in_flight::InFlight;
 
-/// Requests of one connection that are being handled.
+/// Requests of one connection that are being handled, and whether it has had any.
 #[derive(Debug, Default)]
-pub(super) struct InProgress(AtomicUsize);
+pub(super) struct InProgress {
+    now: AtomicUsize,
+    seen: AtomicBool,
+}
 
 /// One request of a connection being handled; counted out when dropped.
 pub(super) struct Handling(Arc<InProgress>);
 
 impl InProgress {
     pub(super) fn start(self: &Arc<Self>) -> Handling {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.now.fetch_add(1, Ordering::Relaxed);
+        self.seen.store(true, Ordering::Relaxed);
         Handling(self.clone())
     }
 
     fn idle(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == 0
+        self.now.load(Ordering::Relaxed) == 0
+    }
+
+    /// Whether a request of this connection has reached the handler.
+    pub(super) fn seen_any(&self) -> bool {
+        self.seen.load(Ordering::Relaxed)
     }
 }
 
 impl Drop for Handling {
     fn drop(&mut self) {
-        (self.0).0.fetch_sub(1, Ordering::Relaxed);
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -197,3 +197,50 @@ async fn every_scheme_admits_the_right_credential_and_only_it() {
     }
     gw.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_url_key_is_a_404_to_the_sender_and_an_exact_reason_to_the_operator() {
+    let gw = GatewayBuilder::new()
+        .brokers("unused:9092")
+        .null_sink()
+        .hook("id = \"u\"\ntopic = \"t\"\nauth = { scheme = \"url_key\", secrets = [{ value = \"current-key\" }, { value = \"retired-key\", expires = \"2020-01-01T00:00:00Z\" }] }")
+        .start()
+        .await;
+    let post = |path: &str| http::post(&gw.hook_url(path)).body("{}").send();
+    for (path, status) in [
+        ("/hooks/u/current-key", 202),
+        ("/hooks/u/wrong-key", 404),
+        ("/hooks/u/retired-key", 404),
+        ("/hooks/u", 404),
+        ("/hooks/nothing-here", 404),
+    ] {
+        let r = post(path).await.unwrap();
+        assert_eq!(r.status, status, "{path}");
+        if status == 404 {
+            assert_eq!(r.json(), json!({"error": "not found"}), "{path}");
+        }
+    }
+    let text = String::from_utf8_lossy(
+        &http::get(&format!("{}/metrics", gw.admin_url))
+            .await
+            .unwrap()
+            .body,
+    )
+    .to_string();
+    for line in [
+        "hookgate_auth_failures_total{hook=\"u\",reason=\"mismatch\"} 1",
+        "hookgate_auth_failures_total{hook=\"u\",reason=\"expired\"} 1",
+        "hookgate_auth_failures_total{hook=\"u\",reason=\"missing\"} 1",
+        "hookgate_requests_total{hook=\"u\",outcome=\"not_found\"} 3",
+        // Nothing is in flight once every request is answered (the gauge is the test
+        // process's; nextest runs each test in a process of its own).
+        "hookgate_in_flight_requests 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from:\n{text}"
+        );
+    }
+    assert!(!text.contains("current-key") && !text.contains("retired-key"));
+    gw.stop().await.unwrap();
+}

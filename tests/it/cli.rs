@@ -17,6 +17,13 @@ impl Drop for Guard {
     }
 }
 
+/// The body of a GET, on a runtime of its own (these tests are synchronous).
+fn runtime_get(url: &str) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let reply = runtime.block_on(crate::support::http::get(url)).unwrap();
+    String::from_utf8_lossy(&reply.body).into_owned()
+}
+
 /// The README's curl commands against the local profile.
 fn readme_curls() -> Vec<String> {
     let readme =
@@ -147,6 +154,25 @@ fn local_runs_the_readme_examples_end_to_end() {
         wait_for(&|l| l.starts_with(&format!("echo <- {call}")), call, 60);
     }
 
+    // One metrics page for both: the consumer's run durations are a histogram with its
+    // buckets, as when the consumer runs alone, and nothing is left in flight.
+    let admin = value("admin: ").expect("the admin address, on its own line");
+    let metrics = runtime_get(&format!("http://{admin}/metrics"));
+    assert!(
+        metrics.contains("# TYPE hookgate_consumer_flow_duration_seconds histogram"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hookgate_consumer_flow_duration_seconds_bucket{flow=\"warehouse.stock-alert\",le=\"0.005\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "hookgate_in_flight_requests 0"),
+        "{metrics}"
+    );
+
     // The shipped pollers poll the echo endpoint, fire as their thresholds are crossed,
     // and their events are on hookgate.polls.
     let polls = kafka::read_until(
@@ -239,6 +265,40 @@ fn check_lists_the_hooks() {
 }
 
 #[test]
+fn listening_is_announced_only_once_serving() {
+    let dir =
+        std::env::temp_dir().join(format!("hookgate-start-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gw.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[kafka]\nbrokers = \"{}\"\ncreate_topics = false\n\
+             [[hooks]]\nid = \"m\"\ntopic = \"{}\"\nauth = {{ scheme = \"none\" }}\n",
+            crate::support::brokers(),
+            crate::support::topic("never-created")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["run", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a missing topic stops the start");
+    assert!(
+        logs.contains("never-created"),
+        "the missing topic is named:\n{logs}"
+    );
+    assert!(
+        !logs.contains("hookgate listening"),
+        "listening announced by a gateway that then exited:\n{logs}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn secrets_never_reach_the_logs_events_metrics_or_answers() {
     let dir = std::env::temp_dir().join(format!("hookgate-logs-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -271,6 +331,7 @@ fn secrets_never_reach_the_logs_events_metrics_or_answers() {
         .arg(&file)
         .envs(planted)
         .env("HOOKGATE_LOG", "trace")
+        .env("HOOKGATE_LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -382,6 +443,33 @@ fn secrets_never_reach_the_logs_events_metrics_or_answers() {
         !logs.contains("plantedurlkey"),
         "the URL key appears in the logs"
     );
+    // JSON lines, fields at the top level, each refusal with its exact reason.
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().all(|l| l.get("fields").is_none()));
+    let refusals: Vec<(String, String)> = lines
+        .iter()
+        .filter(|l| l["message"] == "refused")
+        .map(|l| {
+            (
+                l["hook"].as_str().unwrap().to_string(),
+                l["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (hook, reason) in [
+        ("k", "mismatch"),
+        ("b", "mismatch"),
+        ("h", "mismatch"),
+        ("a", "mismatch"),
+    ] {
+        assert!(
+            refusals.contains(&(hook.to_string(), reason.to_string())),
+            "no refusal of hook {hook} logged with reason {reason}: {refusals:?}"
+        );
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 

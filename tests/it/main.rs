@@ -12,6 +12,7 @@ mod flows;
 mod handshake;
 mod outage;
 mod oversize;
+mod packaging;
 mod properties;
 mod readiness;
 mod reload;

@@ -149,3 +149,91 @@ async fn the_reload_endpoint_is_off_without_a_token() {
         .contains("admin.reload_token"));
     gw.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_rotation_keeps_replay_protection_and_claims_in_flight() {
+    use crate::support::hmac_sha256_hex;
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("rotate", 1, 1).unwrap();
+    let hook = |secrets: &str, window: &str| {
+        format!("id = \"gh\"\ntopic = \"rotate\"\nauth = {{ scheme = \"hmac\", preset = \"github\", secrets = [{secrets}]{window} }}")
+    };
+    let gw = GatewayBuilder::new()
+        .brokers(&cluster.bootstrap_servers())
+        .admin("reload_token = { value = \"admin-token\" }")
+        .hook(&hook("{ value = \"old\" }", ""))
+        .start()
+        .await;
+    let url = gw.hook_url("/hooks/gh");
+    let deliver = |secret: &'static str, delivery: &'static str| {
+        let url = url.clone();
+        async move {
+            let body = format!("{{\"delivery\":\"{delivery}\"}}");
+            http::post(&url)
+                .content_type("application/json")
+                .header("x-github-delivery", delivery)
+                .header(
+                    "x-hub-signature-256",
+                    &format!("sha256={}", hmac_sha256_hex(secret, body.as_bytes())),
+                )
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = deliver("old", "d-A").await;
+    assert_eq!(first.status, 202);
+
+    // A delivery still waiting for its ack while the secret rotates.
+    cluster
+        .broker_round_trip_time(1, Duration::from_millis(800))
+        .unwrap();
+    let in_flight = tokio::spawn(deliver("old", "d-B"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = std::fs::read_to_string(&gw.config_path).unwrap();
+    let rotated = text.replace(
+        "{ value = \"old\" }",
+        "{ value = \"new\" }, { value = \"old\" }",
+    );
+    assert_ne!(rotated, text);
+    std::fs::write(&gw.config_path, &rotated).unwrap();
+    let r = reload(&gw, "admin-token").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.json()["kept_replay"], 1);
+
+    // The provider retries both deliveries, now signed with the new secret.
+    let retried_b = deliver("new", "d-B").await;
+    let b = in_flight.await.unwrap();
+    assert_eq!(b.status, 202);
+    assert_eq!(
+        retried_b.event_id(),
+        b.event_id(),
+        "the retry waited for the claim made before the reload"
+    );
+    cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
+    let again = deliver("new", "d-A").await;
+    assert_eq!(again.status, 202);
+    assert_eq!(
+        again.event_id(),
+        first.event_id(),
+        "a delivery accepted before the reload is still a duplicate after it"
+    );
+
+    // A new replay window is a new guard: nothing to carry over.
+    std::fs::write(
+        &gw.config_path,
+        rotated.replace(
+            "{ value = \"old\" }] }",
+            "{ value = \"old\" }], dedupe_window = \"2h\" }",
+        ),
+    )
+    .unwrap();
+    let r = reload(&gw, "admin-token").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.json()["kept_replay"], 0);
+    let fresh = deliver("new", "d-A").await;
+    assert_eq!(fresh.status, 202);
+    assert_ne!(fresh.event_id(), first.event_id());
+    gw.stop().await.unwrap();
+}

@@ -206,6 +206,123 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
     gw.stop().await.unwrap();
 }
 
+/// How long after `started` the server closed `s`, reading (and dropping) whatever it
+/// sends until then; `None` if it was still open after `give_up`.
+async fn closed_after(
+    mut s: tokio::net::tcp::OwnedReadHalf,
+    started: std::time::Instant,
+    give_up: Duration,
+) -> Option<Duration> {
+    let mut buf = [0u8; 1024];
+    let read_to_end = async {
+        while let Ok(n) = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+        started.elapsed()
+    };
+    tokio::time::timeout(give_up, read_to_end).await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_without_a_request_head_are_closed_at_the_header_timeout() {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    const SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+    let gw = null()
+        .server("header_read_timeout = \"1s\"")
+        .server("max_connections = 8")
+        .hook("id = \"o\"\ntopic = \"t\"\nauth = { scheme = \"none\" }")
+        .start()
+        .await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    // What each connection sends, and the pause before each byte (none: all at once).
+    let preface_and_settings = [PREFACE, SETTINGS].concat();
+    let cases: Vec<(&str, Vec<u8>, Option<Duration>)> = vec![
+        ("silent", Vec::new(), None),
+        ("one byte", b"P".to_vec(), None),
+        ("preface only", PREFACE.to_vec(), None),
+        ("preface and settings", preface_and_settings, None),
+        (
+            "slow preface",
+            PREFACE.to_vec(),
+            Some(Duration::from_millis(300)),
+        ),
+        (
+            "trickled head",
+            b"POST /hooks/o HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(),
+            Some(Duration::from_millis(400)),
+        ),
+    ];
+    let mut waits = Vec::new();
+    for (name, bytes, pause) in cases {
+        let stream = TcpStream::connect(&addr).await.unwrap();
+        let started = std::time::Instant::now();
+        let (read, mut write) = stream.into_split();
+        tokio::spawn(async move {
+            match pause {
+                None => {
+                    let _ = write.write_all(&bytes).await;
+                }
+                Some(pause) => {
+                    for b in bytes {
+                        tokio::time::sleep(pause).await;
+                        if write.write_all(&[b]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            // Keep the write half open: the server, not the client, must end it.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(write);
+        });
+        waits.push((
+            name,
+            tokio::spawn(closed_after(read, started, Duration::from_secs(10))),
+        ));
+    }
+    for (name, wait) in waits {
+        let closed = wait.await.unwrap();
+        let closed = closed.unwrap_or_else(|| panic!("{name}: still open after 10 s"));
+        assert!(
+            closed >= Duration::from_millis(900) && closed < Duration::from_millis(2500),
+            "{name}: closed after {closed:?}, header_read_timeout is 1 s"
+        );
+    }
+    // As many silent connections as the limit lock nobody out for longer than the timeout.
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    let r = http::post(&gw.hook_url("/hooks/o"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status, 202);
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "a sender waited {:?} behind silent connections",
+        started.elapsed()
+    );
+    drop(silent);
+    for _ in 0..8 {
+        assert_eq!(
+            http::post(&gw.hook_url("/hooks/o"))
+                .body("{}")
+                .send()
+                .await
+                .unwrap()
+                .status,
+            202
+        );
+    }
+    gw.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_show_the_series_after_traffic() {
     let gw = null()

@@ -203,6 +203,28 @@ pub fn parse_time(s: &str) -> Option<SystemTime> {
     }
 }
 
+/// What a presented credential matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// A secret active now.
+    Active,
+    /// Only a secret whose `expires` has passed.
+    Expired,
+    /// No secret.
+    None,
+}
+
+impl Match {
+    /// From whether an active and whether an expired secret matched.
+    pub fn of(active: bool, expired: bool) -> Match {
+        match (active, expired) {
+            (true, _) => Match::Active,
+            (false, true) => Match::Expired,
+            (false, false) => Match::None,
+        }
+    }
+}
+
 /// A set of accepted values, matched in constant time: every candidate is compared, no
 /// early exit, and only SHA-256 digests are compared, so neither the position of the first
 /// differing byte nor the length of a secret shows in the timing.
@@ -242,13 +264,22 @@ impl SecretSet {
 
     /// Whether `candidate` equals one of the secrets still active at `now`.
     pub fn matches(&self, candidate: &[u8], now: SystemTime) -> bool {
+        self.check(candidate, now) == Match::Active
+    }
+
+    /// Which kind of secret `candidate` equals, if any: one active at `now`, or only one
+    /// past its `expires`. Every secret is compared either way.
+    pub fn check(&self, candidate: &[u8], now: SystemTime) -> Match {
         let digest: [u8; 32] = Sha256::digest(candidate).into();
-        let mut found = subtle::Choice::from(0);
+        let mut active_found = subtle::Choice::from(0);
+        let mut expired_found = subtle::Choice::from(0);
         for (d, expires) in &self.digests {
             let active = subtle::Choice::from(u8::from(expires.is_none_or(|t| now < t)));
-            found |= d.ct_eq(&digest) & active;
+            let equal = d.ct_eq(&digest);
+            active_found |= equal & active;
+            expired_found |= equal & !active;
         }
-        found.into()
+        Match::of(active_found.into(), expired_found.into())
     }
 }
 

@@ -140,6 +140,36 @@ fn twilio_published_example() {
 }
 
 #[test]
+fn twilio_sdk_vector_with_a_repeated_parameter() {
+    // Made with twilio-node 5.13.1 (`getExpectedTwilioSignature`) and twilio-python 9.13.0
+    // (`RequestValidator.compute_signature`), which agree: auth token `12345`, URL
+    // https://mycompany.com/hooks/sms, `MediaUrl` three times (one value twice), out of order.
+    let h = build(
+        "preset = \"twilio\"\npublic_url = \"https://mycompany.com\"\nsecrets = [{ value = \"12345\" }]",
+    );
+    let p = parts(
+        "/hooks/sms",
+        &[("x-twilio-signature", "mGgkdZSt60ttoo36moJYQHGOh/A=")],
+    );
+    let body = "MediaUrl=https%3A%2F%2Fapi.twilio.com%2Fz.jpg&Body=two+pictures\
+                &MediaUrl=https%3A%2F%2Fapi.twilio.com%2Fa.jpg&NumMedia=2\
+                &MediaUrl=https%3A%2F%2Fapi.twilio.com%2Fz.jpg";
+    assert!(h.verify(&p, body.as_bytes(), SystemTime::now()).is_ok());
+    // The order of the parameters in the body does not matter; their values do.
+    let reordered = "NumMedia=2&MediaUrl=https%3A%2F%2Fapi.twilio.com%2Fa.jpg\
+                     &MediaUrl=https%3A%2F%2Fapi.twilio.com%2Fz.jpg&Body=two+pictures";
+    assert!(h
+        .verify(&p, reordered.as_bytes(), SystemTime::now())
+        .is_ok());
+    let changed = "NumMedia=2&MediaUrl=https%3A%2F%2Fapi.twilio.com%2Fb.jpg\
+                   &MediaUrl=https%3A%2F%2Fapi.twilio.com%2Fz.jpg&Body=two+pictures";
+    assert_eq!(
+        h.verify(&p, changed.as_bytes(), SystemTime::now()),
+        Err(Failure::Mismatch)
+    );
+}
+
+#[test]
 fn stripe_sdk_vector() {
     // Made with stripe-python 16.1.0:
     // WebhookSignature.generate_signature_header(payload, "whsec_test_secret", 1700000000).
