@@ -277,7 +277,7 @@ fn resolve_secrets(
     for (i, r) in refs.iter().enumerate() {
         match r.resolve(env) {
             Ok(s) => out.push(s),
-            Err(e) => p.push(format!("{at}.secrets[{i}]"), e, "fix the secret reference"),
+            Err(e) => p.secret(format!("{at}.secrets[{i}]"), e),
         }
     }
     if out.len() != refs.len() {

@@ -100,7 +100,7 @@ impl HandshakeConfig {
     pub fn build(
         &self,
         at: &str,
-        auth: Option<&Auth>,
+        auth: &crate::auth::AuthConfig,
         env: &Environment,
         p: &mut Problems,
     ) -> Option<Handshake> {
@@ -108,7 +108,7 @@ impl HandshakeConfig {
             (Provider::Meta, Some(r)) => match r.resolve(env) {
                 Ok(s) => Some(SecretSet::new(&[s])),
                 Err(e) => {
-                    p.push(format!("{at}.verify_token"), e, "fix the secret reference");
+                    p.secret(format!("{at}.verify_token"), e);
                     return None;
                 }
             },
@@ -130,7 +130,9 @@ impl HandshakeConfig {
             }
             (_, None) => None,
         };
-        let signed = matches!(auth, Some(Auth::Hmac(_)));
+        // Read from the config, so that a hook whose secrets are missing is not also told
+        // that its auth is not hmac.
+        let signed = matches!(auth, crate::auth::AuthConfig::Hmac(_));
         match self.provider {
             Provider::Slack | Provider::Zoom if !signed => {
                 p.push(

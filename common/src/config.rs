@@ -1,10 +1,12 @@
 //! Layered, strict configuration: the embedded defaults, then the TOML file, then
 //! `HOOKGATE_<TABLE>__<KEY>` environment variables (tables only). Unknown keys are
-//! errors. Loading stops at the first parse error; validation afterwards collects every
-//! semantic problem in [`Problems`], each with its TOML path and a fix.
+//! errors. Reading reports every wrong key and value it can get past (see [`reading`]);
+//! validation afterwards collects every semantic problem in [`Problems`], each with its
+//! TOML path and a fix.
 
 mod duration;
 mod property;
+mod reading;
 mod secret;
 mod size;
 
@@ -18,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 pub use duration::ConfigDuration;
 pub use property::PropertyValue;
-pub use secret::{parse_time, Environment, Match, Secret, SecretRef, SecretSet};
+pub use secret::{parse_time, Environment, Match, Secret, SecretError, SecretRef, SecretSet};
 pub use size::ByteSize;
 
 /// Where a config file comes from.
@@ -57,7 +59,7 @@ pub struct Layers<'a> {
 }
 
 impl Layers<'_> {
-    /// Reads the layers and deserializes them. Stops at the first parse error.
+    /// Reads the layers and deserializes them, or reports every problem reading found.
     pub fn load<T: DeserializeOwned>(
         &self,
         source: &Source,
@@ -95,20 +97,14 @@ impl Layers<'_> {
                 ),
             )
         })?;
-        Figment::new()
+        let figment = Figment::new()
             .merge(Toml::string(self.defaults))
             .merge(file)
-            .merge(env_layer)
-            .extract::<T>()
-            .map_err(|e| ConfigError {
-                source: source.name(),
-                // Deserialization stops at its first error; report that one.
-                problems: e
-                    .into_iter()
-                    .take(1)
-                    .map(|e| problem_from_figment(e, self.env_prefix))
-                    .collect(),
-            })
+            .merge(env_layer);
+        figment.extract::<T>().map_err(|e| ConfigError {
+            source: source.name(),
+            problems: reading::problems::<T>(&figment, e, self.env_prefix),
+        })
     }
 }
 
@@ -142,6 +138,19 @@ impl Problems {
             path: path.into(),
             message: message.into(),
             fix: fix.to_string(),
+        });
+    }
+
+    /// Records a secret reference at `path` that cannot be used.
+    pub fn secret(&mut self, path: impl Into<String>, e: SecretError) {
+        let mut path = path.into();
+        if let Some(key) = e.key {
+            path = format!("{path}.{key}");
+        }
+        self.0.push(Problem {
+            path,
+            message: e.message,
+            fix: e.fix,
         });
     }
 
@@ -189,71 +198,20 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        writeln!(
+        write!(
             f,
             "invalid configuration in {} ({n} problem{}):",
             self.source,
             if n == 1 { "" } else { "s" }
         )?;
         for p in &self.problems {
-            writeln!(f, "  - {p}")?;
+            write!(f, "\n  - {p}")?;
         }
         Ok(())
     }
 }
 
 impl std::error::Error for ConfigError {}
-
-/// Turns a figment error into a problem with a TOML path (`hooks[0].auth.scheme`) or the
-/// environment variable that caused it.
-fn problem_from_figment(e: figment::Error, env_prefix: &str) -> Problem {
-    let mut path = String::new();
-    for (i, seg) in e.path.iter().enumerate() {
-        if seg.parse::<usize>().is_ok() {
-            path.push_str(&format!("[{seg}]"));
-        } else {
-            if i > 0 {
-                path.push('.');
-            }
-            if seg.contains('.') {
-                path.push_str(&format!("\"{seg}\""));
-            } else {
-                path.push_str(seg);
-            }
-        }
-    }
-    let from_env = e
-        .metadata
-        .as_ref()
-        .is_some_and(|m| m.name == ENV_LAYER_NAME);
-    let location = if from_env {
-        let keys: Vec<&str> = e.path.iter().map(String::as_str).collect();
-        format!("{} (environment)", env_var_name(env_prefix, &keys))
-    } else if path.is_empty() {
-        "(file)".to_string()
-    } else {
-        path
-    };
-    let fix = match &e.kind {
-        figment::error::Kind::UnknownField(_, expected) => format!(
-            "remove it or correct its spelling; allowed here: {}",
-            expected.join(", ")
-        ),
-        figment::error::Kind::MissingField(_) => "add it".to_string(),
-        figment::error::Kind::UnknownVariant(_, expected) => {
-            format!("use one of: {}", expected.join(", "))
-        }
-        figment::error::Kind::Message(_) if location == "(file)" => {
-            "correct the TOML syntax at the position given".to_string()
-        }
-        _ => "correct the value".to_string(),
-    };
-    Problem {
-        path: location,
-        message: e.kind.to_string(),
-        fix,
-    }
-}
 
 const ENV_LAYER_NAME: &str = "environment variable";
 

@@ -190,7 +190,7 @@ impl ConsumerConfig {
                     name.clone(),
                     String::from_utf8_lossy(s.expose()).into_owned(),
                 ),
-                Err(e) => p.push(format!("secrets.{name}"), e, "fix the secret reference"),
+                Err(e) => p.secret(format!("secrets.{name}"), e),
             }
         }
         let engine = Engine::new(secrets);
@@ -330,11 +330,7 @@ impl KafkaConfig {
         for (name, value) in &self.properties {
             match value.resolve(env) {
                 Ok((v, _)) => properties.push((name.clone(), v)),
-                Err(e) => p.push(
-                    format!("kafka.properties.\"{name}\""),
-                    e,
-                    "fix the secret reference",
-                ),
+                Err(e) => p.secret(format!("kafka.properties.\"{name}\""), e),
             }
         }
         (p.len() == before).then(|| KafkaSettings {

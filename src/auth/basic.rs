@@ -80,11 +80,7 @@ impl BasicConfig {
                     pair.extend_from_slice(pw.expose());
                     pairs.push(Secret::new(pair, pw.expires()));
                 }
-                Err(e) => p.push(
-                    format!("{at}.credentials[{i}].password"),
-                    e,
-                    "fix the secret reference",
-                ),
+                Err(e) => p.secret(format!("{at}.credentials[{i}].password"), e),
             }
         }
         if pairs.len() != self.credentials.len() {

@@ -471,7 +471,7 @@ impl HookConfig {
         let handshake = self
             .handshake
             .as_ref()
-            .and_then(|h| h.build(&at("handshake"), auth.as_ref(), env, p));
+            .and_then(|h| h.build(&at("handshake"), &self.auth, env, p));
         let response = self
             .response
             .as_ref()

@@ -169,7 +169,7 @@ impl KafkaConfig {
             }
             match value.resolve(env) {
                 Ok((v, secret)) => resolved.entries.push((name.clone(), v, secret)),
-                Err(e) => p.push(&key, e, "fix the secret reference"),
+                Err(e) => p.secret(&key, e),
             }
         }
         for timeout_key in ["message.timeout.ms", "delivery.timeout.ms"] {

@@ -126,7 +126,7 @@ impl AdminConfig {
     pub(super) fn validate(&self, env: &super::Environment, p: &mut Problems) {
         check_addr(&self.listen, "admin.listen", p);
         if let Some(Err(e)) = self.reload_token.as_ref().map(|r| r.resolve(env)) {
-            p.push("admin.reload_token", e, "fix the secret reference");
+            p.secret("admin.reload_token", e);
         }
     }
 }

@@ -273,3 +273,64 @@ fn too_many_serving_threads_are_refused() {
         "{p}"
     );
 }
+
+#[test]
+fn one_run_reports_every_wrong_key_and_value_in_plain_words() {
+    let toml = "[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = \"many\"\nhttp2 = \"yes\"\n[kafka]\nbrokers = \"localhost:9092\"\n\
+         [[hooks]]\nid = \"a\"\ntopic = \"t\"\nmax_body = -5\ntopik = \"x\"\nauth = { scheme = \"none\" }\n\
+         [[hooks]]\nid = \"b\"\ntopic = \"t\"\nmode = \"compact\"\nauth = { scheme = \"none\" }\n";
+    let p = problems(toml, &[]);
+    for (path, words) in [
+        (
+            "server.max_connections",
+            "expected a whole number, 0 or more, found the string \"many\"",
+        ),
+        ("server.http2", "expected true or false"),
+        ("hooks[0].max_body", "a size cannot be negative"),
+        ("hooks[0].topik", "unknown key"),
+        ("hooks[1].mode", "`compact` is not one of the choices"),
+    ] {
+        assert!(
+            p.iter().any(|x| x.starts_with(path) && x.contains(words)),
+            "{path}: {words} not among {p:#?}"
+        );
+    }
+    for line in &p {
+        assert!(!line.contains("`one of `"), "nested backticks: {line}");
+        for rust in ["usize", "u64", "u32", "i64", "f64"] {
+            assert!(!line.contains(rust), "a Rust type name: {line}");
+        }
+        assert!(!line.contains("fix the secret reference"), "{line}");
+    }
+}
+
+#[test]
+fn secret_problems_say_what_to_do_and_expires_takes_a_toml_date_time() {
+    let with = |secret: &str| {
+        format!("{BASE}[[hooks]]\nid = \"a\"\ntopic = \"t\"\nauth = {{ scheme = \"url_key\", secrets = [{secret}] }}\n")
+    };
+    // A bare TOML date-time and an offset are both times.
+    assert!(problems(
+        &with("{ value = \"k\", expires = 2099-01-31T00:00:00Z }"),
+        &[]
+    )
+    .is_empty());
+    assert!(problems(
+        &with("{ value = \"k\", expires = \"2099-01-31T02:00:00+02:00\" }"),
+        &[]
+    )
+    .is_empty());
+    assert_eq!(
+        one_problem(&with("{ value = \"k\", expires = \"tomorrow\" }")),
+        "hooks[0].auth.secrets[0].expires: \"tomorrow\" is not an RFC 3339 time (fix: write a time like \"2027-01-31T00:00:00Z\" or \"2027-01-31T02:00:00+02:00\")"
+    );
+    assert_eq!(
+        one_problem(&with("{ env = \"NOT_SET_ANYWHERE\" }")),
+        "hooks[0].auth.secrets[0]: environment variable `NOT_SET_ANYWHERE` is not set (fix: export it, or point the secret at a file)"
+    );
+    let p = one_problem(&with("{ env = \"A\", value = \"b\" }"));
+    assert!(
+        p.contains("exactly one of env, file and value") && p.contains("{ env = \"NAME\" }"),
+        "{p}"
+    );
+}

@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod config_errors;
 mod contract;
+mod docs;
 mod flows;
 mod handshake;
 mod outage;

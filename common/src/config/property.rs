@@ -60,7 +60,7 @@ impl<'de> Deserialize<'de> for PropertyValue {
 
 impl PropertyValue {
     /// The value to hand librdkafka, and whether it is a secret (to keep out of logs).
-    pub fn resolve(&self, env: &Environment) -> Result<(String, bool), String> {
+    pub fn resolve(&self, env: &Environment) -> Result<(String, bool), super::SecretError> {
         match self {
             PropertyValue::Plain(v) => Ok((v.clone(), false)),
             PropertyValue::Secret(r) => r

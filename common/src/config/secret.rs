@@ -23,9 +23,68 @@ pub struct SecretRef {
     pub file: Option<PathBuf>,
     /// The secret itself, inline. For tests and development only.
     pub value: Option<String>,
-    /// RFC 3339 time after which this secret is no longer accepted (for rotation).
+    /// RFC 3339 time after which this secret is no longer accepted (for rotation): a
+    /// string, or a bare TOML date-time.
+    #[serde(default, deserialize_with = "time_text")]
     pub expires: Option<String>,
 }
+
+/// A time written as a string or as a bare TOML date-time (which reaches serde as a table
+/// with one private key), as its text.
+fn time_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    use serde::de::{self, MapAccess, Visitor};
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an RFC 3339 time like \"2027-01-31T00:00:00Z\"")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(Some(s.to_string()))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut text = None;
+            while let Some((key, value)) = map.next_entry::<String, String>()? {
+                if key == "$__toml_private_datetime" {
+                    text = Some(value);
+                }
+            }
+            text.map(Some)
+                .ok_or_else(|| de::Error::invalid_type(de::Unexpected::Map, &self))
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// Why a secret reference cannot be used: what is wrong and what to do, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretError {
+    /// The key of the reference at fault, when it is not the reference as a whole.
+    pub key: Option<&'static str>,
+    pub message: String,
+    pub fix: String,
+}
+
+impl SecretError {
+    fn new(message: impl Into<String>, fix: impl Into<String>) -> SecretError {
+        SecretError {
+            key: None,
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+impl fmt::Display for SecretError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(key) = self.key {
+            write!(f, "{key}: ")?;
+        }
+        write!(f, "{} (fix: {})", self.message, self.fix)
+    }
+}
+
+impl std::error::Error for SecretError {}
 
 impl fmt::Debug for SecretRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -135,39 +194,48 @@ impl Secret {
 
 impl SecretRef {
     /// Reads the secret. The error says what is wrong and how to fix it, without the value.
-    pub fn resolve(&self, env: &Environment) -> Result<Secret, String> {
+    pub fn resolve(&self, env: &Environment) -> Result<Secret, SecretError> {
         let sources = [
             self.env.is_some(),
             self.file.is_some(),
             self.value.is_some(),
         ];
         if sources.iter().filter(|s| **s).count() != 1 {
-            return Err(
-                "a secret needs exactly one of `env = \"NAME\"`, `file = \"path\"` or `value`"
-                    .into(),
-            );
+            return Err(SecretError::new(
+                "a secret needs exactly one of env, file and value",
+                "write one, like { env = \"NAME\" } or { file = \"/run/secrets/name\" }",
+            ));
         }
         let expires = match &self.expires {
-            Some(t) => Some(parse_time(t).ok_or_else(|| {
-                format!("`expires = \"{t}\"` is not an RFC 3339 time; write e.g. \"2027-01-31T00:00:00Z\"")
+            Some(t) => Some(parse_time(t).ok_or_else(|| SecretError {
+                key: Some("expires"),
+                message: format!("\"{t}\" is not an RFC 3339 time"),
+                fix: "write a time like \"2027-01-31T00:00:00Z\" or \"2027-01-31T02:00:00+02:00\"".into(),
             })?),
             None => None,
         };
         let raw = if let Some(name) = &self.env {
             env.var(name)
                 .ok_or_else(|| {
-                    format!("environment variable `{name}` is not set; export it or point the secret elsewhere")
+                    SecretError::new(
+                        format!("environment variable `{name}` is not set"),
+                        "export it, or point the secret at a file",
+                    )
                 })?
                 .to_string()
         } else if let Some(path) = &self.file {
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read secret file `{}`: {e}", path.display()))?
+            std::fs::read_to_string(path).map_err(|e| {
+                SecretError::new(
+                    format!("cannot read secret file `{}`: {e}", path.display()),
+                    "check the path and that hookgate may read it",
+                )
+            })?
         } else {
             self.value.clone().unwrap_or_default()
         };
         let trimmed = raw.trim();
         if trimmed.is_empty() {
-            return Err("the secret is empty; give it a value".into());
+            return Err(SecretError::new("the secret is empty", "give it a value"));
         }
         Ok(Secret::new(trimmed.as_bytes().to_vec(), expires))
     }
@@ -324,12 +392,18 @@ mod tests {
         assert!(missing
             .resolve(&env)
             .unwrap_err()
+            .message
             .contains("`NOPE` is not set"));
         assert!(SecretRef::default()
             .resolve(&env)
             .unwrap_err()
+            .message
             .contains("exactly one"));
-        assert!(inline("   ").resolve(&env).unwrap_err().contains("empty"));
+        assert!(inline("   ")
+            .resolve(&env)
+            .unwrap_err()
+            .message
+            .contains("empty"));
     }
 
     #[test]

@@ -464,3 +464,39 @@ proptest! {
         prop_assert_eq!(h.verify(&p, b"b", at(now as u64)), Err(Failure::Timestamp));
     }
 }
+
+#[test]
+fn a_signature_by_an_expired_secret_is_refused_as_expired() {
+    let h = build(
+        "preset = \"github\"\nsecrets = [{ value = \"new-secret\" }, { value = \"old-secret\", expires = \"2026-01-01T02:00:00+02:00\" }]",
+    );
+    let body = b"{\"n\":1}";
+    let signed_by = |secret: &str| {
+        let mut mac =
+            <::hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body);
+        let tag: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        parts(
+            "/hooks/gh",
+            &[("x-hub-signature-256", &format!("sha256={tag}"))],
+        )
+    };
+    // The old secret expired at midnight UTC on 1 January 2026 (02:00 at +02:00).
+    let before = UNIX_EPOCH + Duration::from_secs(1_767_225_599);
+    let after = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+    assert!(h.verify(&signed_by("old-secret"), body, before).is_ok());
+    assert_eq!(
+        h.verify(&signed_by("old-secret"), body, after),
+        Err(Failure::Expired)
+    );
+    assert!(h.verify(&signed_by("new-secret"), body, after).is_ok());
+    assert_eq!(
+        h.verify(&signed_by("other"), body, after),
+        Err(Failure::Mismatch)
+    );
+}
