@@ -105,8 +105,10 @@ pub async fn run(
                 .ensure(&settings.hooks, &wanted, &settings.kafka)
                 .await?;
             health.set_metadata(Ok(Vec::new()));
+            let sink = KafkaSink::new(&settings.kafka, health.clone())?;
+            sink.warm(&wanted, settings.kafka.connect_timeout).await;
             tokio::spawn(topics.watch(wanted, health.clone(), shutdown.clone()));
-            Sink::Kafka(KafkaSink::new(&settings.kafka, health.clone())?)
+            Sink::Kafka(sink)
         }
         SinkKind::Null => {
             tracing::warn!("null sink: events are dropped after normalization (benchmarks only)");

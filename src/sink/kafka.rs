@@ -1,8 +1,15 @@
 //! The Kafka sink: an idempotent, acks=all rdkafka producer, replaced by a fresh one when
-//! it hits a fatal error (for example after a broker lost the producer's state), so the
-//! gateway serves again without a restart.
+//! it hits a fatal error or is fenced (for example after a broker lost the producer's
+//! state), so the gateway serves again without a restart.
+//!
+//! - Warm: before the gateway reports ready, the producer has the metadata of every hook
+//!   topic and its producer id, which librdkafka otherwise fetches on the first publish
+//!   (half a second to a second that the first senders would wait).
+//! - A record the broker refused because its producer was fenced was not stored: it is
+//!   sent again, once, on the replacement producer within the same ack timeout, so the
+//!   sender gets a 202 instead of a 503.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,6 +17,7 @@ use arc_swap::ArcSwap;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::{Delivered, PublishError, Record};
@@ -22,10 +30,12 @@ const REBUILD_INTERVAL: Duration = Duration::from_secs(1);
 /// Time an abandoned producer gets to fail or deliver what it still holds.
 const RETIRE_FLUSH: Duration = Duration::from_secs(5);
 
-type Producer_ = FutureProducer<LogContext>;
+type Producer_ = FutureProducer<ProducerContext>;
 
 pub struct KafkaSink {
     producer: ArcSwap<Producer_>,
+    /// Whether the first producer has its producer id, for [`KafkaSink::warm`].
+    first_assigned: Arc<AtomicBool>,
     config: ClientConfig,
     health: Arc<Health>,
     last_rebuild: Mutex<Option<Instant>>,
@@ -56,6 +66,45 @@ impl ClientContext for LogContext {
     }
 }
 
+/// A producer's context: logs as [`LogContext`] does, and follows the idempotent
+/// producer's state through librdkafka's statistics.
+#[derive(Clone, Default)]
+pub struct ProducerContext {
+    /// Whether the producer has its producer id (librdkafka's `idemp_state` `Assigned`).
+    assigned: Arc<AtomicBool>,
+}
+
+impl ClientContext for ProducerContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        LogContext.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        LogContext.error(error, reason);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(state) = idempotence_state(statistics) {
+            self.assigned.store(state == b"Assigned", Ordering::Relaxed);
+        }
+    }
+}
+
+/// The value of `"idemp_state"` in librdkafka's statistics JSON, read without parsing the
+/// rest (it comes a few times a second).
+fn idempotence_state(json: &[u8]) -> Option<&[u8]> {
+    const KEY: &[u8] = b"\"idemp_state\"";
+    let at = json.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let rest = &json[at..];
+    let open = rest.iter().position(|b| *b == b'"')? + 1;
+    let len = rest[open..].iter().position(|b| *b == b'"')?;
+    Some(&rest[open..open + len])
+}
+
+/// How often librdkafka reports its statistics to the producer's context, unless
+/// `kafka.properties` says otherwise: how soon the warm-up sees the producer id.
+const STATISTICS_INTERVAL_MS: &str = "200";
+
 /// The client config for `brokers` and the resolved properties, without the settings the
 /// gateway enforces.
 pub fn base_config(brokers: &str, properties: &ResolvedProperties) -> ClientConfig {
@@ -71,6 +120,9 @@ pub fn base_config(brokers: &str, properties: &ResolvedProperties) -> ClientConf
 /// The producer config: the properties, then the settings a 202 depends on.
 pub fn producer_config(brokers: &str, properties: &ResolvedProperties) -> ClientConfig {
     let mut c = base_config(brokers, properties);
+    if properties.get("statistics.interval.ms").is_none() {
+        c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
     c.set("enable.idempotence", "true");
     c.set("acks", "all");
     c.set("allow.auto.create.topics", "false");
@@ -108,14 +160,51 @@ pub fn check_properties(
 impl KafkaSink {
     pub fn new(settings: &KafkaSettings, health: Arc<Health>) -> Result<KafkaSink, KafkaError> {
         let config = producer_config(&settings.brokers, &settings.properties);
-        let producer: Producer_ = config.create_with_context(LogContext)?;
+        let context = ProducerContext::default();
+        let first_assigned = context.assigned.clone();
+        let producer: Producer_ = config.create_with_context(context)?;
         Ok(KafkaSink {
             producer: ArcSwap::from_pointee(producer),
+            first_assigned,
             config,
             health,
             last_rebuild: Mutex::new(None),
             generation: AtomicU64::new(0),
         })
+    }
+
+    /// Makes the producer ready to publish at once: fetches the metadata of `topics` and
+    /// waits for its producer id, at most `timeout` in all. A producer that is not ready
+    /// by then is used anyway (its first records wait for it); that is logged.
+    pub async fn warm(&self, topics: &[String], timeout: Duration) {
+        let started = Instant::now();
+        let producer = self.producer.load_full();
+        let topics = topics.to_vec();
+        let fetched = {
+            let producer = producer.clone();
+            tokio::task::spawn_blocking(move || {
+                topics.iter().try_for_each(|t| {
+                    let left = timeout.saturating_sub(started.elapsed());
+                    producer.client().fetch_metadata(Some(t), left).map(|_| ())
+                })
+            })
+            .await
+        };
+        if let Ok(Err(e)) = fetched {
+            tracing::warn!(error = %e, "the producer could not fetch the hook topics' metadata yet");
+        }
+        let assigned = &self.first_assigned;
+        while !assigned.load(Ordering::Relaxed) && started.elapsed() < timeout {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if assigned.load(Ordering::Relaxed) {
+            tracing::debug!(took = ?started.elapsed(), "kafka producer warmed up");
+        } else {
+            tracing::warn!(
+                waited = ?started.elapsed(),
+                "the kafka producer has no producer id yet; the first events will wait for it"
+            );
+        }
     }
 
     /// How many times the producer was replaced.
@@ -198,7 +287,10 @@ impl KafkaSink {
             reason = why,
             "kafka producer can no longer publish; replacing it"
         );
-        match self.config.create_with_context::<_, Producer_>(LogContext) {
+        match self
+            .config
+            .create_with_context::<_, Producer_>(ProducerContext::default())
+        {
             Ok(fresh) => {
                 let old = self.producer.swap(Arc::new(fresh));
                 self.generation.fetch_add(1, Ordering::Relaxed);
@@ -235,22 +327,83 @@ pub struct Pending<'a> {
 impl Pending<'_> {
     /// Waits at most `ack_timeout` for the acknowledgement.
     pub(super) async fn wait(self, ack_timeout: Duration) -> Result<Delivered, PublishError> {
+        let deadline = tokio::time::Instant::now() + ack_timeout;
         let Pending {
             sink,
-            producer,
-            delivery,
+            mut producer,
+            mut delivery,
         } = self;
-        match tokio::time::timeout(ack_timeout, delivery).await {
-            Err(_) => {
-                sink.replace_if_fatal(&producer);
-                Err(PublishError::Timeout(ack_timeout))
+        let mut resent = false;
+        loop {
+            match tokio::time::timeout_at(deadline, delivery).await {
+                Err(_) => {
+                    sink.replace_if_fatal(&producer);
+                    return Err(PublishError::Timeout(ack_timeout));
+                }
+                Ok(Err(_canceled)) => {
+                    return Err(PublishError::Transient("the producer was replaced".into()))
+                }
+                Ok(Ok(Ok(d))) => {
+                    return Ok(Delivered {
+                        partition: d.partition,
+                        offset: d.offset,
+                    })
+                }
+                Ok(Ok(Err((e, record)))) => {
+                    let refused_as_fenced = is_fenced(&e);
+                    let err = sink.classify(&producer, e);
+                    if !refused_as_fenced || resent {
+                        return Err(err);
+                    }
+                    // The broker refused the record outright: not stored, so sending it
+                    // again cannot duplicate it.
+                    resent = true;
+                    (producer, delivery) = match sink.resend(&record) {
+                        Ok(sent) => sent,
+                        Err(_) => return Err(err),
+                    };
+                    tracing::info!("a record refused to a fenced producer was sent again");
+                }
             }
-            Ok(Err(_canceled)) => Err(PublishError::Transient("the producer was replaced".into())),
-            Ok(Ok(Ok(d))) => Ok(Delivered {
-                partition: d.partition,
-                offset: d.offset,
-            }),
-            Ok(Ok(Err((e, _)))) => Err(sink.classify(&producer, e)),
         }
+    }
+}
+
+/// Whether the broker refused a produce because another producer took this one's id: the
+/// record was not written.
+fn is_fenced(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::ProducerFenced | C::InvalidProducerEpoch)
+    )
+}
+
+impl KafkaSink {
+    /// Hands a record the broker refused back to the current producer.
+    fn resend(&self, record: &OwnedMessage) -> Result<(Arc<Producer_>, DeliveryFuture), ()> {
+        let producer = self.producer.load_full();
+        let mut again =
+            FutureRecord::<[u8], [u8]>::to(record.topic()).partition(record.partition());
+        if let Some(payload) = record.payload() {
+            again = again.payload(payload);
+        }
+        if let Some(key) = record.key() {
+            again = again.key(key);
+        }
+        if let Some(headers) = record.headers() {
+            let mut copy = OwnedHeaders::new_with_capacity(headers.count());
+            for h in headers.iter() {
+                copy = copy.insert(rdkafka::message::Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+            again = again.headers(copy);
+        }
+        producer
+            .send_result(again)
+            .map(|delivery| (producer.clone(), delivery))
+            .map_err(|_| ())
     }
 }

@@ -54,3 +54,29 @@ async fn readiness_turns_red_when_a_topic_disappears() {
     );
     gw.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn once_ready_the_first_publish_does_not_wait_for_the_producer() {
+    // A fresh producer fetches the topic's metadata and its producer id on its first
+    // publish (about half a second on this broker) unless it was warmed before readiness.
+    let t = topic("warm");
+    let gw = GatewayBuilder::tansu()
+        .hook(&format!(
+            "id = \"w\"\ntopic = \"{t}\"\nauth = {{ scheme = \"none\" }}"
+        ))
+        .start()
+        .await;
+    let started = Instant::now();
+    let r = http::post(&gw.hook_url("/hooks/w"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status, 202);
+    assert!(
+        took < Duration::from_millis(300),
+        "the first request took {took:?}"
+    );
+    gw.stop().await.unwrap();
+}
