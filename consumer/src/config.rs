@@ -93,6 +93,10 @@ pub struct KafkaConfig {
     pub executions_topic: String,
     /// librdkafka properties for the consumer and producer (security, SASL).
     pub properties: BTreeMap<String, PropertyValue>,
+    /// librdkafka properties for the consumers only (`session.timeout.ms`, …).
+    pub consumer_properties: BTreeMap<String, PropertyValue>,
+    /// librdkafka properties for the producer only (`linger.ms`, `compression.type`, …).
+    pub producer_properties: BTreeMap<String, PropertyValue>,
     /// The compacted topic whose partitions decide which replica runs each poller, and
     /// which keeps the pollers' state. Created when missing.
     pub control_topic: String,
@@ -145,6 +149,52 @@ pub struct KafkaSettings {
     pub control_partitions: i32,
     /// (name, value); values that came from secrets are never printed.
     pub properties: Vec<(String, String)>,
+    pub consumer_properties: Vec<(String, String)>,
+    pub producer_properties: Vec<(String, String)>,
+}
+
+/// The consumers' group settings unless `kafka.consumer_properties` (or `properties`)
+/// set them: a replica that died is noticed after 10 s rather than librdkafka's 45 s, so
+/// a restarted or remaining replica takes its partitions (and pollers) over that much
+/// sooner. A flow runner polls continuously, so short heartbeats cost nothing.
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("session.timeout.ms", "10000"),
+    ("heartbeat.interval.ms", "3000"),
+];
+
+impl KafkaSettings {
+    /// What every client shares: the brokers and `kafka.properties`.
+    pub fn client_config(&self) -> rdkafka::ClientConfig {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// A consumer's config: the shared one, the group defaults, `kafka.consumer_properties`.
+    pub fn consumer_config(&self) -> rdkafka::ClientConfig {
+        let mut c = self.client_config();
+        for (k, v) in CONSUMER_DEFAULTS {
+            if !self.properties.iter().any(|(name, _)| name == k) {
+                c.set(*k, *v);
+            }
+        }
+        for (k, v) in &self.consumer_properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// The producer's config: the shared one and `kafka.producer_properties`.
+    pub fn producer_config(&self) -> rdkafka::ClientConfig {
+        let mut c = self.client_config();
+        for (k, v) in &self.producer_properties {
+            c.set(k, v);
+        }
+        c
+    }
 }
 
 impl std::fmt::Debug for KafkaSettings {
@@ -326,13 +376,45 @@ impl KafkaConfig {
                 "name a topic: events are never dropped silently",
             );
         }
-        let mut properties = Vec::new();
-        for (name, value) in &self.properties {
-            match value.resolve(env) {
-                Ok((v, _)) => properties.push((name.clone(), v)),
-                Err(e) => p.secret(format!("kafka.properties.\"{name}\""), e),
+        let own = [
+            (
+                "kafka.dead_letter_topic",
+                &self.dead_letter_topic,
+                "failed events would run again and fail into it again, in a loop",
+            ),
+            (
+                "kafka.executions_topic",
+                &self.executions_topic,
+                "execution records are not events: each would be dead-lettered",
+            ),
+            (
+                "kafka.control_topic",
+                &self.control_topic,
+                "the pollers' state records are not events: each would be dead-lettered",
+            ),
+        ];
+        for (i, topic) in self.topics.iter().enumerate() {
+            if let Some((key, _, why)) = own.iter().find(|(_, t, _)| *t == topic) {
+                p.push(
+                    format!("kafka.topics[{i}]"),
+                    format!("`{topic}` is this consumer's own topic ({key}): {why}"),
+                    "remove it from kafka.topics",
+                );
             }
         }
+        let mut resolve = |key: &str, table: &BTreeMap<String, PropertyValue>| {
+            let mut out = Vec::new();
+            for (name, value) in table {
+                match value.resolve(env) {
+                    Ok((v, _)) => out.push((name.clone(), v)),
+                    Err(e) => p.secret(format!("kafka.{key}.\"{name}\""), e),
+                }
+            }
+            out
+        };
+        let properties = resolve("properties", &self.properties);
+        let consumer_properties = resolve("consumer_properties", &self.consumer_properties);
+        let producer_properties = resolve("producer_properties", &self.producer_properties);
         (p.len() == before).then(|| KafkaSettings {
             brokers: self.brokers.clone(),
             group: self.group.clone(),
@@ -351,6 +433,8 @@ impl KafkaConfig {
             control_topic: self.control_topic.clone(),
             control_partitions: self.control_partitions,
             properties,
+            consumer_properties,
+            producer_properties,
         })
     }
 }

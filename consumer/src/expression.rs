@@ -189,6 +189,35 @@ impl Engine {
         self.inner.secrets.mask_json(value)
     }
 
+    /// The `secret('NAME')` calls of the templates compiled so far under `prefix` (a
+    /// flow's path, such as `flows[2]`), as (the template's path, the name), in path
+    /// order: where each secret is used, for messages.
+    pub fn secret_uses(&self, prefix: &str) -> Vec<(String, String)> {
+        let call = regex::Regex::new(r#"secret\(\s*(?:'|")([^'"]+)(?:'|")\s*\)"#)
+            .expect("a valid pattern");
+        let sources = self
+            .inner
+            .sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut uses: Vec<(String, String)> = sources
+            .iter()
+            .filter(|(name, _)| {
+                name.strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+            })
+            .flat_map(|(name, source)| {
+                let path = name.split('#').next().unwrap_or(name).to_string();
+                call.captures_iter(source)
+                    .map(move |c| (path.clone(), c[1].to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        uses.sort();
+        uses.dedup();
+        uses
+    }
+
     /// Compiles `source` as a template and keeps it, under a name derived from `path`.
     fn compile(&self, path: &str, source: &str) -> Result<Compiled, ExpressionError> {
         let source: Arc<str> = Arc::from(source);

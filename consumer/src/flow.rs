@@ -176,10 +176,21 @@ impl FlowConfig {
             }
         }
         let used = secret_names(self);
-        for name in &used {
-            if !secrets.contains_key(name) {
+        // Reported where each use is: the template's own path.
+        let uses = engine.secret_uses(path);
+        for name in used.iter().filter(|n| !secrets.contains_key(*n)) {
+            let mut places: Vec<&str> = uses
+                .iter()
+                .filter(|(_, n)| n == name)
+                .map(|(at, _)| at.as_str())
+                .collect();
+            let fallback = at("tasks");
+            if places.is_empty() {
+                places.push(&fallback);
+            }
+            for place in places {
                 p.push(
-                    at("tasks"),
+                    place,
                     format!("secret('{name}') is used but not defined"),
                     "add it to [secrets], like NAME = { env = \"NAME\" }",
                 );

@@ -12,6 +12,8 @@
 //! - [`poller`]: pull triggers that poll an API and publish an event, once per cluster;
 //! - [`executor`]: runs one flow for one event and makes its execution record;
 //! - [`runtime`]: the consumer group, ordering, concurrency, commits and dead letters;
+//! - [`subscription`]: which topics are read (listed, or matching a pattern, never the
+//!   consumer's own);
 //! - [`admin`]: health, readiness and metrics; [`metrics`].
 
 pub mod admin;
@@ -24,4 +26,5 @@ pub mod outbound;
 pub mod poller;
 pub mod request;
 pub mod runtime;
+pub mod subscription;
 pub mod task;

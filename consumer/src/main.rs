@@ -69,6 +69,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Check { config } => {
             let settings = config::load(&Source::File(config.clone()), &env)?;
             print!("{}", hookgate_consumer::config::flow_table(&settings));
+            let subscription = hookgate_consumer::subscription::Subscription::new(&settings.kafka);
+            let own = subscription.own_matched();
+            if !own.is_empty() {
+                println!(
+                    "note: kafka.topic_pattern also matches {}, this consumer's own topics: they are not read",
+                    own.join(", ")
+                );
+            }
             println!(
                 "{}: ok ({} flows, {} pollers)",
                 config.display(),

@@ -33,6 +33,15 @@ use hyper::body::Incoming;
 use tokio_rustls::TlsConnector;
 
 pub use address::AddressClass;
+
+/// Why a URL could never be requested, whatever it resolves to (a constant URI is checked
+/// with this when the config is loaded, so `check` refuses what a run would).
+pub fn check_url(url: &str) -> Result<(), String> {
+    target::Target::parse(url).map(drop).map_err(|e| match e {
+        OutboundError::InvalidUrl(why) => why,
+        other => other.to_string(),
+    })
+}
 pub use policy::{Cidr, OutboundConfig, Policy};
 
 use redirect::Hop;

@@ -114,7 +114,21 @@ impl TryFrom<PollerTable> for PollerConfig {
 
     fn try_from(t: PollerTable) -> Result<PollerConfig, String> {
         Ok(PollerConfig {
-            request: RequestConfig::from_rest(t.rest)?,
+            request: RequestConfig::from_rest(
+                t.rest,
+                &[
+                    "id",
+                    "description",
+                    "interval",
+                    "condition",
+                    "criteria",
+                    "mode",
+                    "cooldown",
+                    "topic",
+                    "type",
+                    "max_backoff",
+                ],
+            )?,
             id: t.id,
             description: t.description,
             interval: t.interval,

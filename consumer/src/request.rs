@@ -42,12 +42,27 @@ pub struct RequestConfig {
 
 impl RequestConfig {
     /// The request keys of a table that has keys of its own (a task's `id`, a poller's
-    /// `interval`): `rest` is what its own fields left, and any key that is not a request
-    /// key is refused here.
-    pub fn from_rest(rest: serde_json::Map<String, Json>) -> Result<RequestConfig, String> {
+    /// `interval`): `rest` is what its own fields (`own`) left, and any key that is
+    /// neither is refused here, with every key the table allows.
+    pub fn from_rest(
+        rest: serde_json::Map<String, Json>,
+        own: &[&str],
+    ) -> Result<RequestConfig, String> {
+        if let Some(unknown) = rest.keys().find(|k| !REQUEST_KEYS.contains(&k.as_str())) {
+            let allowed: Vec<&str> = own.iter().chain(REQUEST_KEYS).copied().collect();
+            return Err(format!(
+                "unknown key `{unknown}` (allowed here: {})",
+                allowed.join(", ")
+            ));
+        }
         serde_json::from_value(Json::Object(rest)).map_err(|e| e.to_string())
     }
 }
+
+/// The keys of [`RequestConfig`].
+pub const REQUEST_KEYS: &[&str] = &[
+    "method", "uri", "headers", "query", "body", "form", "auth", "timeout",
+];
 
 fn default_method() -> String {
     "GET".to_string()
@@ -197,6 +212,13 @@ impl RequestConfig {
                     format!("{at}.uri"),
                     format!("`{constant}` is not an http(s) URL"),
                     "write a full URL",
+                );
+            } else if let Err(why) = crate::outbound::check_url(constant) {
+                // Not quoted: the URL may hold credentials.
+                p.push(
+                    format!("{at}.uri"),
+                    format!("cannot be requested: {why}"),
+                    "correct the URL; credentials go in `auth`, not in the URL",
                 );
             }
         }

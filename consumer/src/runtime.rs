@@ -22,17 +22,18 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::config::{KafkaSettings, Settings};
 use crate::executor::{self, Origin, State};
 use crate::flow::Flow;
 use crate::outbound::Client;
+use crate::subscription::{self, Subscription};
 use crate::task::Deps;
 
 /// How long a dead letter or an execution record may wait for its acknowledgement.
@@ -90,19 +91,9 @@ impl ConsumerContext for RuntimeContext {
     }
 }
 
-/// The client config shared by the consumer and producer.
-fn base_config(kafka: &KafkaSettings) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &kafka.brokers);
-    for (k, v) in &kafka.properties {
-        c.set(k, v);
-    }
-    c
-}
-
 /// The producer for dead letters, execution records and `kafka` tasks.
 pub fn producer(kafka: &KafkaSettings) -> anyhow::Result<FutureProducer> {
-    let mut c = base_config(kafka);
+    let mut c = kafka.producer_config();
     c.set("enable.idempotence", "true").set("acks", "all");
     c.create().context("creating the Kafka producer")
 }
@@ -168,10 +159,11 @@ pub async fn run(
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let kafka = settings.kafka.clone();
-    let mut config = base_config(&kafka);
+    let mut config = kafka.consumer_config();
     if !kafka
         .properties
         .iter()
+        .chain(&kafka.consumer_properties)
         .any(|(k, _)| k == "auto.commit.interval.ms")
     {
         // librdkafka's 5 s would have a crash replay five seconds of finished work.
@@ -191,13 +183,33 @@ pub async fn run(
     let consumer: StreamConsumer<RuntimeContext> = config
         .create_with_context(context)
         .context("creating the Kafka consumer")?;
-    let mut topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
-    if let Some(p) = &kafka.topic_pattern {
-        topics.push(p);
+    let subscription = Subscription::new(&kafka);
+    let own = subscription.own_matched();
+    if !own.is_empty() {
+        tracing::info!(
+            topics = %hookgate_common::logging::List(&own),
+            "kafka.topic_pattern also matches these topics of the consumer's own; they are not read"
+        );
     }
-    consumer
-        .subscribe(&topics)
-        .context("subscribing to the event topics")?;
+    let lister: Arc<BaseConsumer> = Arc::new(
+        kafka
+            .client_config()
+            .create()
+            .context("creating the Kafka metadata client")?,
+    );
+    let initial = if subscription.follows_a_pattern() {
+        subscription::resolve(&subscription, &lister)
+            .await
+            .unwrap_or_else(|| subscription.topics([]))
+    } else {
+        subscription.topics([])
+    };
+    subscribe(&consumer, &initial)?;
+    let (topics_tx, mut topics_rx) = tokio::sync::watch::channel(initial.clone());
+    if subscription.follows_a_pattern() {
+        tokio::spawn(subscription::follow(subscription, lister, topics_tx));
+    }
+    let topics = initial;
     let cap = settings.limits.max_in_flight_per_partition;
     let shared = Arc::new(Shared {
         deps: Deps {
@@ -260,6 +272,12 @@ pub async fn run(
             Some(done) = done_rx.recv() => {
                 finish(&consumer, &mut partitions, done, &shared, &done_tx, cap);
             }
+            Ok(()) = topics_rx.changed() => {
+                let topics = topics_rx.borrow_and_update().clone();
+                if let Err(e) = subscribe(&consumer, &topics) {
+                    tracing::warn!(error = %e, "cannot change the subscription");
+                }
+            }
             _ = &mut stop => break,
         }
     }
@@ -285,6 +303,19 @@ pub async fn run(
         tracing::debug!(error = %e, "final commit");
     }
     Ok(())
+}
+
+/// Subscribes to `topics` (or to nothing, when there are none yet).
+fn subscribe(consumer: &StreamConsumer<RuntimeContext>, topics: &[String]) -> anyhow::Result<()> {
+    if topics.is_empty() {
+        consumer.unsubscribe();
+        tracing::warn!("no topic to read yet: none is listed and none matches kafka.topic_pattern");
+        return Ok(());
+    }
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .context("subscribing to the event topics")
 }
 
 fn set_paused(consumer: &StreamConsumer<RuntimeContext>, key: &(String, i32), pause: bool) {

@@ -147,9 +147,13 @@ fn local_runs_the_readme_examples_end_to_end() {
 
     // The flows ran: their calls reached the echo endpoint.
     for call in [
-        "POST /messaging/webhook",
-        "PUT /bi/api/sites/dev-site/workbooks/wb-42/tags",
-        "POST /pager/enqueue",
+        "POST /messaging/webhook {\"text\":\"Low stock: only 4 left of M8 bolts in east\"}",
+        "POST /bi/api/3.22/auth/signin",
+        "PUT /bi/api/3.22/sites/9a8b7c6d-5e4f-4a2b-8c0d-9e8f7a6b5c4d/workbooks/wb-42/tags",
+        "POST /tickets/api/now/table/incident",
+        "POST /chat/api/conversations.create is_private=false&name=inc0010001",
+        "POST /chat/api/conversations.invite channel=C0DEV01&users=U0DEV1%2CU0DEV2",
+        "POST /pager/v2/enqueue",
     ] {
         wait_for(&|l| l.starts_with(&format!("echo <- {call}")), call, 60);
     }

@@ -23,30 +23,64 @@ fn reply(status: u16, body: Value) -> Reply {
         .unwrap()
 }
 
-/// The APIs, with the answers the flows chain on.
+fn text_reply(status: u16, text: &str) -> Reply {
+    ::http::Response::builder()
+        .status(status)
+        .header("content-type", "text/html")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            text.to_string(),
+        )))
+        .unwrap()
+}
+
+/// The APIs, answering in the vendors' shapes what the flows chain on: Slack incoming
+/// webhooks, Tableau's sign-in and tags, ServiceNow's Table API, Slack's Web API and
+/// PagerDuty's Events API v2.
 async fn apis() -> TestServer {
     TestServer::start(|seen: &Seen| {
         let path = seen.target.split('?').next().unwrap_or("");
         if path.ends_with("/api/stock/m8-bolts") {
             reply(200, json!({"product": "M8 bolts", "warehouse": "east", "stock_value": 4}))
-        } else if path.ends_with("/api/usage/workbooks/wb-42") {
+        } else if path.ends_with("/api/workbooks/wb-42/usage") {
             reply(
                 200,
                 json!({"workbook_id": "wb-42", "workbook_name": "Q3 churn", "hits_last_14_days": 3}),
             )
         } else if path.ends_with("/api/metrics/cpu") {
             reply(200, json!({"host": "web-1", "cpu": 0.93}))
-        } else if path.ends_with("/api/auth/signin") {
+        } else if path.ends_with("/hook") {
+            text_reply(200, "ok")
+        } else if path.ends_with("/auth/signin") {
             reply(
                 200,
-                json!({"credentials": {"token": "session-7f3a", "site": {"id": "site-9"}}}),
+                json!({"credentials": {
+                    "site": {"id": "site-9", "contentUrl": ""},
+                    "user": {"id": "user-3"},
+                    "token": "session-7f3a",
+                    "estimatedTimeToExpiration": "361:59:59"
+                }}),
             )
-        } else if path.ends_with("/api/incidents") {
-            reply(201, json!({"id": "INC-2042"}))
-        } else if path.ends_with("/api/conversations.create") {
-            reply(200, json!({"ok": true, "channel": {"id": "C7702"}}))
+        } else if path.ends_with("/tags") {
+            reply(200, json!({"tags": {"tag": [{"label": "archived"}]}}))
+        } else if path.ends_with("/api/now/table/incident") {
+            reply(
+                201,
+                json!({"result": {"number": "INC0012042", "sys_id": "9d385017c611228701d22104cc95c371", "state": "1"}}),
+            )
+        } else if path.ends_with("/api/conversations.create")
+            || path.ends_with("/api/conversations.invite")
+        {
+            reply(
+                200,
+                json!({"ok": true, "channel": {"id": "C7702", "name": "inc0012042"}}),
+            )
+        } else if path.ends_with("/v2/enqueue") {
+            reply(
+                202,
+                json!({"status": "success", "message": "Event processed", "dedup_key": "INC0012042"}),
+            )
         } else {
-            reply(200, json!({"ok": true}))
+            reply(404, json!({"error": "no such API"}))
         }
     })
     .await
@@ -76,7 +110,7 @@ async fn start_consumer(
     let toml = format!(
         "[kafka]\nbrokers = \"{}\"\ngroup = \"{}\"\ntopics = [{}]\ndead_letter_topic = \"{dead}\"\nexecutions_topic = \"{executions}\"\n\
          control_topic = \"{}\"\n\
-         properties = {{ \"session.timeout.ms\" = 6000, \"max.poll.interval.ms\" = 10000 }}\n[outbound]\nallow = [\"127.0.0.1/32\"]\n{}",
+         consumer_properties = {{ \"session.timeout.ms\" = 6000, \"max.poll.interval.ms\" = 10000 }}\n[outbound]\nallow = [\"127.0.0.1/32\"]\n{}",
         brokers(),
         topic("group"),
         topics.join(", "),
@@ -86,22 +120,23 @@ async fn start_consumer(
     let mut env = Environment::default();
     for (k, v) in [
         ("MESSAGING_WEBHOOK_URL", format!("{base}/messaging/hook")),
+        ("SLACK_WEBHOOK_URL", format!("{base}/slack/hook")),
         ("BI_BASE_URL", format!("{base}/bi")),
+        ("BI_API_VERSION", "3.22".into()),
         ("BI_PAT_NAME", "pat-name".into()),
         ("BI_PAT_SECRET", "pat-secret-value".into()),
-        ("SLACK_WEBHOOK_URL", format!("{base}/slack/hook")),
         ("TICKETS_BASE_URL", format!("{base}/tickets")),
         ("TICKETS_USER", "ops".into()),
         ("TICKETS_PASSWORD", "ops-password".into()),
-        ("TICKETS_CLIENT_ID", "client-1".into()),
-        ("TICKETS_CLIENT_SECRET", "client-secret-1".into()),
         ("CHAT_BASE_URL", format!("{base}/chat")),
         ("CHAT_BOT_TOKEN", "xoxb-bot-token".into()),
         ("ONCALL_USERS", "U1,U2".into()),
-        ("PAGER_URL", format!("{base}/pager")),
+        ("PAGER_URL", format!("{base}/pager/v2/enqueue")),
         ("PAGER_ROUTING_KEY", "routing-1".into()),
         ("INVENTORY_API_URL", format!("{base}/inventory")),
         ("INVENTORY_API_TOKEN", "inventory-token-1".into()),
+        ("USAGE_API_URL", format!("{base}/usage")),
+        ("USAGE_API_TOKEN", "usage-token-1".into()),
         ("MONITORING_API_URL", format!("{base}/monitoring")),
         ("MONITORING_API_TOKEN", "monitoring-token-1".into()),
     ] {
@@ -185,56 +220,80 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
             .collect()
     };
 
-    // 1. Stock alert: one message, for the low stock only.
+    // 1. Stock alert: one Slack incoming-webhook message, for the low stock only.
     let messages = by_prefix("/messaging/");
     assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].method, "POST");
     assert_eq!(
-        body(messages[0])["text"],
-        "Low stock: only 4 left of M8 bolts in east"
+        body(messages[0]),
+        json!({"text": "Low stock: only 4 left of M8 bolts in east"})
     );
-    assert_eq!(body(messages[0])["stock"], 4);
 
-    // 2. Dashboard governance: sign in → tag with the token from the sign-in → note.
+    // 2. Dashboard governance, Tableau REST API: sign in → tag with the session token in
+    //    X-Tableau-Auth and the site id from the sign-in → Slack note.
     let bi_calls: Vec<&Seen> = seen
         .iter()
         .filter(|s| s.target.starts_with("/bi/") || s.target.starts_with("/slack/"))
         .collect();
     assert_eq!(bi_calls.len(), 3);
-    assert_eq!(bi_calls[0].target, "/bi/api/auth/signin");
+    assert_eq!(bi_calls[0].method, "POST");
+    assert_eq!(bi_calls[0].target, "/bi/api/3.22/auth/signin");
+    assert_eq!(bi_calls[0].header("accept"), Some("application/json"));
+    assert_eq!(bi_calls[0].header("content-type"), Some("application/json"));
     assert_eq!(
-        body(bi_calls[0])["credentials"]["personalAccessTokenSecret"],
-        "pat-secret-value"
+        body(bi_calls[0]),
+        json!({"credentials": {
+            "personalAccessTokenName": "pat-name",
+            "personalAccessTokenSecret": "pat-secret-value",
+            "site": {"contentUrl": ""}
+        }})
     );
     assert_eq!(bi_calls[1].method, "PUT");
     assert_eq!(
         bi_calls[1].target,
-        "/bi/api/sites/site-9/workbooks/wb%2042%2Fx/tags"
+        "/bi/api/3.22/sites/site-9/workbooks/wb%2042%2Fx/tags"
     );
-    assert_eq!(bi_calls[1].header("x-auth-token"), Some("session-7f3a"));
-    assert_eq!(body(bi_calls[1])["tags"]["tag"][0]["label"], "archived");
-    assert!(body(bi_calls[2])["text"]
-        .as_str()
-        .unwrap()
-        .contains("Q3 churn"));
+    assert_eq!(bi_calls[1].header("x-tableau-auth"), Some("session-7f3a"));
+    assert_eq!(bi_calls[1].header("accept"), Some("application/json"));
+    assert_eq!(
+        body(bi_calls[1]),
+        json!({"tags": {"tag": [{"label": "archived"}]}})
+    );
+    assert_eq!(bi_calls[2].target, "/slack/hook");
+    assert_eq!(
+        body(bi_calls[2]),
+        json!({"text": "Workbook Q3 churn had 3 views in two weeks and is now tagged archived."})
+    );
 
-    // 3. War room: ticket (basic + client credentials) → channel (form, bearer) →
-    //    invite with the channel id → page.
+    // 3. War room: ServiceNow incident (Table API, basic auth) → Slack channel named after
+    //    the incident number (form, bearer) → invite into the channel id → PagerDuty.
     let war: Vec<&Seen> = seen
         .iter()
         .filter(|s| {
-            ["/tickets/", "/chat/", "/pager"]
+            ["/tickets/", "/chat/", "/pager/"]
                 .iter()
                 .any(|p| s.target.starts_with(p))
         })
         .collect();
     assert_eq!(war.len(), 4);
-    assert_eq!(war[0].target, "/tickets/api/incidents");
+    assert_eq!(war[0].method, "POST");
+    assert_eq!(war[0].target, "/tickets/api/now/table/incident");
     assert_eq!(
         war[0].header("authorization"),
         Some("Basic b3BzOm9wcy1wYXNzd29yZA==")
     );
-    assert_eq!(war[0].header("x-client-id"), Some("client-1"));
-    assert_eq!(body(war[0])["title"], "CPU at 0.93 on web-1");
+    assert_eq!(war[0].header("accept"), Some("application/json"));
+    assert_eq!(war[0].header("x-client-id"), None);
+    assert_eq!(war[0].header("x-client-secret"), None);
+    assert_eq!(
+        body(war[0]),
+        json!({
+            "short_description": "CPU at 0.93 on web-1",
+            "description": "The CPU of web-1 reached 0.93 (threshold 0.8).",
+            "urgency": "1",
+            "impact": "2"
+        })
+    );
     assert_eq!(war[1].target, "/chat/api/conversations.create");
     assert_eq!(
         war[1].header("authorization"),
@@ -246,19 +305,32 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
     );
     assert_eq!(
         String::from_utf8_lossy(&war[1].body),
-        "is_private=false&name=inc-2042"
+        "is_private=false&name=inc0012042"
     );
     assert_eq!(war[2].target, "/chat/api/conversations.invite");
+    assert_eq!(
+        war[2].header("authorization"),
+        Some("Bearer xoxb-bot-token")
+    );
     assert_eq!(
         String::from_utf8_lossy(&war[2].body),
         "channel=C7702&users=U1%2CU2"
     );
-    assert_eq!(war[3].target, "/pager");
+    assert_eq!(war[3].method, "POST");
+    assert_eq!(war[3].target, "/pager/v2/enqueue");
     assert_eq!(
-        body(war[3])["payload"]["summary"],
-        "CPU at 0.93 on web-1 (INC-2042)"
+        body(war[3]),
+        json!({
+            "routing_key": "routing-1",
+            "event_action": "trigger",
+            "dedup_key": "INC0012042",
+            "payload": {
+                "summary": "CPU at 0.93 on web-1 (INC0012042)",
+                "source": "web-1",
+                "severity": "critical"
+            }
+        })
     );
-    assert_eq!(body(war[3])["routing_key"], "routing-1");
 
     // Execution records: three successes, one skip, secrets masked.
     let records = hookgate_testkit::kafka::read_n(&brokers(), &executions, 4);
@@ -288,7 +360,6 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
     for secret in [
         "pat-secret-value",
         "ops-password",
-        "client-secret-1",
         "xoxb-bot-token",
         "routing-1",
     ] {
@@ -348,9 +419,9 @@ async fn the_three_scenarios_in_polling_form_fire_once_each_and_make_the_same_ca
     );
     let usage = gets
         .iter()
-        .find(|s| s.target.starts_with("/bi/api/usage/workbooks/wb-42"))
+        .find(|s| s.target.starts_with("/usage/api/workbooks/wb-42/usage"))
         .unwrap();
-    assert_eq!(usage.header("x-pat"), Some("pat-secret-value"));
+    assert_eq!(usage.header("authorization"), Some("Bearer usage-token-1"));
     let cpu = gets
         .iter()
         .find(|s| s.target.starts_with("/monitoring/api/metrics/cpu"))
@@ -369,17 +440,42 @@ async fn the_three_scenarios_in_polling_form_fire_once_each_and_make_the_same_ca
         .find(|s| s.target.starts_with("/messaging/"))
         .unwrap();
     assert_eq!(
-        body(message)["text"],
-        "Low stock: only 4 left of M8 bolts in east"
+        body(message),
+        json!({"text": "Low stock: only 4 left of M8 bolts in east"})
+    );
+    let signin = posts
+        .iter()
+        .find(|s| s.target == "/bi/api/3.22/auth/signin")
+        .unwrap();
+    assert_eq!(
+        body(signin)["credentials"]["personalAccessTokenSecret"],
+        "pat-secret-value"
     );
     let tag = posts.iter().find(|s| s.method == "PUT").unwrap();
-    assert_eq!(tag.target, "/bi/api/sites/site-9/workbooks/wb-42/tags");
-    assert_eq!(tag.header("x-auth-token"), Some("session-7f3a"));
-    let page = posts.iter().find(|s| s.target == "/pager").unwrap();
+    assert_eq!(tag.target, "/bi/api/3.22/sites/site-9/workbooks/wb-42/tags");
+    assert_eq!(tag.header("x-tableau-auth"), Some("session-7f3a"));
+    let ticket = posts
+        .iter()
+        .find(|s| s.target == "/tickets/api/now/table/incident")
+        .unwrap();
+    assert_eq!(body(ticket)["short_description"], "CPU at 0.93 on web-1");
+    let channel = posts
+        .iter()
+        .find(|s| s.target == "/chat/api/conversations.create")
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&channel.body),
+        "is_private=false&name=inc0012042"
+    );
+    let page = posts
+        .iter()
+        .find(|s| s.target == "/pager/v2/enqueue")
+        .unwrap();
     assert_eq!(
         body(page)["payload"]["summary"],
-        "CPU at 0.93 on web-1 (INC-2042)"
+        "CPU at 0.93 on web-1 (INC0012042)"
     );
+    assert_eq!(body(page)["dedup_key"], "INC0012042");
 
     // One event per poller, and three successful executions.
     let events = hookgate_testkit::kafka::read_n(&brokers(), &polls, 3);

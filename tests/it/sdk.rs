@@ -103,7 +103,7 @@ async fn poller_event(events: &str) -> String {
     .await;
     let toml = format!(
         "[kafka]\nbrokers = \"{}\"\ngroup = \"{}\"\ntopics = [\"{events}\"]\ncontrol_topic = \"{}\"\n\
-         properties = {{ \"session.timeout.ms\" = 6000, \"max.poll.interval.ms\" = 10000 }}\n\
+         consumer_properties = {{ \"session.timeout.ms\" = 6000, \"max.poll.interval.ms\" = 10000 }}\n\
          [outbound]\nallow = [\"127.0.0.1/32\"]\n\
          [[pollers]]\nid = \"sdk-stock\"\nuri = \"{}\"\ninterval = \"100ms\"\nmode = \"edge\"\n\
          condition = \"{{{{ json(response.body).stock <= 10 }}}}\"\ntopic = \"{events}\"\ntype = \"inventory.stock.low\"\n",

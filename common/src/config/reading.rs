@@ -93,7 +93,20 @@ fn next_error<T: DeserializeOwned>(
             }
             stand_ins_for(expected)
         }
-        Kind::Message(_) if !path.is_empty() => any_type(),
+        Kind::Message(m) => {
+            // A table that checks its own keys says `unknown key `name` (allowed …)`.
+            if let Some(name) = m
+                .strip_prefix("unknown key `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                remove(dict, &path, name)?;
+                return read::<T>(dict);
+            }
+            if path.is_empty() || matches!(value_at(dict, &path)?, Value::Dict(..)) {
+                return None;
+            }
+            any_type()
+        }
         _ => return None,
     };
     let (leaf, parent_path) = path.split_last()?;
@@ -307,6 +320,9 @@ pub(super) fn problem(e: &figment::Error, env_prefix: &str) -> Problem {
             format!("`{name}` is given twice"),
             "keep one of them".to_string(),
         ),
+        Kind::Message(m) if m.starts_with("unknown key `") => {
+            (m.clone(), "remove it or correct its spelling".to_string())
+        }
         Kind::Message(m) if location == "(file)" => (
             m.clone(),
             "correct the TOML syntax at the position given".to_string(),

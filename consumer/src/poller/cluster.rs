@@ -67,7 +67,7 @@ impl Cluster {
         kafka: &KafkaSettings,
         deps: Deps,
     ) -> anyhow::Result<Cluster> {
-        let base = base_config(kafka);
+        let base = kafka.consumer_config();
         let partitions = ensure_topic(&base, kafka).await?;
         // The state reader assigns partitions itself; librdkafka wants a group id all
         // the same, which it never joins.
@@ -161,15 +161,6 @@ pub fn partition_of(id: &str, partitions: i32) -> i32 {
         hash = hash.wrapping_mul(0x0100_0193);
     }
     (hash % partitions.max(1) as u32) as i32
-}
-
-fn base_config(kafka: &KafkaSettings) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &kafka.brokers);
-    for (k, v) in &kafka.properties {
-        c.set(k, v);
-    }
-    c
 }
 
 /// Creates the control topic unless it exists; returns its partition count.

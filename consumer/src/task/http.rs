@@ -45,7 +45,7 @@ impl TryFrom<HttpTable> for HttpConfig {
             id: t.id,
             expect: t.expect,
             retry: t.retry,
-            request: RequestConfig::from_rest(t.rest)?,
+            request: RequestConfig::from_rest(t.rest, &["id", "type", "expect", "retry"])?,
         })
     }
 }

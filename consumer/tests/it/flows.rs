@@ -39,7 +39,7 @@ async fn topics(name: &str, partitions: i32) -> Topics {
 fn start(t: &Topics, extra: &str, flows: &str, env: &[(&str, &str)]) -> Running {
     let toml = format!(
         "[kafka]\nbrokers = \"{}\"\ngroup = \"{}\"\ntopics = [\"{}\"]\ndead_letter_topic = \"{}\"\nexecutions_topic = \"{}\"\n\
-         properties = {{ \"session.timeout.ms\" = 6000, \"max.poll.interval.ms\" = 10000 }}\n\
+         consumer_properties = {{ \"session.timeout.ms\" = 6000, \"max.poll.interval.ms\" = 10000 }}\n\
          [limits]\nmax_in_flight_per_partition = 8\nshutdown_timeout = \"5s\"\n{extra}\n{flows}",
         brokers(),
         topic("group"),
@@ -418,6 +418,92 @@ value = {{ order = "{{{{ trigger.body.id }}}}", total = "{{{{ trigger.body.total
     consumer.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pattern_over_the_consumers_own_topics_does_not_feed_them_back() {
+    // Every topic under one prefix, the consumer's own included, and a pattern over all.
+    let prefix = topic("loop");
+    let name = |suffix: &str| format!("{prefix}.{suffix}");
+    for t in ["events", "dead-letter", "executions", "pollers"] {
+        create_topic(&brokers(), &name(t), 1).await;
+    }
+    let server = TestServer::start(|req| {
+        if req.target == "/fail" {
+            json_reply(500, json!({"error": "always"}))
+        } else {
+            json_reply(200, json!({"ok": true}))
+        }
+    })
+    .await;
+    let toml = format!(
+        "[kafka]\nbrokers = \"{}\"\ngroup = \"{}\"\ntopic_pattern = \"^{prefix}\\\\..*\"\n\
+         dead_letter_topic = \"{}\"\nexecutions_topic = \"{}\"\ncontrol_topic = \"{}\"\n\
+         consumer_properties = {{ \"session.timeout.ms\" = 6000, \"max.poll.interval.ms\" = 10000 }}\n\
+         [limits]\nmax_in_flight_per_partition = 8\nshutdown_timeout = \"5s\"\n\
+         [outbound]\nallow = [\"127.0.0.1/32\"]\n\
+         [[flows]]\nid = \"fails\"\ntrigger = {{ hooks = [\"bad\"] }}\n\
+         [[flows.tasks]]\nid = \"call\"\ntype = \"http\"\nmethod = \"POST\"\nuri = \"{}\"\nretry = {{ max_attempts = 2, backoff = \"10ms\" }}\n\
+         [[flows]]\nid = \"works\"\ntrigger = {{ hooks = [\"good\"] }}\n\
+         [[flows.tasks]]\nid = \"call\"\ntype = \"http\"\nmethod = \"POST\"\nuri = \"{}\"\n",
+        brokers(),
+        topic("group"),
+        name("dead-letter"),
+        name("executions"),
+        name("pollers"),
+        server.url("/fail"),
+        server.url("/ok"),
+    );
+    let env = Environment::default();
+    let source = Source::Text {
+        name: "loop".into(),
+        toml,
+    };
+    let settings = ConsumerConfig::load(&source, &env)
+        .and_then(|c| c.build(&env, "loop"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let consumer = Running::start(settings);
+    let p = Producer::new(&brokers());
+    p.event(&name("events"), Some("k"), "bad", "t", &json!({"n": 1}));
+    kafka::read_n(&brokers(), &name("dead-letter"), 1);
+    // A later event that succeeds: once its run is recorded, anything fed back from the
+    // dead letter or the execution records would have run too.
+    p.event(&name("events"), Some("k"), "good", "t", &json!({"n": 2}));
+    let records = kafka::read_until(
+        &brokers(),
+        &name("executions"),
+        Duration::from_secs(20),
+        |r| {
+            r.iter()
+                .any(|x| serde_json::from_slice::<Value>(&x.value).unwrap()["state"] == "SUCCESS")
+        },
+    );
+    assert!(records.len() >= 2, "both runs recorded: {}", records.len());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let failing_calls = server.seen().iter().filter(|r| r.target == "/fail").count();
+    assert_eq!(
+        failing_calls, 2,
+        "two attempts, and no run of a dead letter"
+    );
+    let dead = kafka::read_until(
+        &brokers(),
+        &name("dead-letter"),
+        Duration::from_secs(2),
+        |_| false,
+    );
+    assert_eq!(dead.len(), 1, "one dead letter, never dead-lettered again");
+    let runs = kafka::read_until(
+        &brokers(),
+        &name("executions"),
+        Duration::from_secs(2),
+        |_| false,
+    );
+    assert_eq!(
+        runs.len(),
+        2,
+        "one record per run, none of a record read as an event"
+    );
+    consumer.stop().await;
+}
+
 #[test]
 fn check_validates_the_example_and_names_what_is_wrong() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -475,9 +561,98 @@ fn check_validates_the_example_and_names_what_is_wrong() {
         "flows[0].condition",
         "flows[0].tasks[0].id",
         "flows[0].tasks[0].method",
-        "secret('NOPE') is used but not defined",
+        "flows[0].tasks[0].uri: secret('NOPE') is used but not defined",
     ] {
         assert!(stderr.contains(want), "{want} missing from:\n{stderr}");
     }
+
+    // Unknown keys of tables that share the request's keys name every allowed key; a
+    // constant URI with credentials is refused at load, as a run would refuse it; `retry`
+    // is a key of kafka tasks.
+    std::fs::write(
+        &bad,
+        "[kafka]\ntopics = [\"t\"]\n[[flows]]\nid = \"f\"\n\
+         [[flows.tasks]]\nid = \"a\"\ntype = \"http\"\nuri = \"https://x.test/\"\nretries = 3\n\
+         [[flows.tasks]]\nid = \"b\"\ntype = \"http\"\nuri = \"http://user:pw@x.test/\"\n\
+         [[flows.tasks]]\nid = \"k\"\ntype = \"kafka\"\ntopic = \"t\"\nvalue = \"x\"\nretry = { max_attempts = 2 }\n\
+         [[pollers]]\nid = \"p\"\ninterval = \"1m\"\ntopic = \"t\"\nuri = \"https://x.test/\"\nmod = \"edge\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "flows[0].tasks[0]: unknown key `retries` (allowed here: id, type, expect, retry, method, uri, headers, query, body, form, auth, timeout)",
+        "pollers[0]: unknown key `mod` (allowed here: id, description, interval, condition, criteria, mode, cooldown, topic, type, max_backoff, method, uri",
+    ] {
+        assert!(stderr.contains(want), "{want} missing from:\n{stderr}");
+    }
+    assert!(!stderr.contains("flows[0].tasks[2]"), "{stderr}");
+    // Reading stopped at the unknown keys; the URI is checked once they are fixed.
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&bad)
+            .unwrap()
+            .replace("retries = 3\n", "")
+            .replace("mod = \"edge\"\n", ""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("flows[0].tasks[1].uri: cannot be requested: URL carries credentials"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("user:pw"),
+        "the credentials are not quoted: {stderr}"
+    );
+    assert!(
+        !stderr.contains("tasks[2]"),
+        "retry on a kafka task is accepted: {stderr}"
+    );
+
+    // The consumer's own topics: listed, an error; matched by the pattern, a note.
+    std::fs::write(
+        &bad,
+        "[kafka]\ntopics = [\"webhooks.a\", \"hookgate.dead-letter\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("kafka.topics[1]: `hookgate.dead-letter` is this consumer's own topic (kafka.dead_letter_topic)"),
+        "{stderr}"
+    );
+    std::fs::write(&bad, "[kafka]\ntopic_pattern = \"^hookgate\\\\..*\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(
+            "note: kafka.topic_pattern also matches hookgate.dead-letter, hookgate.executions, hookgate.pollers"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -101,7 +101,7 @@ fn settings(
     let toml = format!(
         "[kafka]\nbrokers = \"{}\"\ngroup = \"{group}\"\ntopics = [\"{events}\"]\n\
          control_topic = \"{control}\"\n\
-         properties = {{ \"session.timeout.ms\" = 6000, \"max.poll.interval.ms\" = 10000 }}\n\
+         consumer_properties = {{ \"session.timeout.ms\" = 6000, \"max.poll.interval.ms\" = 10000 }}\n\
          [limits]\nshutdown_timeout = \"5s\"\n\
          [outbound]\nallow = [\"127.0.0.1/32\"]\n{rest}",
         brokers(),
