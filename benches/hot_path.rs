@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hookgate::config::{Config, Environment, Source};
+use hookgate::config::Config;
 use hookgate::normalize::normalize;
 use hookgate::pipeline::{Gateway, Limits, Live};
 use hookgate::replay::{Admission, ReplayGuard};
 use hookgate::sink::Sink;
+use hookgate_common::config::{Environment, Source};
 use hookgate_event::{
     structured, Attributes, BodyEncoding, Fields, WebhookRequest, WEBHOOK_SCHEMA,
 };

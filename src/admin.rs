@@ -11,9 +11,9 @@ use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::config::SecretSet;
 use crate::health::Health;
 use crate::reload::{ReloadError, Reloader};
+use hookgate_common::config::SecretSet;
 
 /// The admin listener's state.
 pub struct Admin {

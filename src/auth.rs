@@ -19,7 +19,7 @@ use http::request::Parts;
 use http::HeaderValue;
 use serde::Deserialize;
 
-use crate::config::{Environment, Problems, SecretRef, SecretSet};
+use hookgate_common::config::{Environment, Problems, SecretRef, SecretSet};
 
 pub use api_key::{ApiKey, ApiKeyConfig, TokenConfig};
 pub use basic::{Basic, BasicConfig};
@@ -264,7 +264,7 @@ fn resolve_secrets(
     at: &str,
     env: &Environment,
     p: &mut Problems,
-) -> Option<Vec<crate::config::Secret>> {
+) -> Option<Vec<hookgate_common::config::Secret>> {
     if refs.is_empty() {
         p.push(
             format!("{at}.secrets"),

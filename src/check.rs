@@ -64,7 +64,7 @@ pub fn hook_table(settings: &Settings) -> String {
 /// Checks that every hook topic exists; `Err` names the missing ones or the broker error.
 pub async fn topics(settings: &Settings) -> anyhow::Result<()> {
     let topics = Topics::new(&settings.kafka)?;
-    let wanted = crate::hook_topics(settings);
+    let wanted = crate::topics::hook_topics(&settings.hooks);
     let missing = topics.missing(&wanted).await.map_err(|e| {
         anyhow::anyhow!(
             "kafka.brokers ({}) did not answer: {e} (fix: check the brokers, or pass --offline to skip this check)",

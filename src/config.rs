@@ -12,7 +12,6 @@ mod server;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -20,14 +19,14 @@ pub use hook::{
     normalize_path, ClientKeyConfig, ClientLimitConfig, EnvelopeMode, HookConfig, KeySource,
     Lookup, TypeSource, DEFAULT_ACK_TIMEOUT,
 };
-pub use hookgate_common::config::{
-    parse_time, ByteSize, ConfigDuration, ConfigError, Environment, Layers, Problem, Problems,
-    PropertyValue, Secret, SecretRef, SecretSet, Source,
+use hookgate_common::config::{
+    ByteSize, ConfigDuration, ConfigError, Environment, Layers, Problems, SecretRef, Source,
 };
-pub use kafka::{KafkaConfig, ResolvedProperties, RESERVED_PROPERTIES};
+pub use kafka::{KafkaConfig, RESERVED_PROPERTIES};
 pub use server::{AdminConfig, ServerConfig, TlsConfig};
 
 use crate::hook::Hook;
+use crate::sink::kafka::KafkaSettings;
 
 /// The built-in defaults, the first layer.
 pub const DEFAULTS: &str = include_str!("../config/defaults.toml");
@@ -65,17 +64,6 @@ pub struct Settings {
     pub hooks: Vec<Hook>,
     /// `server.trusted_proxies`, parsed.
     pub trusted_proxies: crate::client::CidrList,
-}
-
-/// `[kafka]`, resolved.
-#[derive(Debug, Clone)]
-pub struct KafkaSettings {
-    pub brokers: String,
-    pub create_topics: bool,
-    pub partitions: i32,
-    pub replication_factor: i32,
-    pub connect_timeout: Duration,
-    pub properties: ResolvedProperties,
 }
 
 impl Config {

@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::auth::Auth;
-use crate::config::{Environment, Problems, SecretRef, SecretSet};
 use crate::normalize::Pointer;
+use hookgate_common::config::{Environment, Problems, SecretRef, SecretSet};
 
 /// Longest challenge or token echoed back.
 const MAX_ECHO: usize = 1024;

@@ -1,22 +1,18 @@
 //! A hook as the hot path sees it: built once from its config, with everything expensive
 //! (secrets, path, redaction sets, the `Allow` header) done up front.
 
-use std::time::Duration;
-
+use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::HeaderName;
 use http::{HeaderValue, Method};
 
 use crate::auth::Auth;
 use crate::client::CidrList;
-use crate::config::{
-    ClientKeyConfig, ClientLimitConfig, EnvelopeMode, HookConfig, KeySource, Lookup, Problems,
-    TypeSource,
-};
 use crate::handshake::{Handshake, SuccessResponse};
 use crate::normalize::Pointer;
-use crate::ratelimit::{ClientLimiter, HookLimiter, RateConfig};
+use crate::ratelimit::{ClientLimiter, HookLimiter, Rate};
 
 /// Longest record key the gateway uses; a longer header or field leaves the record
 /// unkeyed rather than rejecting the sender's event.
@@ -67,11 +63,11 @@ pub struct Hook {
     /// The `Allow` header of a 405.
     pub allow: HeaderValue,
     pub topic: String,
-    pub key: KeySource,
-    pub event_type: TypeSource,
+    pub key: RecordKey,
+    pub event_type: EventType,
     pub max_body: usize,
     pub ack_timeout: Duration,
-    pub mode: EnvelopeMode,
+    pub mode: Mode,
     pub redaction: Redaction,
     pub auth: Auth,
     pub handshake: Option<Handshake>,
@@ -81,173 +77,138 @@ pub struct Hook {
     pub limits: Arc<HookLimits>,
     /// Source addresses allowed to post; empty: any.
     pub allow_sources: CidrList,
-    /// JSON pointers the hook reads from bodies, parsed once.
-    pub pointers: Pointers,
+    /// The JSON pointers the key and the type read from bodies, in one list so that a
+    /// body is scanned once for all of them ([`Field::Pointer`] indexes into it).
+    pub pointers: Vec<Pointer>,
     /// Metric handles, registered on first use (after the recorder is installed).
-    metrics: std::sync::OnceLock<crate::metrics::HookMetrics>,
+    pub metrics: HookMetricsCell,
 }
 
-/// A hook's rate limiters and the settings they were made from.
+/// A hook's metric handles, registered on first use.
+#[derive(Debug, Default)]
+pub struct HookMetricsCell(std::sync::OnceLock<crate::metrics::HookMetrics>);
+
+/// Where a value is read from in a request, ready to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Header(HeaderName),
+    /// A JSON pointer into the body: its place in [`Hook::pointers`], and its text.
+    Pointer {
+        at: usize,
+        text: String,
+    },
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field::Header(h) => write!(f, "header {h}"),
+            Field::Pointer { text, .. } => write!(f, "body {text}"),
+        }
+    }
+}
+
+/// Where the record key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordKey {
+    /// No key: records spread over partitions.
+    None,
+    /// The hook id: all of a hook's events in one partition, in order.
+    HookId,
+    From(Field),
+}
+
+impl fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordKey::None => f.write_str("none"),
+            RecordKey::HookId => f.write_str("hook id"),
+            RecordKey::From(field) => field.fmt(f),
+        }
+    }
+}
+
+/// Where the event type comes from, and the type used when that place is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventType {
+    pub from: Option<Field>,
+    pub default: String,
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.from {
+            Some(field) => write!(f, "{field} (else {})", self.default),
+            None => write!(f, "\"{}\"", self.default),
+        }
+    }
+}
+
+/// How an event is laid out on Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The whole event as JSON in the record value.
+    Structured,
+    /// The body as received in the record value, attributes in headers.
+    Binary,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Structured => "structured",
+            Mode::Binary => "binary",
+        }
+    }
+}
+
+/// A hook's rate limiters and the rates they were made from.
 #[derive(Debug, Default)]
 pub struct HookLimits {
-    pub rate: Option<(RateConfig, HookLimiter)>,
-    pub client: Option<(ClientLimitConfig, ClientKey, ClientLimiter)>,
+    pub rate: Option<(Rate, HookLimiter)>,
+    pub client: Option<(ClientRate, ClientLimiter)>,
+}
+
+/// A per-client limit: its rate, how clients are told apart, how many are tracked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientRate {
+    pub rate: Rate,
+    pub key: ClientKey,
+    pub max_clients: usize,
 }
 
 /// How clients are told apart for a per-client limit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientKey {
     Ip,
     Header(HeaderName),
 }
 
-/// Clients a per-client limiter tracks unless the hook says otherwise.
-pub const DEFAULT_MAX_CLIENTS: usize = 100_000;
-
 impl HookLimits {
-    /// Builds the limiters of `cfg`; problems are reported under `at`.
-    pub fn build(cfg: &HookConfig, at: &str, p: &mut Problems) -> Option<HookLimits> {
-        let before = p.len();
-        let rate = cfg.rate_limit.and_then(|r| {
-            r.quota(&format!("{at}.rate_limit"), p)
-                .map(|q| (r, HookLimiter::new(q)))
-        });
-        let client = cfg.client_limit.as_ref().and_then(|c| {
-            let rate = RateConfig {
-                per_second: c.per_second,
-                burst: c.burst,
-            };
-            let quota = rate.quota(&format!("{at}.client_limit"), p)?;
-            let key = match &c.key {
-                ClientKeyConfig::Ip => ClientKey::Ip,
-                ClientKeyConfig::Header { header } => {
-                    match HeaderName::from_bytes(header.as_bytes()) {
-                        Ok(h) => ClientKey::Header(h),
-                        Err(_) => {
-                            p.push(
-                                format!("{at}.client_limit.key.header"),
-                                format!("`{header}` is not a header name"),
-                                "use letters, digits and '-'",
-                            );
-                            return None;
-                        }
-                    }
-                }
-            };
-            let limiter = ClientLimiter::new(
-                c.per_second,
-                quota.burst_size().get(),
-                c.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS),
-            );
-            Some((c.clone(), key, limiter))
-        });
-        (p.len() == before).then_some(HookLimits { rate, client })
+    /// Limiters for `rate` and `client`.
+    pub fn new(rate: Option<Rate>, client: Option<ClientRate>) -> HookLimits {
+        HookLimits {
+            rate: rate.map(|r| (r, HookLimiter::new(r.quota()))),
+            client: client.map(|c| {
+                let limiter =
+                    ClientLimiter::new(c.rate.per_second, c.rate.burst.get(), c.max_clients);
+                (c, limiter)
+            }),
+        }
     }
 
-    /// Whether `other` was made from the same settings (so its state can be kept).
+    /// Whether `other` was made from the same rates (so its state can be kept).
     pub fn same_settings(&self, other: &HookLimits) -> bool {
         self.rate.as_ref().map(|r| r.0) == other.rate.as_ref().map(|r| r.0)
             && self.client.as_ref().map(|c| &c.0) == other.client.as_ref().map(|c| &c.0)
     }
 }
 
-/// The JSON pointers of a hook's key and type sources, in one list so a body is scanned
-/// once for both; and their header names, parsed once rather than on every lookup.
-#[derive(Debug, Default)]
-pub struct Pointers {
-    pub list: Vec<Pointer>,
-    pub key: Option<usize>,
-    pub event_type: Option<usize>,
-    pub key_header: Option<http::HeaderName>,
-    pub type_header: Option<http::HeaderName>,
-}
-
-impl Pointers {
-    fn new(key: &KeySource, event_type: &TypeSource) -> Pointers {
-        let mut p = Pointers::default();
-        let mut add = |lookup: Option<&Lookup>| match lookup {
-            Some(Lookup::Pointer(s)) => {
-                p.list
-                    .push(Pointer::parse(s).expect("validated when the config was built"));
-                Some(p.list.len() - 1)
-            }
-            _ => None,
-        };
-        let key_at = add(match key {
-            KeySource::From(l) => Some(l),
-            _ => None,
-        });
-        let type_at = add(event_type.from.as_ref());
-        p.key = key_at;
-        p.event_type = type_at;
-        let header = |lookup: Option<&Lookup>| match lookup {
-            Some(Lookup::Header(h)) => http::HeaderName::from_bytes(h.as_bytes()).ok(),
-            _ => None,
-        };
-        p.key_header = header(match key {
-            KeySource::From(l) => Some(l),
-            _ => None,
-        });
-        p.type_header = header(event_type.from.as_ref());
-        p
-    }
-}
-
-/// The parts a hook is built from (named, to keep construction readable).
-pub struct HookParts {
-    pub index: usize,
-    pub id: String,
-    pub path: String,
-    pub methods: Vec<Method>,
-    pub topic: String,
-    pub key: KeySource,
-    pub event_type: TypeSource,
-    pub max_body: usize,
-    pub ack_timeout: Duration,
-    pub mode: EnvelopeMode,
-    pub redaction: Redaction,
-    pub auth: Auth,
-    pub handshake: Option<Handshake>,
-    pub response: Option<SuccessResponse>,
-    pub limits: Arc<HookLimits>,
-    pub allow_sources: CidrList,
-}
-
 impl Hook {
-    pub fn new(parts: HookParts) -> Hook {
-        let allow = parts
-            .methods
-            .iter()
-            .map(Method::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
-        Hook {
-            metrics: std::sync::OnceLock::new(),
-            pointers: Pointers::new(&parts.key, &parts.event_type),
-            index: parts.index,
-            source: format!("/hooks/{}", parts.id),
-            allow: HeaderValue::from_str(&allow).expect("method names are valid header text"),
-            id: parts.id,
-            path: parts.path,
-            methods: parts.methods,
-            topic: parts.topic,
-            key: parts.key,
-            event_type: parts.event_type,
-            max_body: parts.max_body,
-            ack_timeout: parts.ack_timeout,
-            mode: parts.mode,
-            redaction: parts.redaction,
-            auth: parts.auth,
-            handshake: parts.handshake,
-            response: parts.response,
-            limits: parts.limits,
-            allow_sources: parts.allow_sources,
-        }
-    }
-
     /// The hook's metric handles.
     pub fn metrics(&self) -> &crate::metrics::HookMetrics {
         self.metrics
+            .0
             .get_or_init(|| crate::metrics::HookMetrics::new(&self.id))
     }
 
@@ -265,16 +226,26 @@ impl Hook {
         let body = self.max_body as u64;
         let key = MAX_KEY_BYTES as u64;
         match self.mode {
-            EnvelopeMode::Structured => {
+            Mode::Structured => {
                 2 * body
                     + crate::normalize::GROWTH_SLACK as u64
                     + 3 * max_header_bytes
                     + key
                     + ENVELOPE_BYTES
             }
-            EnvelopeMode::Binary => body + 3 * max_header_bytes + key + ENVELOPE_BYTES,
+            Mode::Binary => body + 3 * max_header_bytes + key + ENVELOPE_BYTES,
         }
     }
+}
+
+/// The `Allow` header of a 405 for `methods`.
+pub fn allow_header(methods: &[Method]) -> HeaderValue {
+    let text = methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    HeaderValue::from_str(&text).expect("method names are valid header text")
 }
 
 /// Names whose values are replaced by `[redacted]` in events.

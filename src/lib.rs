@@ -56,13 +56,14 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::net::TcpListener;
 
 use crate::admin::Admin;
-use crate::config::{Loaded, SecretSet, Settings};
+use crate::config::Loaded;
 use crate::health::Health;
 use crate::pipeline::{Gateway, Limits, Live};
 use crate::reload::Reloader;
 use crate::shutdown::Shutdown;
 use crate::sink::{KafkaSink, Sink};
 use crate::topics::Topics;
+use hookgate_common::config::SecretSet;
 
 /// The bound listeners the gateway serves on (bound by the caller, after validation, so
 /// tests can pass `127.0.0.1:0`).
@@ -100,7 +101,7 @@ pub async fn run(
     let sink = match sink_kind {
         SinkKind::Kafka => {
             let topics = Topics::new(&settings.kafka)?;
-            let wanted = hook_topics(&settings);
+            let wanted = crate::topics::hook_topics(&settings.hooks);
             topics
                 .ensure(&settings.hooks, &wanted, &settings.kafka)
                 .await?;
@@ -145,7 +146,7 @@ pub async fn run(
         limits,
     ));
     let reloader = Arc::new(Reloader::new(
-        matches!(source, config::Source::File(_)).then_some(source),
+        matches!(source, hookgate_common::config::Source::File(_)).then_some(source),
         env,
         config,
         gateway.clone(),
@@ -232,12 +233,4 @@ async fn watch_producer_queue(gateway: Arc<Gateway>, shutdown: Shutdown) {
             _ = shutdown.wait() => return,
         }
     }
-}
-
-/// The distinct topics of the configured hooks.
-pub fn hook_topics(settings: &Settings) -> Vec<String> {
-    let mut topics: Vec<String> = settings.hooks.iter().map(|h| h.topic.clone()).collect();
-    topics.sort();
-    topics.dedup();
-    topics
 }

@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use rdkafka::mocking::MockCluster;
 
-use crate::config::{self, Environment, Loaded, Source};
+use crate::config::Loaded;
 use crate::shutdown::Shutdown;
 use crate::{Listeners, SinkKind};
+use hookgate_common::config::{Environment, Source};
 
 mod echo;
 
@@ -174,7 +175,7 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
 }
 
 /// The local profile's hooks, for `hookgate check` style listings and tests.
-pub fn profile_source() -> config::Source {
+pub fn profile_source() -> hookgate_common::config::Source {
     Source::Text {
         name: "local profile".into(),
         toml: PROFILE.into(),

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hookgate::config::{self, Environment};
+use hookgate::config;
 use hookgate::{shutdown, Listeners, SinkKind};
+use hookgate_common::config::{Environment, Source};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -126,7 +127,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     let env = Environment::from_process();
     match command {
         Command::Run { config, null_sink } => {
-            let loaded = config::Loaded::load(config::Source::File(config), env)?;
+            let loaded = config::Loaded::load(Source::File(config), env)?;
             let http = bind(&loaded.settings.server.listen, "server.listen").await?;
             let admin = bind(&loaded.settings.admin.listen, "admin.listen").await?;
             let sink = if null_sink {
@@ -137,7 +138,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             hookgate::run(loaded, Listeners { http, admin }, sink, on_signal()).await
         }
         Command::Check { config, offline } => {
-            let settings = config::load(&config::Source::File(config.clone()), &env)?;
+            let settings = config::load(&Source::File(config.clone()), &env)?;
             print!("{}", hookgate::check::hook_table(&settings));
             if !offline {
                 hookgate::check::topics(&settings).await?;
@@ -166,7 +167,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             url,
             curl,
         } => {
-            let settings = config::load(&config::Source::File(config), &env)?;
+            let settings = config::load(&Source::File(config), &env)?;
             let bytes = std::fs::read(&body)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", body.display()))?;
             let body_path = body.display().to_string();
@@ -202,7 +203,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         } => {
             // With --config, the cluster's security settings come along.
             let settings = match config {
-                Some(path) => Some(config::load(&config::Source::File(path), &env)?),
+                Some(path) => Some(config::load(&Source::File(path), &env)?),
                 None => None,
             };
             let brokers = brokers

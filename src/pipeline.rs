@@ -28,11 +28,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 
 use crate::client::{client_ip, CidrList};
-use crate::config::{EnvelopeMode, KeySource, Lookup};
 use crate::error::Rejection;
 use crate::handshake::Outcome as HandshakeOutcome;
-use crate::hook::ClientKey;
-use crate::hook::{Hook, MAX_KEY_BYTES, MAX_TYPE_BYTES};
+use crate::hook::{ClientKey, Field, Hook, Mode, RecordKey, MAX_KEY_BYTES, MAX_TYPE_BYTES};
 use crate::in_flight::InFlight;
 use crate::metrics;
 use crate::normalize::{self, ContentCoding};
@@ -240,9 +238,9 @@ impl Gateway {
         hook.auth
             .verify_head(&parts, now)
             .map_err(|f| self.unauthorized(hook, f))?;
-        if let Some((_, key, limiter)) = &hook.limits.client {
+        if let Some((client_rate, limiter)) = &hook.limits.client {
             let ip_text;
-            let key: &[u8] = match key {
+            let key: &[u8] = match &client_rate.key {
                 ClientKey::Ip => {
                     ip_text = client.map(|ip| ip.to_string()).unwrap_or_default();
                     ip_text.as_bytes()
@@ -257,7 +255,7 @@ impl Gateway {
         let coding = ContentCoding::parse(header_str(&parts.headers, CONTENT_ENCODING))
             .ok_or(Rejection::UnsupportedEncoding)?;
         let content_type = header_str(&parts.headers, CONTENT_TYPE);
-        if hook.mode == EnvelopeMode::Binary && content_type.is_some_and(is_cloudevents) {
+        if hook.mode == Mode::Binary && content_type.is_some_and(is_cloudevents) {
             // In binary mode the request's type becomes the record's, and this one would
             // make readers take the sender's body for a whole, structured event.
             return Err(Rejection::CloudEventsInBinaryMode);
@@ -355,9 +353,9 @@ impl Gateway {
             keyed_path,
         } = admitted;
         let content_type = header_str(&parts.headers, CONTENT_TYPE);
-        let pointers: Vec<&normalize::Pointer> = hook.pointers.list.iter().collect();
+        let pointers: Vec<&normalize::Pointer> = hook.pointers.iter().collect();
         let (normalized, found) = match hook.mode {
-            EnvelopeMode::Structured => {
+            Mode::Structured => {
                 let decoded = normalize::decode_content(coding, raw.clone(), hook.max_body)
                     .map_err(Rejection::BadEncoding)?;
                 let (n, found) = normalize::normalize(content_type, &decoded, &pointers)?;
@@ -365,14 +363,14 @@ impl Gateway {
             }
             // Binary mode publishes the bytes as received; its body only feeds the
             // pointers, and a body they cannot read leaves them empty.
-            EnvelopeMode::Binary if !pointers.is_empty() => {
+            Mode::Binary if !pointers.is_empty() => {
                 let found = normalize::decode_content(coding, raw.clone(), hook.max_body)
                     .ok()
                     .and_then(|d| normalize::normalize(content_type, &d, &pointers).ok())
                     .map_or_else(|| vec![None; pointers.len()], |(_, found)| found);
                 (None, found)
             }
-            EnvelopeMode::Binary => (None, Vec::new()),
+            Mode::Binary => (None, Vec::new()),
         };
 
         let key = record_key(hook, &parts.headers, &found);
@@ -406,7 +404,7 @@ impl Gateway {
         EVENT_BUFFER.with_borrow_mut(|buf| {
             buf.clear();
             let (value, record_headers) = match (&hook.mode, &normalized) {
-                (EnvelopeMode::Structured, Some(n)) => {
+                (Mode::Structured, Some(n)) => {
                     // Room for the whole event at once: the body, the sender's headers
                     // (plus their JSON punctuation) and the attributes.
                     let header_bytes: usize = parts
@@ -551,16 +549,23 @@ fn record_key<'a>(
     found: &'a [Option<String>],
 ) -> Option<Cow<'a, [u8]>> {
     let key: &[u8] = match &hook.key {
-        KeySource::None => return None,
-        KeySource::HookId => hook.id.as_bytes(),
-        KeySource::From(Lookup::Header(_)) => {
-            lookup_header(headers, hook.pointers.key_header.as_ref()?)?.as_bytes()
-        }
-        KeySource::From(Lookup::Pointer(_)) => {
-            found.get(hook.pointers.key?)?.as_deref()?.as_bytes()
-        }
+        RecordKey::None => return None,
+        RecordKey::HookId => hook.id.as_bytes(),
+        RecordKey::From(field) => field_value(field, headers, found)?.as_bytes(),
     };
     (!key.is_empty() && key.len() <= MAX_KEY_BYTES).then_some(Cow::Borrowed(key))
+}
+
+/// What a request holds at `field`: a header's text, or what the body scan found.
+fn field_value<'a>(
+    field: &Field,
+    headers: &'a HeaderMap,
+    found: &'a [Option<String>],
+) -> Option<&'a str> {
+    match field {
+        Field::Header(name) => lookup_header(headers, name),
+        Field::Pointer { at, .. } => found.get(*at)?.as_deref(),
+    }
 }
 
 fn event_type<'a>(
@@ -568,19 +573,11 @@ fn event_type<'a>(
     headers: &'a HeaderMap,
     found: &'a [Option<String>],
 ) -> Cow<'a, str> {
-    let from = match &hook.event_type.from {
-        Some(Lookup::Header(_)) => hook
-            .pointers
-            .type_header
-            .as_ref()
-            .and_then(|h| lookup_header(headers, h)),
-        Some(Lookup::Pointer(_)) => hook
-            .pointers
-            .event_type
-            .and_then(|i| found.get(i))
-            .and_then(|v| v.as_deref()),
-        None => None,
-    };
+    let from = hook
+        .event_type
+        .from
+        .as_ref()
+        .and_then(|field| field_value(field, headers, found));
     match from {
         Some(t) if !t.is_empty() && t.len() <= MAX_TYPE_BYTES => Cow::Borrowed(t),
         _ => Cow::Borrowed(hook.event_type.default.as_str()),

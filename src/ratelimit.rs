@@ -16,40 +16,37 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
-use serde::Deserialize;
 
-use crate::config::Problems;
-
-/// `rate_limit` / `client_limit` in a hook: a sustained rate and a burst.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RateConfig {
-    /// Requests per second, sustained (may be fractional, e.g. 0.5).
+/// A sustained rate and a burst, as a limiter is made from: at most [`Rate::MAX`]
+/// requests per second, a burst of at least one (checked when the config is built).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
     pub per_second: f64,
-    /// Requests allowed at once above the sustained rate; default: one second's worth.
-    pub burst: Option<u32>,
+    pub burst: NonZeroU32,
 }
 
-impl RateConfig {
-    /// The quota, or a problem under `at`.
-    pub fn quota(&self, at: &str, p: &mut Problems) -> Option<Quota> {
-        if !(self.per_second.is_finite() && self.per_second > 0.0 && self.per_second <= 1e6) {
-            p.push(
-                format!("{at}.per_second"),
-                format!("{} is not a usable rate", self.per_second),
-                "give a rate above 0 and at most 1000000",
-            );
+impl Rate {
+    /// The fastest rate a limit may have.
+    pub const MAX: f64 = 1e6;
+
+    /// A rate of `per_second` (above 0, at most [`Rate::MAX`]) with `burst`, or with one
+    /// second's worth when `burst` is `None`; `None` if either is out of range.
+    pub fn new(per_second: f64, burst: Option<u32>) -> Option<Rate> {
+        if !(per_second.is_finite() && per_second > 0.0 && per_second <= Rate::MAX) {
             return None;
         }
-        let burst = self
-            .burst
-            .unwrap_or_else(|| self.per_second.ceil().max(1.0) as u32);
-        let Some(burst) = NonZeroU32::new(burst) else {
-            p.push(format!("{at}.burst"), "must be at least 1", "raise it");
-            return None;
-        };
+        let burst = burst.unwrap_or_else(|| per_second.ceil().max(1.0) as u32);
+        Some(Rate {
+            per_second,
+            burst: NonZeroU32::new(burst)?,
+        })
+    }
+
+    pub fn quota(&self) -> Quota {
         let period = Duration::from_secs_f64(1.0 / self.per_second);
-        Some(Quota::with_period(period)?.allow_burst(burst))
+        Quota::with_period(period)
+            .expect("a rate of at most 1e6 per second has a period above zero")
+            .allow_burst(self.burst)
     }
 }
 
@@ -178,13 +175,7 @@ mod tests {
 
     /// Offers `offered` requests per second, evenly, for `seconds`, and counts admissions.
     fn admitted(per_second: f64, burst: u32, offered: u32, seconds: u32) -> u32 {
-        let mut p = Problems::default();
-        let quota = RateConfig {
-            per_second,
-            burst: Some(burst),
-        }
-        .quota("t", &mut p)
-        .unwrap();
+        let quota = Rate::new(per_second, Some(burst)).unwrap().quota();
         let clock = FakeRelativeClock::default();
         let limiter = HookLimiter::with_clock(quota, clock.clone());
         let step = Duration::from_secs(1) / offered;
@@ -218,13 +209,7 @@ mod tests {
 
     #[test]
     fn a_refusal_says_how_long_to_wait() {
-        let mut p = Problems::default();
-        let quota = RateConfig {
-            per_second: 0.5,
-            burst: Some(1),
-        }
-        .quota("t", &mut p)
-        .unwrap();
+        let quota = Rate::new(0.5, Some(1)).unwrap().quota();
         let clock = FakeRelativeClock::default();
         let limiter = HookLimiter::with_clock(quota, clock.clone());
         assert!(limiter.check().is_ok());
@@ -239,23 +224,12 @@ mod tests {
     }
 
     #[test]
-    fn bad_rates_are_config_problems() {
-        let mut p = Problems::default();
+    fn unusable_rates_make_no_limiter() {
         for per_second in [0.0, -1.0, f64::NAN, 1e9] {
-            assert!(RateConfig {
-                per_second,
-                burst: None
-            }
-            .quota("t", &mut p)
-            .is_none());
+            assert!(Rate::new(per_second, None).is_none(), "{per_second}");
         }
-        assert!(RateConfig {
-            per_second: 1.0,
-            burst: Some(0)
-        }
-        .quota("t", &mut p)
-        .is_none());
-        assert_eq!(p.len(), 5);
+        assert!(Rate::new(1.0, Some(0)).is_none());
+        assert_eq!(Rate::new(2.5, None).unwrap().burst.get(), 3);
     }
 
     #[test]

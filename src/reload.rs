@@ -15,10 +15,11 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 
-use crate::config::{Config, ConfigError, Environment, SecretSet, Settings, Source};
+use crate::config::{Config, Settings};
 use crate::pipeline::{Gateway, Live};
 use crate::server::TlsSlot;
 use crate::topics::Topics;
+use hookgate_common::config::{ConfigError, Environment, SecretSet, Source};
 
 /// Why a reload was refused.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +112,7 @@ impl Reloader {
         if self.gateway.sink().is_kafka() {
             let topics =
                 Topics::new(&settings.kafka).map_err(|e| ReloadError::Apply(e.to_string()))?;
-            let wanted = crate::hook_topics(&settings);
+            let wanted = crate::topics::hook_topics(&settings.hooks);
             topics
                 .ensure(&settings.hooks, &wanted, &settings.kafka)
                 .await

@@ -16,7 +16,7 @@ use crate::shutdown::Shutdown;
 pub struct Options {
     pub brokers: String,
     /// librdkafka properties (security, SASL) from a gateway config, if one was given.
-    pub properties: Option<crate::config::ResolvedProperties>,
+    pub properties: Option<crate::sink::kafka::ResolvedProperties>,
     pub topic: String,
     /// Start at the oldest event rather than the next one.
     pub from_beginning: bool,

@@ -10,10 +10,10 @@ use hookgate_common::logging::List;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::RDKafkaErrorCode;
 
-use crate::config::KafkaSettings;
 use crate::health::Health;
 use crate::hook::Hook;
 use crate::shutdown::Shutdown;
+use crate::sink::kafka::KafkaSettings;
 use crate::sink::kafka::{base_config, LogContext};
 
 /// Names each hook whose topic is missing, with the fix.
@@ -168,4 +168,12 @@ impl Topics {
             }
         }
     }
+}
+
+/// The distinct topics of the configured hooks.
+pub fn hook_topics(hooks: &[Hook]) -> Vec<String> {
+    let mut topics: Vec<String> = hooks.iter().map(|h| h.topic.clone()).collect();
+    topics.sort();
+    topics.dedup();
+    topics
 }

@@ -26,11 +26,11 @@ use http_body_util::Full;
 use tokio::time::{sleep, sleep_until, Instant};
 
 pub use body::{json_body, BodyKind, BodyTemplate, ID_LEN, MIN_JSON_BODY};
-pub(crate) use conn::event_id;
 use conn::{H2Slot, Link, Outcome};
 
 use crate::cpu::{self, Process};
 use crate::report::{Mode, Report, Setup, Stats, Usage};
+use crate::verify::Acks;
 
 /// Default number of workers sharing one HTTP/2 connection: enough
 /// multiplexing to matter, few enough that one connection's single task is
@@ -460,16 +460,6 @@ fn usage(
 /// Runs the load described by `config` and reports on its measured window.
 pub async fn run(config: &LoadConfig) -> Result<Report> {
     Ok(run_collecting(config).await?.0)
-}
-
-/// The event ids the server acknowledged during a run (warm-up included), when
-/// [`LoadConfig::collect_ids`] is set.
-#[derive(Debug, Default)]
-pub struct Acks {
-    /// (group, id) per 2xx answer.
-    pub ids: Vec<(u16, Box<str>)>,
-    /// 2xx answers that named no event id.
-    pub without_id: u64,
 }
 
 /// [`run`], also returning the acknowledged event ids.

@@ -9,13 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use hookgate::config::KafkaSettings;
+use hookgate::sink::kafka::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
-
-use crate::load::Acks;
 
 /// How long to wait for metadata and offsets.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -280,5 +278,26 @@ fn record_id(msg: &impl Message) -> Option<Box<str>> {
             }
         }
     }
-    crate::load::event_id(msg.payload()?)
+    event_id(msg.payload()?)
+}
+
+/// The event ids the server acknowledged during a run (warm-up included), when
+/// [`LoadConfig::collect_ids`] is set.
+#[derive(Debug, Default)]
+pub struct Acks {
+    /// (group, id) per 2xx answer.
+    pub ids: Vec<(u16, Box<str>)>,
+    /// 2xx answers that named no event id.
+    pub without_id: u64,
+}
+
+/// The `id` member of a JSON object answer, as the gateway's `202 {"id":"…"}` has it.
+pub(crate) fn event_id(body: &[u8]) -> Option<Box<str>> {
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        id: std::borrow::Cow<'a, str>,
+    }
+    let answer: Answer<'_> = serde_json::from_slice(body).ok()?;
+    Some(answer.id.into())
 }

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hookgate::config::{Environment, Loaded, Source};
+use hookgate::config::Loaded;
 use hookgate::{shutdown, Listeners, SinkKind};
+use hookgate_common::config::{Environment, Source};
 use hookgate_loadtest::report::Report;
 use hookgate_loadtest::scenario::{self, Scenario};
 use hookgate_loadtest::spawn::http_ok;

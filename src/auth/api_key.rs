@@ -9,7 +9,7 @@ use http::request::Parts;
 use serde::Deserialize;
 
 use super::Failure;
-use crate::config::{Environment, Problems, SecretRef, SecretSet};
+use hookgate_common::config::{Environment, Problems, SecretRef, SecretSet};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,7 +10,7 @@ use http::HeaderValue;
 use serde::Deserialize;
 
 use super::Failure;
-use crate::config::{Environment, Problems, Secret, SecretRef, SecretSet};
+use hookgate_common::config::{Environment, Problems, Secret, SecretRef, SecretSet};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

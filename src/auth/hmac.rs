@@ -23,8 +23,8 @@ use serde::Deserialize;
 use subtle::{Choice, ConstantTimeEq};
 
 use super::{Failure, Verified};
-use crate::config::{ConfigDuration, Environment, Problems, SecretRef};
 use crate::normalize::Pointer;
+use hookgate_common::config::{ConfigDuration, Environment, Problems, SecretRef};
 
 pub use presets::Preset;
 

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use super::Failure;
-use crate::config::{Environment, Problems, SecretRef, SecretSet};
+use hookgate_common::config::{Environment, Problems, SecretRef, SecretSet};
 
 /// The longest key accepted, as Kestra allows.
 pub const MAX_KEY_LEN: usize = 256;

@@ -8,11 +8,16 @@ use http::Method;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::{ByteSize, ConfigDuration, Environment, Problems};
+use hookgate_common::config::{ByteSize, ConfigDuration, Environment, Problems};
+
 use crate::auth::AuthConfig;
 use crate::handshake::{HandshakeConfig, ResponseConfig};
-use crate::hook::{Hook, Redaction};
-use crate::ratelimit::RateConfig;
+use crate::hook::{
+    allow_header, ClientKey, ClientRate, EventType, Field, Hook, HookLimits, Mode, RecordKey,
+    Redaction,
+};
+use crate::normalize::Pointer;
+use crate::ratelimit::Rate;
 
 /// A hook's `max_body` unless it sets one.
 pub const DEFAULT_MAX_BODY: ByteSize = ByteSize::kib(256);
@@ -22,6 +27,8 @@ pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_BODY_LIMIT: ByteSize = ByteSize::mib(64);
 /// The methods a hook may enable.
 pub const ALLOWED_METHODS: &[&str] = &["POST", "PUT", "PATCH", "GET"];
+/// Clients a per-client limiter tracks unless the hook says otherwise.
+pub const DEFAULT_MAX_CLIENTS: usize = 100_000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +85,33 @@ pub struct HookConfig {
     pub allow_sources: Vec<String>,
 }
 
+/// `rate_limit` in a hook: a sustained rate and a burst.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Requests per second, sustained (may be fractional, e.g. 0.5).
+    pub per_second: f64,
+    /// Requests allowed at once above the sustained rate; default: one second's worth.
+    pub burst: Option<u32>,
+}
+
+/// The rate of a `rate_limit` or `client_limit`, or its problem under `at`.
+fn rate(per_second: f64, burst: Option<u32>, at: &str, p: &mut Problems) -> Option<Rate> {
+    let rate = Rate::new(per_second, burst);
+    if rate.is_none() {
+        if Rate::new(per_second, Some(1)).is_none() {
+            p.push(
+                format!("{at}.per_second"),
+                format!("{per_second} is not a usable rate"),
+                "give a rate above 0 and at most 1000000",
+            );
+        } else {
+            p.push(format!("{at}.burst"), "must be at least 1", "raise it");
+        }
+    }
+    rate
+}
+
 /// `client_limit`: a rate per client, and how clients are told apart.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -123,7 +157,7 @@ fn default_methods() -> Vec<String> {
     vec!["POST".to_string()]
 }
 
-/// How an event is laid out on Kafka.
+/// How an event is laid out on Kafka: `structured` or `binary`.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum EnvelopeMode {
@@ -132,15 +166,6 @@ pub enum EnvelopeMode {
     Structured,
     /// The body as received in the record value, attributes in headers.
     Binary,
-}
-
-impl EnvelopeMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EnvelopeMode::Structured => "structured",
-            EnvelopeMode::Binary => "binary",
-        }
-    }
 }
 
 /// Where a value is read from in a request.
@@ -152,15 +177,6 @@ pub enum Lookup {
     Pointer(String),
 }
 
-impl fmt::Display for Lookup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Lookup::Header(h) => write!(f, "header {h}"),
-            Lookup::Pointer(p) => write!(f, "body {p}"),
-        }
-    }
-}
-
 /// Where the record key comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum KeySource {
@@ -170,16 +186,6 @@ pub enum KeySource {
     /// The hook id: all of a hook's events in one partition, in order.
     HookId,
     From(Lookup),
-}
-
-impl fmt::Display for KeySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeySource::None => f.write_str("none"),
-            KeySource::HookId => f.write_str("hook id"),
-            KeySource::From(l) => l.fmt(f),
-        }
-    }
 }
 
 /// Where the event type comes from, and the type used when that place is empty.
@@ -194,15 +200,6 @@ impl Default for TypeSource {
         TypeSource {
             from: None,
             default: hookgate_event::DEFAULT_TYPE.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for TypeSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.from {
-            Some(l) => write!(f, "{l} (else {})", self.default),
-            None => write!(f, "\"{}\"", self.default),
         }
     }
 }
@@ -326,29 +323,75 @@ fn valid_path_segment(seg: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@%".contains(&b))
 }
 
-fn check_lookup(lookup: &Lookup, key: &str, p: &mut Problems) -> Lookup {
+/// The runtime field of `lookup`, its pointer added to `pointers`; or its problem under
+/// `key`.
+fn field(
+    lookup: &Lookup,
+    key: &str,
+    pointers: &mut Vec<Pointer>,
+    p: &mut Problems,
+) -> Option<Field> {
     match lookup {
-        Lookup::Header(h) => {
-            if HeaderName::from_bytes(h.as_bytes()).is_err() {
+        Lookup::Header(h) => match HeaderName::from_bytes(h.as_bytes()) {
+            Ok(name) => Some(Field::Header(name)),
+            Err(_) => {
                 p.push(
                     key,
                     format!("`{h}` is not a header name"),
                     "use letters, digits and '-'",
                 );
+                None
             }
-            Lookup::Header(h.to_ascii_lowercase())
-        }
-        Lookup::Pointer(ptr) => {
-            if !ptr.is_empty() && !ptr.starts_with('/') {
+        },
+        Lookup::Pointer(text) => match Pointer::parse(text) {
+            Some(pointer) => {
+                pointers.push(pointer);
+                Some(Field::Pointer {
+                    at: pointers.len() - 1,
+                    text: text.clone(),
+                })
+            }
+            None => {
                 p.push(
                     key,
-                    format!("`{ptr}` is not a JSON pointer"),
+                    format!("`{text}` is not a JSON pointer"),
                     "start it with '/', like \"/repository/id\"",
                 );
+                None
             }
-            Lookup::Pointer(ptr.clone())
-        }
+        },
     }
+}
+
+/// The limiters of `cfg`; problems are reported under `at`.
+fn limits(cfg: &HookConfig, at: &str, p: &mut Problems) -> Option<HookLimits> {
+    let before = p.len();
+    let hook_rate = cfg
+        .rate_limit
+        .and_then(|r| rate(r.per_second, r.burst, &format!("{at}.rate_limit"), p));
+    let client = cfg.client_limit.as_ref().and_then(|c| {
+        let rate = rate(c.per_second, c.burst, &format!("{at}.client_limit"), p)?;
+        let key = match &c.key {
+            ClientKeyConfig::Ip => ClientKey::Ip,
+            ClientKeyConfig::Header { header } => match HeaderName::from_bytes(header.as_bytes()) {
+                Ok(h) => ClientKey::Header(h),
+                Err(_) => {
+                    p.push(
+                        format!("{at}.client_limit.key.header"),
+                        format!("`{header}` is not a header name"),
+                        "use letters, digits and '-'",
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(ClientRate {
+            rate,
+            key,
+            max_clients: c.max_clients.unwrap_or(DEFAULT_MAX_CLIENTS),
+        })
+    });
+    (p.len() == before).then(|| HookLimits::new(hook_rate, client))
 }
 
 impl HookConfig {
@@ -404,16 +447,20 @@ impl HookConfig {
                 "use 1 to 249 letters, digits, '.', '_' or '-'",
             );
         }
+        let mut pointers = Vec::new();
         let key = match &self.key {
-            KeySource::From(l) => KeySource::From(check_lookup(l, &at("key"), p)),
-            other => other.clone(),
+            KeySource::None => RecordKey::None,
+            KeySource::HookId => RecordKey::HookId,
+            KeySource::From(l) => field(l, &at("key"), &mut pointers, p)
+                .map(RecordKey::From)
+                .unwrap_or(RecordKey::None),
         };
-        let event_type = TypeSource {
+        let event_type = EventType {
             from: self
                 .event_type
                 .from
                 .as_ref()
-                .map(|l| check_lookup(l, &at("type"), p)),
+                .and_then(|l| field(l, &at("type"), &mut pointers, p)),
             default: self.event_type.default.clone(),
         };
         if event_type.default.is_empty() || event_type.default.len() > 256 {
@@ -476,7 +523,7 @@ impl HookConfig {
             .response
             .as_ref()
             .and_then(|r| r.build(&at("response"), p));
-        let limits = crate::hook::HookLimits::build(self, &format!("hooks[{index}]"), p);
+        let limits = limits(self, &format!("hooks[{index}]"), p);
         let allow_sources = match crate::client::CidrList::parse(&self.allow_sources) {
             Ok(list) => list,
             Err(errors) => {
@@ -495,24 +542,31 @@ impl HookConfig {
         }
         let auth = auth?;
         let redaction = Redaction::new(&extra_headers, &extra_query, &auth);
-        Some(Hook::new(crate::hook::HookParts {
+        Some(Hook {
             index,
+            source: format!("/hooks/{}", self.id),
             id: self.id.clone(),
             path,
+            allow: allow_header(&methods),
             methods,
             topic: self.topic.clone(),
             key,
             event_type,
             max_body: max_body.bytes(),
             ack_timeout,
-            mode: self.mode,
+            mode: match self.mode {
+                EnvelopeMode::Structured => Mode::Structured,
+                EnvelopeMode::Binary => Mode::Binary,
+            },
             redaction,
             auth,
             handshake,
             response,
             limits: std::sync::Arc::new(limits?),
             allow_sources,
-        }))
+            pointers,
+            metrics: Default::default(),
+        })
     }
 }
 

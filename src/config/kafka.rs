@@ -1,12 +1,13 @@
 //! `[kafka]`: the brokers, librdkafka properties, and how topics are checked or created.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigDuration, Environment, Problems, PropertyValue};
+use hookgate_common::config::{ConfigDuration, Environment, Problems, PropertyValue};
+
+use crate::sink::kafka::ResolvedProperties;
 
 /// Properties the gateway sets itself, because its guarantees depend on them, with the
 /// reason given to whoever tries to set them.
@@ -67,9 +68,6 @@ pub const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
     ("socket.nagle.disable", "true"),
 ];
 
-/// librdkafka's default `message.max.bytes`.
-pub const DEFAULT_MESSAGE_MAX_BYTES: u64 = 1_000_000;
-
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
@@ -87,45 +85,6 @@ pub struct KafkaConfig {
     /// "SASL_SSL"`, `"sasl.password" = { env = "KAFKA_PASSWORD" }`), except the reserved
     /// ones.
     pub properties: BTreeMap<String, PropertyValue>,
-}
-
-/// The producer properties after defaults, overrides and secret resolution. `Debug` hides
-/// the values that came from secrets.
-#[derive(Clone, Default)]
-pub struct ResolvedProperties {
-    /// (name, value, whether the value is a secret)
-    pub entries: Vec<(String, String, bool)>,
-}
-
-impl fmt::Debug for ResolvedProperties {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut m = f.debug_map();
-        for (k, v, secret) in &self.entries {
-            if *secret {
-                m.entry(k, &hookgate_event::REDACTED);
-            } else {
-                m.entry(k, v);
-            }
-        }
-        m.finish()
-    }
-}
-
-impl ResolvedProperties {
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|(k, _, _)| k == name)
-            .map(|(_, v, _)| v.as_str())
-    }
-
-    /// The producer's `message.max.bytes`: the largest record it will send.
-    pub fn message_max_bytes(&self) -> u64 {
-        self.get("message.max.bytes")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
-    }
 }
 
 impl KafkaConfig {

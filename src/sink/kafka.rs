@@ -20,8 +20,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
+mod settings;
+
+pub use settings::{KafkaSettings, ResolvedProperties, DEFAULT_MESSAGE_MAX_BYTES};
+
 use super::{Delivered, PublishError, Record};
-use crate::config::{KafkaSettings, ResolvedProperties};
 use crate::health::Health;
 
 /// Fastest a fatal producer is replaced again, so a broken cluster cannot make the gateway

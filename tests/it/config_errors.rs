@@ -3,7 +3,8 @@
 
 use std::process::Command;
 
-use hookgate::config::{self, Config, Environment, Source};
+use hookgate::config::{self, Config};
+use hookgate_common::config::{Environment, Source};
 
 use crate::support::{brokers, topic};
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use hookgate::config::Environment;
+use hookgate_common::config::Environment;
 use hookgate_common::config::Source;
 use hookgate_consumer::config::{ConsumerConfig, FlowsFile};
 use hookgate_testkit::server::{Reply, Seen, TestServer};

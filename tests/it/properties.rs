@@ -12,10 +12,11 @@ use std::io::Write;
 
 use base64::Engine;
 use bytes::Bytes;
-use hookgate::config::{Config, Environment, Source};
+use hookgate::config::Config;
 use hookgate::hook::{REDACTED_HEADERS, REDACTED_QUERY};
 use hookgate::pipeline::{Gateway, Limits, Live};
 use hookgate::sink::{MemorySink, Sink, StoredRecord};
+use hookgate_common::config::{Environment, Source};
 use hookgate_event::{EventData, REDACTED};
 use http_body_util::Full;
 use proptest::prelude::*;

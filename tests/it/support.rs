@@ -6,9 +6,10 @@ pub use hookgate_testkit::{brokers, kafka, topic};
 
 use std::time::Duration;
 
-use hookgate::config::{Environment, Loaded, Source};
+use hookgate::config::Loaded;
 use hookgate::shutdown::{self, Trigger};
 use hookgate::{Listeners, SinkKind};
+use hookgate_common::config::{Environment, Source};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 

@@ -238,20 +238,9 @@ async fn respond(
             }
         }
     }
-    let id = keep.then(|| event_id(&kept)).flatten();
+    let id = keep.then(|| crate::verify::event_id(&kept)).flatten();
     Ok(Outcome::Response { status, id })
 }
 
 /// Longest answer read for an event id.
 const MAX_KEPT_BODY: usize = 4096;
-
-/// The `id` member of a JSON object answer, as the gateway's `202 {"id":"…"}` has it.
-pub(crate) fn event_id(body: &[u8]) -> Option<Box<str>> {
-    #[derive(serde::Deserialize)]
-    struct Answer<'a> {
-        #[serde(borrow)]
-        id: std::borrow::Cow<'a, str>,
-    }
-    let answer: Answer<'_> = serde_json::from_slice(body).ok()?;
-    Some(answer.id.into())
-}
