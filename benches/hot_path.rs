@@ -10,15 +10,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hookgate::config::Config;
-use hookgate::normalize::normalize;
-use hookgate::pipeline::{Gateway, Limits, Live};
-use hookgate::replay::{Admission, ReplayGuard};
-use hookgate::sink::Sink;
 use hookgate_common::config::{Environment, Source};
 use hookgate_event::{
     structured, Attributes, BodyEncoding, Fields, WebhookRequest, WEBHOOK_SCHEMA,
 };
+use hookgate_gateway::config::Config;
+use hookgate_gateway::normalize::normalize;
+use hookgate_gateway::pipeline::{Gateway, Limits, Live};
+use hookgate_gateway::replay::{Admission, ReplayGuard};
+use hookgate_gateway::sink::Sink;
 use http::Request;
 use http_body_util::Full;
 
@@ -341,7 +341,7 @@ fn bench_auth(c: &mut Criterion) {
             g.throughput(Throughput::Bytes(body.len() as u64));
             g.bench_function(BenchmarkId::new(name, size), |b| {
                 b.iter(|| {
-                    if let hookgate::auth::Auth::UrlKey(k) = &hook.auth {
+                    if let hookgate_gateway::auth::Auth::UrlKey(k) = &hook.auth {
                         assert!(k
                             .verify(black_box(creds.path_segment.as_deref()), now)
                             .is_ok());
@@ -366,7 +366,7 @@ fn bench_replay(c: &mut Criterion) {
         .build()
         .unwrap();
     let mut g = c.benchmark_group("replay");
-    for capacity in [1_000, hookgate::auth::hmac::DEFAULT_DEDUPE_CAPACITY] {
+    for capacity in [1_000, hookgate_gateway::auth::hmac::DEFAULT_DEDUPE_CAPACITY] {
         let guard = ReplayGuard::new(std::time::Duration::from_secs(3600), capacity);
         let event = uuid::Uuid::now_v7();
         let sent = AtomicU64::new(0);

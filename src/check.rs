@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
-use crate::config::Settings;
-use crate::topics::Topics;
+use hookgate_gateway::config::Settings;
+use hookgate_gateway::topics::Topics;
 
 /// The hooks as a table: id, path, methods, auth scheme, topic, key and type sources.
 pub fn hook_table(settings: &Settings) -> String {
@@ -64,7 +64,7 @@ pub fn hook_table(settings: &Settings) -> String {
 /// Checks that every hook topic exists; `Err` names the missing ones or the broker error.
 pub async fn topics(settings: &Settings) -> anyhow::Result<()> {
     let topics = Topics::new(&settings.kafka)?;
-    let wanted = crate::topics::hook_topics(&settings.hooks);
+    let wanted = hookgate_gateway::topics::hook_topics(&settings.hooks);
     let missing = topics.missing(&wanted).await.map_err(|e| {
         anyhow::anyhow!(
             "kafka.brokers ({}) did not answer: {e} (fix: check the brokers, or pass --offline to skip this check)",
@@ -83,6 +83,6 @@ pub async fn topics(settings: &Settings) -> anyhow::Result<()> {
     }
     anyhow::bail!(
         "{}",
-        crate::topics::missing_message(&settings.hooks, &missing)
+        hookgate_gateway::topics::missing_message(&settings.hooks, &missing)
     )
 }

@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use rdkafka::mocking::MockCluster;
 
-use crate::config::Loaded;
-use crate::shutdown::Shutdown;
-use crate::{Listeners, SinkKind};
 use hookgate_common::config::{Environment, Source};
+use hookgate_gateway::config::Loaded;
+use hookgate_gateway::shutdown::Shutdown;
+use hookgate_gateway::{Listeners, SinkKind};
 
 mod echo;
 
@@ -164,7 +164,8 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
         hookgate_consumer::admin::Ready::default(),
         async move { flows_stop.wait().await },
     ));
-    let result = crate::run(loaded, Listeners { http, admin }, SinkKind::Kafka, shutdown).await;
+    let result =
+        hookgate_gateway::run(loaded, Listeners { http, admin }, SinkKind::Kafka, shutdown).await;
     match flows.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "the flow consumer stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "the flow consumer failed"),
@@ -182,16 +183,12 @@ pub fn profile_source() -> hookgate_common::config::Source {
     }
 }
 
-/// The flow consumer's settings: the local consumer profile with the shipped flows, every
-/// secret pointing at the echo endpoint or a development value.
-fn consumer_settings(
-    bootstrap: &str,
-    echo: std::net::SocketAddr,
-) -> anyhow::Result<hookgate_consumer::config::Settings> {
-    use hookgate_consumer::config::{ConsumerConfig, FlowsFile};
-    let base = format!("http://{echo}");
-    let mut env = Environment::default();
-    for (name, value) in [
+/// The secrets of the shipped flows and pollers (`config/local-consumer.toml` lists their
+/// names) for a stand-in of their APIs at `base`: every URL under `base`, every credential
+/// a development value. `hookgate local` points them at its echo endpoint; the tests, at
+/// their stand-in server.
+pub fn scenario_secrets(base: &str) -> Vec<(&'static str, String)> {
+    vec![
         ("MESSAGING_WEBHOOK_URL", format!("{base}/messaging/webhook")),
         ("SLACK_WEBHOOK_URL", format!("{base}/slack/webhook")),
         ("BI_BASE_URL", format!("{base}/bi")),
@@ -212,10 +209,22 @@ fn consumer_settings(
         ("USAGE_API_TOKEN", "dev-usage-token".to_string()),
         ("MONITORING_API_URL", format!("{base}/monitoring")),
         ("MONITORING_API_TOKEN", "dev-monitoring-token".to_string()),
-        ("HOOKGATE_CONSUMER_KAFKA__BROKERS", bootstrap.to_string()),
-    ] {
+    ]
+}
+
+/// The flow consumer's settings: the local consumer profile with the shipped flows, every
+/// secret pointing at the echo endpoint or a development value.
+fn consumer_settings(
+    bootstrap: &str,
+    echo: std::net::SocketAddr,
+) -> anyhow::Result<hookgate_consumer::config::Settings> {
+    use hookgate_consumer::config::{ConsumerConfig, FlowsFile};
+    let base = format!("http://{echo}");
+    let mut env = Environment::default();
+    for (name, value) in scenario_secrets(&base) {
         env.set(name, value);
     }
+    env.set("HOOKGATE_CONSUMER_KAFKA__BROKERS", bootstrap);
     let source = Source::Text {
         name: "local consumer profile".into(),
         toml: CONSUMER_PROFILE.into(),

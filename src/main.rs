@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hookgate::config;
-use hookgate::{shutdown, Listeners, SinkKind};
 use hookgate_common::config::{Environment, Source};
+use hookgate_gateway::config;
+use hookgate_gateway::{shutdown, Listeners, SinkKind};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -135,7 +135,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             } else {
                 SinkKind::Kafka
             };
-            hookgate::run(loaded, Listeners { http, admin }, sink, on_signal()).await
+            hookgate_gateway::run(loaded, Listeners { http, admin }, sink, on_signal()).await
         }
         Command::Check { config, offline } => {
             let settings = config::load(&Source::File(config.clone()), &env)?;

@@ -10,13 +10,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::shutdown::Shutdown;
+use hookgate_gateway::shutdown::Shutdown;
 
 /// What to read and from where.
 pub struct Options {
     pub brokers: String,
     /// librdkafka properties (security, SASL) from a gateway config, if one was given.
-    pub properties: Option<crate::sink::kafka::ResolvedProperties>,
+    pub properties: Option<hookgate_gateway::sink::kafka::ResolvedProperties>,
     pub topic: String,
     /// Start at the oldest event rather than the next one.
     pub from_beginning: bool,
@@ -27,7 +27,7 @@ pub struct Options {
 /// Reads `options.topic` until `shutdown` (or `max` events), printing each event.
 pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut config = match &options.properties {
-        Some(p) => crate::sink::kafka::base_config(&options.brokers, p),
+        Some(p) => hookgate_gateway::sink::kafka::base_config(&options.brokers, p),
         None => {
             let mut c = ClientConfig::new();
             c.set("bootstrap.servers", &options.brokers);

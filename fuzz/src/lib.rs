@@ -11,12 +11,12 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use hookgate::auth::Auth;
-use hookgate::hook::Hook;
-use hookgate::normalize::{self as norm, ContentCoding, Pointer};
 use hookgate_common::config::{Environment, Source};
 use hookgate_consumer::expression::{Condition, Context, Engine, Secrets, Template};
 use hookgate_consumer::outbound::address::{canonical, classify};
+use hookgate_gateway::auth::Auth;
+use hookgate_gateway::hook::Hook;
+use hookgate_gateway::normalize::{self as norm, ContentCoding, Pointer};
 
 /// A fuzz target: bytes in, a panic on a bug.
 pub type Target = fn(&[u8]);
@@ -80,7 +80,7 @@ fn signed_hooks() -> &'static [Hook] {
             name: "fuzz".into(),
             toml: SIGNED_HOOKS.into(),
         };
-        hookgate::config::load(&source, &Environment::default())
+        hookgate_gateway::config::load(&source, &Environment::default())
             .unwrap_or_else(|e| panic!("{e}"))
             .hooks
     })
@@ -175,7 +175,7 @@ pub fn config(data: &[u8]) {
         name: "fuzz".into(),
         toml: text.into(),
     };
-    let _ = hookgate::config::load(&source, &env);
+    let _ = hookgate_gateway::config::load(&source, &env);
     let _ = hookgate_consumer::config::ConsumerConfig::load(&source, &env)
         .and_then(|c| c.build(&env, "fuzz"));
 }

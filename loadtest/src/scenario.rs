@@ -13,10 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use bytes::Bytes;
-use hookgate::config::{self, Settings};
-use hookgate::hook::Hook;
-use hookgate::sign::{self, Signed};
 use hookgate_common::config::{Environment, Source};
+use hookgate_gateway::config::{self, Settings};
+use hookgate_gateway::hook::Hook;
+use hookgate_gateway::sender::{self as sign, Signed};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use http_body_util::Full;
@@ -117,7 +117,7 @@ pub struct Scenario {
     pub verify: bool,
     pub mix: Arc<Mix>,
     /// The gateway's Kafka settings, for the loss check.
-    pub kafka: hookgate::sink::kafka::KafkaSettings,
+    pub kafka: hookgate_gateway::sink::kafka::KafkaSettings,
     /// The gateway's header and body read timeouts: how long a slow client may hold a
     /// connection.
     pub read_timeouts: (Duration, Duration),

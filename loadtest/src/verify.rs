@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use hookgate::sink::kafka::KafkaSettings;
+use hookgate_gateway::sink::kafka::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -104,7 +104,7 @@ pub struct Checkpoint {
 
 /// A client for reading the hook topics: no group is joined, nothing is committed.
 fn reader(kafka: &KafkaSettings) -> Result<BaseConsumer> {
-    hookgate::sink::kafka::base_config(&kafka.brokers, &kafka.properties)
+    hookgate_gateway::sink::kafka::base_config(&kafka.brokers, &kafka.properties)
         .set("group.id", "hookgate-loadtest-verify")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")

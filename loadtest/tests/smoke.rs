@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hookgate::config::Loaded;
-use hookgate::{shutdown, Listeners, SinkKind};
 use hookgate_common::config::{Environment, Source};
+use hookgate_gateway::config::Loaded;
+use hookgate_gateway::{shutdown, Listeners, SinkKind};
 use hookgate_loadtest::report::Report;
 use hookgate_loadtest::scenario::{self, Scenario};
 use hookgate_loadtest::spawn::http_ok;
@@ -108,7 +108,7 @@ async fn start_gateway(config: &Path, sink: SinkKind) -> Gateway {
     let url = format!("http://{}", http.local_addr().unwrap());
     let ready = format!("http://{}/readyz", admin.local_addr().unwrap());
     let (trigger, shutdown) = shutdown::channel();
-    let task = tokio::spawn(hookgate::run(
+    let task = tokio::spawn(hookgate_gateway::run(
         loaded,
         Listeners { http, admin },
         sink,

@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-use hookgate::config::{self, Config};
 use hookgate_common::config::{Environment, Source};
+use hookgate_gateway::config::{self, Config};
 
 use crate::support::{brokers, topic};
 

@@ -48,7 +48,7 @@ async fn apis() -> TestServer {
             )
         } else if path.ends_with("/api/metrics/cpu") {
             reply(200, json!({"host": "web-1", "cpu": 0.93}))
-        } else if path.ends_with("/hook") {
+        } else if path.ends_with("/webhook") {
             text_reply(200, "ok")
         } else if path.ends_with("/auth/signin") {
             reply(
@@ -118,28 +118,7 @@ async fn start_consumer(
         include_str!("../../config/local-consumer.toml").split("[secrets]").nth(1).map(|s| format!("[secrets]{s}")).unwrap()
     );
     let mut env = Environment::default();
-    for (k, v) in [
-        ("MESSAGING_WEBHOOK_URL", format!("{base}/messaging/hook")),
-        ("SLACK_WEBHOOK_URL", format!("{base}/slack/hook")),
-        ("BI_BASE_URL", format!("{base}/bi")),
-        ("BI_API_VERSION", "3.22".into()),
-        ("BI_PAT_NAME", "pat-name".into()),
-        ("BI_PAT_SECRET", "pat-secret-value".into()),
-        ("TICKETS_BASE_URL", format!("{base}/tickets")),
-        ("TICKETS_USER", "ops".into()),
-        ("TICKETS_PASSWORD", "ops-password".into()),
-        ("CHAT_BASE_URL", format!("{base}/chat")),
-        ("CHAT_BOT_TOKEN", "xoxb-bot-token".into()),
-        ("ONCALL_USERS", "U1,U2".into()),
-        ("PAGER_URL", format!("{base}/pager/v2/enqueue")),
-        ("PAGER_ROUTING_KEY", "routing-1".into()),
-        ("INVENTORY_API_URL", format!("{base}/inventory")),
-        ("INVENTORY_API_TOKEN", "inventory-token-1".into()),
-        ("USAGE_API_URL", format!("{base}/usage")),
-        ("USAGE_API_TOKEN", "usage-token-1".into()),
-        ("MONITORING_API_URL", format!("{base}/monitoring")),
-        ("MONITORING_API_TOKEN", "monitoring-token-1".into()),
-    ] {
+    for (k, v) in hookgate::local::scenario_secrets(&base) {
         env.set(k, v);
     }
     let source = Source::Text {
@@ -243,8 +222,8 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
     assert_eq!(
         body(bi_calls[0]),
         json!({"credentials": {
-            "personalAccessTokenName": "pat-name",
-            "personalAccessTokenSecret": "pat-secret-value",
+            "personalAccessTokenName": "dev-pat",
+            "personalAccessTokenSecret": "dev-pat-secret",
             "site": {"contentUrl": ""}
         }})
     );
@@ -259,7 +238,7 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
         body(bi_calls[1]),
         json!({"tags": {"tag": [{"label": "archived"}]}})
     );
-    assert_eq!(bi_calls[2].target, "/slack/hook");
+    assert_eq!(bi_calls[2].target, "/slack/webhook");
     assert_eq!(
         body(bi_calls[2]),
         json!({"text": "Workbook Q3 churn had 3 views in two weeks and is now tagged archived."})
@@ -280,7 +259,7 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
     assert_eq!(war[0].target, "/tickets/api/now/table/incident");
     assert_eq!(
         war[0].header("authorization"),
-        Some("Basic b3BzOm9wcy1wYXNzd29yZA==")
+        Some("Basic ZGV2LXVzZXI6ZGV2LXBhc3N3b3Jk")
     );
     assert_eq!(war[0].header("accept"), Some("application/json"));
     assert_eq!(war[0].header("x-client-id"), None);
@@ -295,10 +274,7 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
         })
     );
     assert_eq!(war[1].target, "/chat/api/conversations.create");
-    assert_eq!(
-        war[1].header("authorization"),
-        Some("Bearer xoxb-bot-token")
-    );
+    assert_eq!(war[1].header("authorization"), Some("Bearer dev-bot-token"));
     assert_eq!(
         war[1].header("content-type"),
         Some("application/x-www-form-urlencoded")
@@ -308,20 +284,17 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
         "is_private=false&name=inc0012042"
     );
     assert_eq!(war[2].target, "/chat/api/conversations.invite");
-    assert_eq!(
-        war[2].header("authorization"),
-        Some("Bearer xoxb-bot-token")
-    );
+    assert_eq!(war[2].header("authorization"), Some("Bearer dev-bot-token"));
     assert_eq!(
         String::from_utf8_lossy(&war[2].body),
-        "channel=C7702&users=U1%2CU2"
+        "channel=C7702&users=U0DEV1%2CU0DEV2"
     );
     assert_eq!(war[3].method, "POST");
     assert_eq!(war[3].target, "/pager/v2/enqueue");
     assert_eq!(
         body(war[3]),
         json!({
-            "routing_key": "routing-1",
+            "routing_key": "dev-routing-key",
             "event_action": "trigger",
             "dedup_key": "INC0012042",
             "payload": {
@@ -358,10 +331,10 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
         "{states:?}"
     );
     for secret in [
-        "pat-secret-value",
-        "ops-password",
-        "xoxb-bot-token",
-        "routing-1",
+        "dev-pat-secret",
+        "dev-password",
+        "dev-bot-token",
+        "dev-routing-key",
     ] {
         assert!(!text.contains(secret), "`{secret}` in an execution record");
     }
@@ -415,13 +388,16 @@ async fn the_three_scenarios_in_polling_form_fire_once_each_and_make_the_same_ca
         .unwrap();
     assert_eq!(
         stock.header("authorization"),
-        Some("Bearer inventory-token-1")
+        Some("Bearer dev-inventory-token")
     );
     let usage = gets
         .iter()
         .find(|s| s.target.starts_with("/usage/api/workbooks/wb-42/usage"))
         .unwrap();
-    assert_eq!(usage.header("authorization"), Some("Bearer usage-token-1"));
+    assert_eq!(
+        usage.header("authorization"),
+        Some("Bearer dev-usage-token")
+    );
     let cpu = gets
         .iter()
         .find(|s| s.target.starts_with("/monitoring/api/metrics/cpu"))
@@ -429,7 +405,7 @@ async fn the_three_scenarios_in_polling_form_fire_once_each_and_make_the_same_ca
     assert_eq!(cpu.target, "/monitoring/api/metrics/cpu?host=web-1");
     assert_eq!(
         cpu.header("authorization"),
-        Some("Bearer monitoring-token-1")
+        Some("Bearer dev-monitoring-token")
     );
 
     let posts: Vec<&Seen> = seen.iter().filter(|s| s.method != "GET").collect();
@@ -449,7 +425,7 @@ async fn the_three_scenarios_in_polling_form_fire_once_each_and_make_the_same_ca
         .unwrap();
     assert_eq!(
         body(signin)["credentials"]["personalAccessTokenSecret"],
-        "pat-secret-value"
+        "dev-pat-secret"
     );
     let tag = posts.iter().find(|s| s.method == "PUT").unwrap();
     assert_eq!(tag.target, "/bi/api/3.22/sites/site-9/workbooks/wb-42/tags");

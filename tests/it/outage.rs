@@ -323,10 +323,10 @@ async fn shutdown_drains_in_flight_requests_then_stops_accepting() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_awaiting_its_acknowledgement_holds_none_of_its_body() {
     use bytes::Bytes;
-    use hookgate::config::Config;
-    use hookgate::pipeline::{Gateway, Limits, Live};
-    use hookgate::sink::{KafkaSink, Sink};
     use hookgate_common::config::{Environment, Source};
+    use hookgate_gateway::config::Config;
+    use hookgate_gateway::pipeline::{Gateway, Limits, Live};
+    use hookgate_gateway::sink::{KafkaSink, Sink};
     use http_body_util::Full;
 
     let cluster = MockCluster::new(1).unwrap();

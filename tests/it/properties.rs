@@ -12,12 +12,12 @@ use std::io::Write;
 
 use base64::Engine;
 use bytes::Bytes;
-use hookgate::config::Config;
-use hookgate::hook::{REDACTED_HEADERS, REDACTED_QUERY};
-use hookgate::pipeline::{Gateway, Limits, Live};
-use hookgate::sink::{MemorySink, Sink, StoredRecord};
 use hookgate_common::config::{Environment, Source};
 use hookgate_event::{EventData, REDACTED};
+use hookgate_gateway::config::Config;
+use hookgate_gateway::hook::{REDACTED_HEADERS, REDACTED_QUERY};
+use hookgate_gateway::pipeline::{Gateway, Limits, Live};
+use hookgate_gateway::sink::{MemorySink, Sink, StoredRecord};
 use http_body_util::Full;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -253,7 +253,7 @@ fn form_body() -> impl Strategy<Value = (Option<String>, Vec<u8>, Expect)> {
 /// base64 (a body of many tiny fields).
 fn form_expectation(body: &[u8], fields: Value) -> Expect {
     let made = serde_json::to_vec(&fields).unwrap().len();
-    if made > 2 * body.len() + hookgate::normalize::GROWTH_SLACK {
+    if made > 2 * body.len() + hookgate_gateway::normalize::GROWTH_SLACK {
         Expect::Exactly("base64", Value::String(b64(body)))
     } else {
         Expect::Exactly("form", fields)
@@ -422,7 +422,7 @@ fn xml_body() -> impl Strategy<Value = (Option<String>, Vec<u8>, Expect)> {
             let shape = json!({ name.clone(): xml_shape(&root) });
             let body = doc.into_bytes();
             let made = serde_json::to_vec(&shape).unwrap().len();
-            let expect = if made > 2 * body.len() + hookgate::normalize::GROWTH_SLACK {
+            let expect = if made > 2 * body.len() + hookgate_gateway::normalize::GROWTH_SLACK {
                 Expect::Exactly("base64", Value::String(b64(&body)))
             } else {
                 Expect::Exactly("xml", shape)
@@ -497,7 +497,7 @@ fn multipart_body() -> impl Strategy<Value = (Option<String>, Vec<u8>, Expect)> 
             body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
             let shape = json!(fields);
             let made = serde_json::to_vec(&shape).unwrap().len();
-            let expect = if made > 2 * body.len() + hookgate::normalize::GROWTH_SLACK {
+            let expect = if made > 2 * body.len() + hookgate_gateway::normalize::GROWTH_SLACK {
                 Expect::Exactly("base64", Value::String(b64(&body)))
             } else {
                 Expect::Exactly("multipart", shape)

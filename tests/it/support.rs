@@ -6,10 +6,10 @@ pub use hookgate_testkit::{brokers, kafka, topic};
 
 use std::time::Duration;
 
-use hookgate::config::Loaded;
-use hookgate::shutdown::{self, Trigger};
-use hookgate::{Listeners, SinkKind};
 use hookgate_common::config::{Environment, Source};
+use hookgate_gateway::config::Loaded;
+use hookgate_gateway::shutdown::{self, Trigger};
+use hookgate_gateway::{Listeners, SinkKind};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -118,7 +118,7 @@ impl GatewayBuilder {
         let url = format!("http://{}", http.local_addr().unwrap());
         let admin_url = format!("http://{}", admin.local_addr().unwrap());
         let (trigger, shutdown) = shutdown::channel();
-        let task = tokio::spawn(hookgate::run(
+        let task = tokio::spawn(hookgate_gateway::run(
             loaded,
             Listeners { http, admin },
             self.sink,

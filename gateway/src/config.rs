@@ -29,7 +29,7 @@ use crate::hook::Hook;
 use crate::sink::kafka::KafkaSettings;
 
 /// The built-in defaults, the first layer.
-pub const DEFAULTS: &str = include_str!("../config/defaults.toml");
+pub const DEFAULTS: &str = include_str!("../../config/defaults.toml");
 /// Where the gateway looks for its config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "hookgate.toml";
 /// How the gateway's config is layered.
