@@ -16,7 +16,8 @@ use hookgate_consumer::expression::{Condition, Context, Engine, Secrets, Templat
 use hookgate_consumer::outbound::address::{canonical, classify};
 use hookgate_gateway::auth::Auth;
 use hookgate_gateway::hook::Hook;
-use hookgate_gateway::normalize::{self as norm, ContentCoding, Pointer};
+use hookgate_gateway::json::Pointer;
+use hookgate_gateway::normalize::{self as norm, ContentCoding};
 
 /// A fuzz target: bytes in, a panic on a bug.
 pub type Target = fn(&[u8]);

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::auth::Auth;
-use crate::normalize::Pointer;
+use crate::json::Pointer;
 use hookgate_common::config::{Environment, Problems, SecretRef, SecretSet};
 
 /// Longest challenge or token echoed back.
@@ -303,7 +303,7 @@ impl Handshake {
 fn scan<const N: usize>(body: &[u8], pointers: [&str; N]) -> [Option<String>; N] {
     let parsed: Vec<Pointer> = pointers.iter().filter_map(|p| Pointer::parse(p)).collect();
     let refs: Vec<&Pointer> = parsed.iter().collect();
-    let found = crate::normalize::json::scan(body, &refs).unwrap_or_else(|_| vec![None; N]);
+    let found = crate::json::scan(body, &refs).unwrap_or_else(|_| vec![None; N]);
     std::array::from_fn(|i| found.get(i).cloned().flatten())
 }
 

@@ -11,7 +11,7 @@ use http::{HeaderValue, Method};
 use crate::auth::Auth;
 use crate::client::CidrList;
 use crate::handshake::{Handshake, SuccessResponse};
-use crate::normalize::Pointer;
+use crate::json::Pointer;
 use crate::ratelimit::{ClientLimiter, HookLimiter, Rate};
 
 /// Longest record key the gateway uses; a longer header or field leaves the record

@@ -20,7 +20,6 @@
 
 mod form;
 mod gzip;
-pub mod json;
 mod multipart;
 mod text;
 mod xml;
@@ -31,8 +30,9 @@ use base64::Engine;
 use bytes::Bytes;
 use hookgate_event::BodyEncoding;
 
+use crate::json::{self, JsonError, Pointer};
+
 pub use gzip::{decode_content, ContentCoding, DecompressError};
-pub use json::Pointer;
 
 /// How deep XML elements may nest. Each element adds two levels to the JSON shape (an
 /// array and an object), and the event two more, so this keeps events within the 128
@@ -52,6 +52,15 @@ pub enum NormalizeError {
     Multipart(String),
     #[error("body nests deeper than {0} levels")]
     TooDeep(usize),
+}
+
+impl From<JsonError> for NormalizeError {
+    fn from(e: JsonError) -> NormalizeError {
+        match e {
+            JsonError::Invalid(what) => NormalizeError::Json(what),
+            JsonError::TooDeep(n) => NormalizeError::TooDeep(n),
+        }
+    }
 }
 
 /// A normalized body: JSON text ready to splice into the event.

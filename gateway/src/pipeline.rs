@@ -1,16 +1,28 @@
-//! The request pipeline: one webhook request in, one answer out, in the order of
-//! DESIGN.md's data path:
+//! The request pipeline: one webhook request in, one answer out. Admission, in the order
+//! a request meets it:
 //!
-//! route (404) → `url_key` check (404) → method (405) → Content-Length against the hook's
-//! limit (413) → Content-Encoding (415) → global in-flight limit (503) → read the body
-//! under a hard cap and a deadline (413, 408) → decompress (413) → normalize (400) →
-//! encode the event → produce → await the broker's acknowledgement → 202 with the event
-//! id; queue full, delivery failure or ack timeout → 503 with `Retry-After`.
+//! 1. route the path to a hook (404); a `url_key` hook checks its key first, and a wrong
+//!    one is the same 404;
+//! 2. a provider handshake answered before authentication (Meta, Microsoft Graph);
+//! 3. method (405), `Content-Length` against the hook's limit (413), the source
+//!    allowlist (403);
+//! 4. authentication from the head (basic, API key, token: 401), then the per-client
+//!    limit (429);
+//! 5. `Content-Encoding` (415), a place under the global in-flight limit (503);
+//! 6. the body, under a hard cap and a deadline (413, 408); its signature, over the bytes
+//!    as received (401);
+//! 7. the hook's rate limit, charged only now that the sender is authenticated (429);
+//!    handshakes answered after authentication (Slack, Zoom);
+//! 8. the replay guard: a delivery already stored is answered with its event id.
+//!
+//! Then `publish`: decompress and normalize the body (413, 400), write the
+//! event ([`crate::envelope`]), hand the record to the sink, and wait for the broker's
+//! acknowledgement: 202 with the event id; a full queue, a failed delivery or an ack
+//! timeout is 503 with `Retry-After`.
 //!
 //! The handler is generic over the body type so tests and benches can drive it without a
 //! socket.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,23 +32,22 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 use bytes::Bytes;
-use hookgate_event::{
-    binary, structured, Attributes, Fields, WebhookRequest, REDACTED, WEBHOOK_SCHEMA,
-};
 use http::header::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 
 use crate::client::{client_ip, CidrList};
+use crate::envelope::{self, header_str, Event};
 use crate::error::Rejection;
 use crate::handshake::Outcome as HandshakeOutcome;
-use crate::hook::{ClientKey, Field, Hook, Mode, RecordKey, MAX_KEY_BYTES, MAX_TYPE_BYTES};
+use crate::hook::{ClientKey, Hook, Mode};
 use crate::in_flight::InFlight;
+use crate::json::Pointer;
 use crate::metrics;
 use crate::normalize::{self, ContentCoding};
 use crate::replay::Admission;
 use crate::router::Router;
-use crate::sink::{Record, RecordHeaders, Sink};
+use crate::sink::Sink;
 
 /// How much longer than the first attempt's ack timeout a duplicate waits for it.
 const REPLAY_WAIT_SLACK: Duration = Duration::from_secs(1);
@@ -306,8 +317,8 @@ impl Gateway {
             _ => None,
         };
         let delivered = Instant::now();
-        let event_id = event_id(now);
-        let pending = self.enqueue(
+        let event_id = envelope::event_id(now);
+        let pending = self.publish(
             hook,
             Admitted {
                 parts,
@@ -336,9 +347,10 @@ impl Gateway {
         }
     }
 
-    /// Turns an admitted request into an event and hands it to the sink. Takes the
-    /// request by value so that it is dropped before the caller awaits the broker.
-    fn enqueue(
+    /// Normalizes an admitted request, writes its event and hands the record to the sink.
+    /// Takes the request by value so that it is dropped before the caller awaits the
+    /// broker.
+    fn publish(
         &self,
         hook: &Hook,
         admitted: Admitted,
@@ -353,7 +365,7 @@ impl Gateway {
             keyed_path,
         } = admitted;
         let content_type = header_str(&parts.headers, CONTENT_TYPE);
-        let pointers: Vec<&normalize::Pointer> = hook.pointers.iter().collect();
+        let pointers: Vec<&Pointer> = hook.pointers.iter().collect();
         let (normalized, found) = match hook.mode {
             Mode::Structured => {
                 let decoded = normalize::decode_content(coding, raw.clone(), hook.max_body)
@@ -372,77 +384,23 @@ impl Gateway {
             }
             Mode::Binary => (None, Vec::new()),
         };
-
-        let key = record_key(hook, &parts.headers, &found);
-        let event_type = event_type(hook, &parts.headers, &found);
-        let mut id_buf = uuid::Uuid::encode_buffer();
-        let id = &*event_id.hyphenated().encode_lower(&mut id_buf);
-        let mut time_buf = [0u8; 32];
-        let time = rfc3339_micros(now, &mut time_buf);
-        let path = event_path(hook, parts.uri.path(), keyed_path);
-        let query = query_fields(hook, parts.uri.query());
-        let headers = header_fields(hook, &parts.headers);
-        let attrs = Attributes {
-            id,
-            source: &hook.source,
-            event_type: &event_type,
-            time,
-            dataschema: WEBHOOK_SCHEMA,
-            hook: &hook.id,
-            authscheme: hook.auth.scheme(),
-            signed: verified.signed.as_deref(),
-            deliveryid: verified.delivery_id.as_deref(),
-            traceparent: traceparent(&parts.headers),
+        let event = Event {
+            hook,
+            parts: &parts,
+            content_type,
+            raw: &raw,
+            normalized: normalized.as_ref(),
+            found: &found,
+            verified: &verified,
+            id: event_id,
+            now,
+            keyed_path,
         };
-        let request = WebhookRequest {
-            method: parts.method.as_str(),
-            path: &path,
-            query: &query,
-            headers: &headers,
-        };
-
-        EVENT_BUFFER.with_borrow_mut(|buf| {
-            buf.clear();
-            let (value, record_headers) = match (&hook.mode, &normalized) {
-                (Mode::Structured, Some(n)) => {
-                    // Room for the whole event at once: the body, the sender's headers
-                    // (plus their JSON punctuation) and the attributes.
-                    let header_bytes: usize = parts
-                        .headers
-                        .iter()
-                        .map(|(k, v)| k.as_str().len() + v.len() + 8)
-                        .sum();
-                    buf.reserve(n.json.len() + header_bytes + path.len() + 512);
-                    structured::encode_webhook(&attrs, &request, &n.json, n.encoding, buf);
-                    let mut h = RecordHeaders::with_capacity(1);
-                    h.push(
-                        "content-type",
-                        hookgate_event::STRUCTURED_CONTENT_TYPE.as_bytes(),
-                    );
-                    (&buf[..], h)
-                }
-                _ => {
-                    let mut h = RecordHeaders::with_capacity(16 + headers.len());
-                    binary::webhook_headers(&attrs, &request, content_type, |k, v| h.push(k, v));
-                    (&raw[..], h)
-                }
-            };
-            let record_bytes =
-                value.len() + record_headers.len() + key.as_ref().map_or(0, |k| k.len());
-            if record_bytes > self.limits.max_record_bytes {
+        event.write(|record| {
+            if record.len() > self.limits.max_record_bytes {
                 return Err(Rejection::EventTooLarge);
             }
-            let pending = self.sink.enqueue(Record {
-                topic: &hook.topic,
-                key: key.as_deref(),
-                value,
-                headers: record_headers,
-            });
-            // The sink has its copy. A buffer grown for a rare large event is let go.
-            if buf.capacity() > EVENT_BUFFER_KEEP {
-                *buf = Vec::new();
-            }
-            Ok(pending)
+            Ok(self.sink.enqueue(record))
         })
     }
 
@@ -474,45 +432,6 @@ impl Gateway {
     }
 }
 
-/// `now` as RFC 3339 in UTC with microseconds, written into `buf` (27 bytes are used).
-fn rfc3339_micros(now: SystemTime, buf: &mut [u8; 32]) -> &str {
-    use std::io::Write;
-    let unused = {
-        let mut rest = &mut buf[..];
-        write!(rest, "{}", humantime::format_rfc3339_micros(now)).expect("a timestamp fits");
-        rest.len()
-    };
-    let used = buf.len() - unused;
-    std::str::from_utf8(&buf[..used]).expect("a timestamp is ASCII")
-}
-
-/// A UUIDv7 whose timestamp is `now`, the event's `time`, to the millisecond.
-fn event_id(now: SystemTime) -> uuid::Uuid {
-    use uuid::timestamp::context::{ContextV7, ThreadLocalContext};
-    thread_local! {
-        /// The counter behind the ids a thread makes: ordered within a millisecond on
-        /// the thread, unique across threads by their random bits, and no lock.
-        static CONTEXT: ContextV7 = const { ContextV7::new() };
-    }
-    let since = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-        ThreadLocalContext::new(&CONTEXT),
-        since.as_secs(),
-        since.subsec_nanos(),
-    ))
-}
-
-/// Bytes of event buffer a thread keeps between requests.
-const EVENT_BUFFER_KEEP: usize = 64 * 1024;
-
-thread_local! {
-    /// Where this thread encodes events: the sink copies each one when it takes it, so
-    /// one buffer serves every request the thread runs.
-    static EVENT_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 fn accepted_response(id: &str) -> Response<Full<Bytes>> {
     // Exactly the length: a vector with spare room would cost `Bytes` a second allocation.
     let mut body = Vec::with_capacity(id.len() + 10);
@@ -526,101 +445,8 @@ fn accepted_response(id: &str) -> Response<Full<Bytes>> {
     resp
 }
 
-/// A header's value as text. Pass a `HeaderName` where one is at hand: a `&str` is parsed
-/// on every lookup.
-fn header_str(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     header_str(headers, CONTENT_LENGTH)?.trim().parse().ok()
-}
-
-/// A header's value as text, if it is usable as a key or a type.
-fn lookup_header<'a>(headers: &'a HeaderMap, name: &http::HeaderName) -> Option<&'a str> {
-    header_str(headers, name)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
-fn record_key<'a>(
-    hook: &'a Hook,
-    headers: &'a HeaderMap,
-    found: &'a [Option<String>],
-) -> Option<Cow<'a, [u8]>> {
-    let key: &[u8] = match &hook.key {
-        RecordKey::None => return None,
-        RecordKey::HookId => hook.id.as_bytes(),
-        RecordKey::From(field) => field_value(field, headers, found)?.as_bytes(),
-    };
-    (!key.is_empty() && key.len() <= MAX_KEY_BYTES).then_some(Cow::Borrowed(key))
-}
-
-/// What a request holds at `field`: a header's text, or what the body scan found.
-fn field_value<'a>(
-    field: &Field,
-    headers: &'a HeaderMap,
-    found: &'a [Option<String>],
-) -> Option<&'a str> {
-    match field {
-        Field::Header(name) => lookup_header(headers, name),
-        Field::Pointer { at, .. } => found.get(*at)?.as_deref(),
-    }
-}
-
-fn event_type<'a>(
-    hook: &'a Hook,
-    headers: &'a HeaderMap,
-    found: &'a [Option<String>],
-) -> Cow<'a, str> {
-    let from = hook
-        .event_type
-        .from
-        .as_ref()
-        .and_then(|field| field_value(field, headers, found));
-    match from {
-        Some(t) if !t.is_empty() && t.len() <= MAX_TYPE_BYTES => Cow::Borrowed(t),
-        _ => Cow::Borrowed(hook.event_type.default.as_str()),
-    }
-}
-
-/// The path as events show it: a URL key never leaves the gateway.
-fn event_path<'a>(hook: &'a Hook, path: &'a str, has_key: bool) -> Cow<'a, str> {
-    if has_key {
-        Cow::Owned(format!("{}/{REDACTED}", hook.path))
-    } else {
-        Cow::Borrowed(path)
-    }
-}
-
-fn query_fields<'a>(hook: &Hook, query: Option<&'a str>) -> Fields<'a> {
-    let mut fields = Fields::new();
-    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        let value = if hook.redaction.query(&name) {
-            Cow::Borrowed(REDACTED)
-        } else {
-            value
-        };
-        fields.push(name, value);
-    }
-    fields
-}
-
-fn header_fields<'a>(hook: &Hook, headers: &'a HeaderMap) -> Fields<'a> {
-    let mut fields = Fields::with_capacity(headers.keys_len());
-    for (name, value) in headers {
-        let name = name.as_str();
-        let value = if hook.redaction.header(name) {
-            Cow::Borrowed(REDACTED)
-        } else {
-            // Header values are nearly always ASCII: the lossy path's per-chunk walk only for
-            // those that are not UTF-8.
-            std::str::from_utf8(value.as_bytes())
-                .map_or_else(|_| String::from_utf8_lossy(value.as_bytes()), Cow::Borrowed)
-        };
-        fields.push(name, value);
-    }
-    fields
 }
 
 fn is_cloudevents(content_type: &str) -> bool {
@@ -628,79 +454,4 @@ fn is_cloudevents(content_type: &str) -> bool {
         .trim_start()
         .get(..23)
         .is_some_and(|p| p.eq_ignore_ascii_case("application/cloudevents"))
-}
-
-/// The request's W3C `traceparent`, if well formed: `version-traceid-parentid-flags`.
-/// Later versions may append fields; only the first four, which every version shares,
-/// are kept.
-fn traceparent(headers: &HeaderMap) -> Option<&str> {
-    static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-    let v = header_str(headers, &TRACEPARENT)?.trim();
-    let parts: Vec<&str> = v.split('-').collect();
-    let hex = |s: &str, n: usize| {
-        s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    };
-    let well_formed = parts.len() >= 4
-        && hex(parts[0], 2)
-        && parts[0] != "ff"
-        && hex(parts[1], 32)
-        && parts[1].bytes().any(|b| b != b'0')
-        && hex(parts[2], 16)
-        && parts[2].bytes().any(|b| b != b'0')
-        && hex(parts[3], 2)
-        && (parts[0] != "00" || parts.len() == 4);
-    well_formed.then(|| &v[..TRACEPARENT_LEN])
-}
-
-/// Length of `version-traceid-parentid-flags`.
-const TRACEPARENT_LEN: usize = 55;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_time_is_rfc3339_utc_with_microseconds() {
-        let mut buf = [0u8; 32];
-        let t = SystemTime::UNIX_EPOCH + Duration::new(1_795_000_000, 123_456_789);
-        assert_eq!(rfc3339_micros(t, &mut buf), "2026-11-18T11:06:40.123456Z");
-    }
-
-    #[test]
-    fn event_ids_carry_the_event_time_and_are_ordered() {
-        let t = SystemTime::UNIX_EPOCH + Duration::new(1_795_000_000, 123_456_789);
-        let ids: Vec<uuid::Uuid> = (0..1000).map(|_| event_id(t)).collect();
-        for id in &ids {
-            assert_eq!(id.get_version_num(), 7);
-            let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
-            assert_eq!((secs, nanos), (1_795_000_000, 123_000_000));
-        }
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ordered and distinct");
-        let later = event_id(t + Duration::from_millis(1));
-        assert!(later > ids[999]);
-    }
-
-    #[test]
-    fn traceparent_must_be_well_formed() {
-        let mut h = HeaderMap::new();
-        let good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-        h.insert("traceparent", HeaderValue::from_static(good));
-        assert_eq!(traceparent(&h), Some(good));
-        let future = "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra";
-        h.insert("traceparent", HeaderValue::from_static(future));
-        assert_eq!(traceparent(&h), Some(good.replace("00-", "01-").as_str()));
-        for bad in [
-            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
-            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
-            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
-            "garbage",
-        ] {
-            h.insert("traceparent", HeaderValue::from_static(bad));
-            assert_eq!(traceparent(&h), None, "{bad}");
-        }
-    }
 }

@@ -2,8 +2,9 @@
 //! measure the gateway without a broker), or a list in memory (for tests that look at the
 //! records the pipeline makes without a broker).
 //!
-//! `publish` returns only once the event is durable (the broker's acknowledgement) or has
-//! failed; the caller answers the sender from that outcome and nothing else.
+//! [`Sink::enqueue`] hands a record over (the sink copies it); the [`Pending`] it returns
+//! resolves only once the event is durable (the broker's acknowledgement) or has failed,
+//! and the pipeline answers the sender from that outcome and nothing else.
 
 pub mod kafka;
 mod memory;
@@ -31,6 +32,17 @@ pub struct Record<'a> {
     pub key: Option<&'a [u8]>,
     pub value: &'a [u8],
     pub headers: RecordHeaders,
+}
+
+impl Record<'_> {
+    /// Bytes of value, key and headers: what counts toward the broker's record limit.
+    pub fn len(&self) -> usize {
+        self.value.len() + self.headers.len() + self.key.map_or(0, <[u8]>::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Record headers, built in place in the form the Kafka client sends.

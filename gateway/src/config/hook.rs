@@ -16,7 +16,7 @@ use crate::hook::{
     allow_header, ClientKey, ClientRate, EventType, Field, Hook, HookLimits, Mode, RecordKey,
     Redaction,
 };
-use crate::normalize::Pointer;
+use crate::json::Pointer;
 use crate::ratelimit::Rate;
 
 /// A hook's `max_body` unless it sets one.

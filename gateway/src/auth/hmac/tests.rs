@@ -4,6 +4,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ::hmac::{KeyInit, Mac};
+use base64::Engine;
+use hookgate_common::config::{Environment, Problems};
 use proptest::prelude::*;
 
 use super::*;

@@ -1,8 +1,18 @@
-//! JSON bodies: validated in one pass that also picks out the values the hook reads by
-//! JSON pointer (record key, event type), without building a document tree. The body is
-//! then spliced into the event as received.
+//! JSON scanning: a body validated in one pass that also picks out the values read by
+//! JSON pointer, without building a document tree. Normalization validates JSON bodies
+//! with it (the body is then spliced into the event as received) and finds a hook's record
+//! key and event type; signature recipes find a timestamp or delivery id in the body;
+//! handshakes find a provider's challenge.
 
-use super::NormalizeError;
+/// Why a body is not one JSON value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    /// Not JSON: what was wrong and at which byte.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("body nests deeper than {0} levels")]
+    TooDeep(usize),
+}
 
 /// How deep arrays and objects may nest in a JSON body.
 pub const JSON_MAX_DEPTH: usize = 100;
@@ -30,7 +40,7 @@ impl Pointer {
 }
 
 /// Checks that `body` is exactly one JSON value.
-pub fn validate(body: &[u8]) -> Result<(), NormalizeError> {
+pub fn validate(body: &[u8]) -> Result<(), JsonError> {
     scan(body, &[]).map(|_| ())
 }
 
@@ -42,11 +52,11 @@ pub fn validate(body: &[u8]) -> Result<(), NormalizeError> {
 /// libraries downstream agree with): UTF-8, no control characters in strings, no lone
 /// surrogate escapes, no number beyond the range of an `f64`, and at most
 /// [`JSON_MAX_DEPTH`] levels of arrays and objects.
-pub fn scan(body: &[u8], pointers: &[&Pointer]) -> Result<Vec<Option<String>>, NormalizeError> {
+pub fn scan(body: &[u8], pointers: &[&Pointer]) -> Result<Vec<Option<String>>, JsonError> {
     // JSON text is UTF-8 (RFC 8259). Checked once here, so the scanner below only has to
     // look at ASCII; the body is spliced into the event as is.
     std::str::from_utf8(body)
-        .map_err(|e| NormalizeError::Json(format!("not UTF-8 at byte {}", e.valid_up_to())))?;
+        .map_err(|e| JsonError::Invalid(format!("not UTF-8 at byte {}", e.valid_up_to())))?;
     let mut found = vec![None; pointers.len()];
     let active: Vec<usize> = (0..pointers.len()).collect();
     let mut scanner = Scanner {
@@ -125,8 +135,8 @@ static STOPS: [bool; 256] = {
 };
 
 impl<'b> Scanner<'b, '_, '_> {
-    fn error(&self, what: &str) -> NormalizeError {
-        NormalizeError::Json(format!("{what} at byte {}", self.at))
+    fn error(&self, what: &str) -> JsonError {
+        JsonError::Invalid(format!("{what} at byte {}", self.at))
     }
 
     fn peek(&self) -> Option<u8> {
@@ -140,7 +150,7 @@ impl<'b> Scanner<'b, '_, '_> {
     }
 
     /// One value, at nesting `depth`, following the pointers still `active` there.
-    fn value(&mut self, depth: usize, active: &[usize]) -> Result<(), NormalizeError> {
+    fn value(&mut self, depth: usize, active: &[usize]) -> Result<(), JsonError> {
         match self.peek() {
             Some(b'{') => self.object(depth, active),
             Some(b'[') => self.array(depth, active),
@@ -162,12 +172,7 @@ impl<'b> Scanner<'b, '_, '_> {
         }
     }
 
-    fn literal(
-        &mut self,
-        word: &[u8],
-        depth: usize,
-        active: &[usize],
-    ) -> Result<(), NormalizeError> {
+    fn literal(&mut self, word: &[u8], depth: usize, active: &[usize]) -> Result<(), JsonError> {
         if !self.bytes[self.at..].starts_with(word) {
             return Err(self.error("expected a JSON value"));
         }
@@ -206,18 +211,18 @@ impl<'b> Scanner<'b, '_, '_> {
             .collect()
     }
 
-    fn enter(&mut self, depth: usize) -> Result<(), NormalizeError> {
+    fn enter(&mut self, depth: usize) -> Result<(), JsonError> {
         // Bounds what consumers must parse: the event adds two levels around the body, and
         // common JSON parsers stop at 128.
         if depth >= JSON_MAX_DEPTH {
-            return Err(NormalizeError::TooDeep(JSON_MAX_DEPTH));
+            return Err(JsonError::TooDeep(JSON_MAX_DEPTH));
         }
         self.at += 1;
         self.whitespace();
         Ok(())
     }
 
-    fn object(&mut self, depth: usize, active: &[usize]) -> Result<(), NormalizeError> {
+    fn object(&mut self, depth: usize, active: &[usize]) -> Result<(), JsonError> {
         self.enter(depth)?;
         if self.peek() == Some(b'}') {
             self.at += 1;
@@ -257,7 +262,7 @@ impl<'b> Scanner<'b, '_, '_> {
         }
     }
 
-    fn array(&mut self, depth: usize, active: &[usize]) -> Result<(), NormalizeError> {
+    fn array(&mut self, depth: usize, active: &[usize]) -> Result<(), JsonError> {
         self.enter(depth)?;
         if self.peek() == Some(b']') {
             self.at += 1;
@@ -288,7 +293,7 @@ impl<'b> Scanner<'b, '_, '_> {
     }
 
     /// A string; returns its raw text between the quotes, escapes left as they are.
-    fn string(&mut self) -> Result<&'b [u8], NormalizeError> {
+    fn string(&mut self) -> Result<&'b [u8], JsonError> {
         let start = self.at + 1;
         let mut i = start;
         let bytes = self.bytes;
@@ -316,7 +321,7 @@ impl<'b> Scanner<'b, '_, '_> {
     }
 
     /// The escape whose letter is at `i`; returns where the string goes on.
-    fn escape(&mut self, i: usize) -> Result<usize, NormalizeError> {
+    fn escape(&mut self, i: usize) -> Result<usize, JsonError> {
         match self.bytes.get(i) {
             Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(i + 1),
             Some(b'u') => {
@@ -341,7 +346,7 @@ impl<'b> Scanner<'b, '_, '_> {
         }
     }
 
-    fn hex4(&self, i: usize) -> Result<u16, NormalizeError> {
+    fn hex4(&self, i: usize) -> Result<u16, JsonError> {
         let digits = self
             .bytes
             .get(i..i + 4)
@@ -355,7 +360,7 @@ impl<'b> Scanner<'b, '_, '_> {
     }
 
     /// A number; returns its text.
-    fn number(&mut self) -> Result<&'b [u8], NormalizeError> {
+    fn number(&mut self) -> Result<&'b [u8], JsonError> {
         let bytes = self.bytes;
         let start = self.at;
         let mut i = start;
@@ -526,26 +531,23 @@ mod tests {
         let p = ptr("/a");
         assert!(matches!(
             scan(br#"{"a":"x","b":}"#, &[&p]),
-            Err(NormalizeError::Json(_))
+            Err(JsonError::Invalid(_))
         ));
-        assert!(matches!(scan(b"{} {}", &[]), Err(NormalizeError::Json(_))));
-        assert!(matches!(
-            scan(b"\"\xff\"", &[]),
-            Err(NormalizeError::Json(_))
-        ));
+        assert!(matches!(scan(b"{} {}", &[]), Err(JsonError::Invalid(_))));
+        assert!(matches!(scan(b"\"\xff\"", &[]), Err(JsonError::Invalid(_))));
         // What serde_json-based consumers refuse, the gateway refuses too.
         assert!(matches!(
             scan(br#"["\ud800"]"#, &[]),
-            Err(NormalizeError::Json(_))
+            Err(JsonError::Invalid(_))
         ));
         assert!(matches!(
             scan(b"{\"n\":1e400}", &[]),
-            Err(NormalizeError::Json(_))
+            Err(JsonError::Invalid(_))
         ));
         let deep = "[".repeat(101) + &"]".repeat(101);
         assert_eq!(
             validate(deep.as_bytes()),
-            Err(NormalizeError::TooDeep(JSON_MAX_DEPTH))
+            Err(JsonError::TooDeep(JSON_MAX_DEPTH))
         );
         let ok = "[".repeat(100) + &"]".repeat(100);
         assert_eq!(validate(ok.as_bytes()), Ok(()));
