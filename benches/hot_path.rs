@@ -67,6 +67,13 @@ fn bodies() -> Vec<(&'static str, &'static str, Bytes)> {
             Bytes::from(multipart),
         ),
         (
+            // Content that matches the delimiter but for its last byte, line after line,
+            // under the longest boundary: the delimiter search stays linear in the body.
+            "multipart_near_delimiters_64KiB",
+            NEAR_DELIMITERS_TYPE,
+            near_delimiters(64 * 1024),
+        ),
+        (
             "text",
             "text/plain; charset=utf-8",
             Bytes::from("lorem ipsum dolor ".repeat(57)),
@@ -77,6 +84,20 @@ fn bodies() -> Vec<(&'static str, &'static str, Bytes)> {
             Bytes::from(vec![7u8; 1024]),
         ),
     ]
+}
+
+/// The boundary of [`near_delimiters`], the longest allowed.
+const NEAR_DELIMITERS_TYPE: &str = "multipart/form-data; boundary=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaZ";
+
+/// A multipart body of about `size` bytes whose one field's content is lines that each
+/// look like the delimiter but for its last byte.
+fn near_delimiters(size: usize) -> Bytes {
+    let boundary = NEAR_DELIMITERS_TYPE.rsplit('=').next().unwrap();
+    let near = format!("\r\n--{}Y", &boundary[..boundary.len() - 1]);
+    let content = near.repeat(size / near.len());
+    Bytes::from(format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n{content}\r\n--{boundary}--\r\n"
+    ))
 }
 
 fn bench_normalize(c: &mut Criterion) {

@@ -5,9 +5,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use hookgate_event::{decode, Record};
+use hookgate_event::decode_message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use hookgate_gateway::shutdown::Shutdown;
@@ -95,22 +95,7 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// One record as a line: the decoded event, or a note saying why it is not one.
 pub fn render(msg: &impl Message) -> String {
-    let owned: Vec<(String, Vec<u8>)> = msg
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .filter_map(|h| Some((h.key.to_string(), h.value?.to_vec())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let headers: Vec<(&str, &[u8])> = owned
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
-    match decode(Record {
-        headers: &headers,
-        value: msg.payload(),
-    }) {
+    match decode_message(msg) {
         Ok(event) => event.to_json().to_string(),
         Err(e) => serde_json::json!({
             "error": e.to_string(),

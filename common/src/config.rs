@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 pub use duration::ConfigDuration;
 pub use property::PropertyValue;
-pub use secret::{parse_time, Environment, Match, Secret, SecretError, SecretRef, SecretSet};
+pub use secret::{Environment, Match, Secret, SecretError, SecretRef, SecretSet};
 pub use size::ByteSize;
 
 /// Where a config file comes from.

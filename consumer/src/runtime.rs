@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
@@ -415,22 +415,7 @@ async fn process(m: &OwnedMessage, shared: &Shared) {
         partition: m.partition(),
         offset: m.offset(),
     };
-    let headers: Vec<(String, Vec<u8>)> = m
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .filter_map(|h| Some((h.key.to_string(), h.value?.to_vec())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let borrowed: Vec<(&str, &[u8])> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
-    let event = match hookgate_event::decode(hookgate_event::Record {
-        headers: &borrowed,
-        value: m.payload(),
-    }) {
+    let event = match hookgate_event::decode_message(m) {
         Ok(e) => e,
         Err(e) => {
             crate::metrics::dead_letter("undecodable");

@@ -16,15 +16,21 @@
 //! - [`fields`]: the ordered name → values multimap used for query and headers;
 //! - [`structured`]: writes a structured-mode record value in one pass, splicing the body;
 //! - [`binary`]: lists the record headers of a binary-mode record;
-//! - [`decode`]: reads either mode back into an [`Event`].
+//! - [`decode`]: reads either mode back into an [`Event`];
+//! - `kafka` (feature `rdkafka`): `decode_message`, [`decode`] for a record read with
+//!   rdkafka.
 
 pub mod binary;
 pub mod decode;
 pub mod fields;
+#[cfg(feature = "rdkafka")]
+pub mod kafka;
 pub mod structured;
 
 pub use decode::{decode, DecodeError, Event, EventData, Record};
 pub use fields::Fields;
+#[cfg(feature = "rdkafka")]
+pub use kafka::decode_message;
 
 /// The CloudEvents version hookgate speaks.
 pub const SPEC_VERSION: &str = "1.0";

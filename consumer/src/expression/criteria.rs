@@ -17,7 +17,9 @@
 //! meeting a value of the wrong type (`startswith` on a number, `gt` on a word) is false.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use hookgate_common::time::{parse_duration, parse_rfc3339, unix_seconds};
 
 use minijinja::value::ValueKind;
 use minijinja::Value;
@@ -331,50 +333,16 @@ fn json_number(value: &Json) -> Option<f64> {
     number(&Value::from_serialize(value))
 }
 
-/// A duration operand in seconds: a number, or a humantime or ISO 8601 duration.
+/// A duration operand in seconds: a number, or a duration with units or in ISO 8601.
 fn json_seconds(value: &Json) -> Option<f64> {
     let seconds = match value {
-        Json::String(text) => humantime::parse_duration(text)
+        Json::String(text) => parse_duration(text)
             .ok()
             .map(|d| d.as_secs_f64())
-            .or_else(|| iso8601_seconds(text))
             .or_else(|| text.trim().parse().ok())?,
         other => json_number(other)?,
     };
     (seconds >= 0.0 && seconds.is_finite()).then_some(seconds)
-}
-
-/// `PnWnDTnHnMnS` (any part optional, fractions allowed); years and months are refused,
-/// their length varies.
-fn iso8601_seconds(text: &str) -> Option<f64> {
-    let rest = text.trim().strip_prefix(['P', 'p'])?;
-    let (date, time) = match rest.split_once(['T', 't']) {
-        Some((date, time)) if !time.is_empty() => (date, Some(time)),
-        Some(_) => return None,
-        None if !rest.is_empty() => (rest, None),
-        None => return None,
-    };
-    let mut seconds = sum_units(date, &[('W', 604_800.0), ('D', 86_400.0)])?;
-    if let Some(time) = time {
-        seconds += sum_units(time, &[('H', 3_600.0), ('M', 60.0), ('S', 1.0)])?;
-    }
-    Some(seconds)
-}
-
-/// Sums `<number><unit>` parts; units must come in the order of `units`.
-fn sum_units(mut text: &str, units: &[(char, f64)]) -> Option<f64> {
-    let mut total = 0.0;
-    let mut allowed = units;
-    while !text.is_empty() {
-        let end = text.find(|c: char| c.is_ascii_alphabetic())?;
-        let amount: f64 = text[..end].parse().ok()?;
-        let unit = text[end..].chars().next()?.to_ascii_uppercase();
-        let position = allowed.iter().position(|(u, _)| *u == unit)?;
-        total += amount * allowed[position].1;
-        allowed = &allowed[position + 1..];
-        text = &text[end + 1..];
-    }
-    Some(total)
 }
 
 /// The Unix time of a value: a number (or numeric string) of seconds, or RFC 3339 text.
@@ -384,36 +352,7 @@ fn timestamp(value: &Value) -> Option<f64> {
 
 /// RFC 3339 (`Z` or a `±HH:MM` offset; without either, UTC) to Unix seconds.
 fn rfc3339_seconds(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let bytes = text.as_bytes();
-    let (local, offset) = if let Some(local) = text.strip_suffix(['Z', 'z']) {
-        (local, 0.0)
-    } else if bytes.len() > 6
-        && matches!(bytes[bytes.len() - 6], b'+' | b'-')
-        && bytes[bytes.len() - 3] == b':'
-    {
-        let sign = if bytes[bytes.len() - 6] == b'+' {
-            1.0
-        } else {
-            -1.0
-        };
-        let hours: u8 = text.get(bytes.len() - 5..bytes.len() - 3)?.parse().ok()?;
-        let minutes: u8 = text.get(bytes.len() - 2..)?.parse().ok()?;
-        let offset = sign * (f64::from(hours) * 3_600.0 + f64::from(minutes) * 60.0);
-        (&text[..bytes.len() - 6], offset)
-    } else {
-        (text, 0.0)
-    };
-    let local = humantime::parse_rfc3339_weak(local).ok()?;
-    // A local time east of UTC is earlier in UTC.
-    Some(unix_seconds(local) - offset)
-}
-
-fn unix_seconds(time: SystemTime) -> f64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(since) => since.as_secs_f64(),
-        Err(before) => -before.duration().as_secs_f64(),
-    }
+    parse_rfc3339(text).map(unix_seconds)
 }
 
 #[cfg(test)]
@@ -427,7 +366,7 @@ mod tests {
     const NOW: u64 = 1_712_854_800;
 
     fn at(unix: u64) -> SystemTime {
-        UNIX_EPOCH + std::time::Duration::from_secs(unix)
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix)
     }
 
     fn ctx() -> Context {
@@ -702,10 +641,11 @@ mod tests {
 
     #[test]
     fn durations_and_times_parse() {
-        assert_eq!(iso8601_seconds("PT2M"), Some(120.0));
-        assert_eq!(iso8601_seconds("P1DT1H0.5S"), Some(90_000.5));
-        assert_eq!(iso8601_seconds("PT"), None);
-        assert_eq!(iso8601_seconds("PT1S2M"), None);
+        assert_eq!(json_seconds(&json!("PT2M")), Some(120.0));
+        assert_eq!(json_seconds(&json!("P1DT1H0.5S")), Some(90_000.5));
+        assert_eq!(json_seconds(&json!("PT")), None);
+        assert_eq!(json_seconds(&json!("PT1S2M")), None);
+        assert_eq!(json_seconds(&json!("90")), Some(90.0));
         assert_eq!(json_seconds(&json!("250ms")), Some(0.25));
         assert_eq!(json_seconds(&json!(-1)), None);
         assert_eq!(rfc3339_seconds("2024-04-11T17:00:00Z"), Some(NOW as f64));

@@ -3,12 +3,11 @@
 //! [`OutboundConfig::build`] turns it into a [`Policy`], which the client consults for
 //! every resolved address of every hop.
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use hookgate_common::config::{ConfigDuration, Problems};
+pub use hookgate_common::net::Cidr;
 use serde::Deserialize;
 
 use super::address::{canonical, classify, AddressClass};
@@ -263,84 +262,6 @@ impl Policy {
 
 fn normalize_name(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
-}
-
-/// An address block, `10.0.0.0/8` or `fd00::/8`; a bare address is a /32 or /128.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// The block holding exactly `ip`.
-    pub fn single(ip: IpAddr) -> Cidr {
-        let prefix = if ip.is_ipv4() { 32 } else { 128 };
-        Cidr {
-            network: ip,
-            prefix,
-        }
-    }
-
-    /// Whether `ip` lies in the block. An IPv4 block never contains an IPv6 address; the
-    /// policy also matches the canonical IPv4 form of transition addresses.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = mask32(self.prefix);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = mask128(self.prefix);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-fn mask32(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
-}
-
-fn mask128(prefix: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Cidr, String> {
-        let s = s.trim();
-        let bad = || format!("`{s}` is not an address block; write e.g. \"10.0.0.0/8\"");
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let network: IpAddr = addr.parse().map_err(|_| bad())?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
-            None => max,
-        };
-        // A block with host bits set is usually a typo for something narrower or wider.
-        let masked = match network {
-            IpAddr::V4(n) => IpAddr::V4((u32::from(n) & mask32(prefix)).into()),
-            IpAddr::V6(n) => IpAddr::V6((u128::from(n) & mask128(prefix)).into()),
-        };
-        if masked != network {
-            return Err(format!(
-                "`{s}` has bits set past the prefix; did you mean \"{masked}/{prefix}\"?"
-            ));
-        }
-        Ok(Cidr { network, prefix })
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
-    }
 }
 
 #[cfg(test)]

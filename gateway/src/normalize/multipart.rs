@@ -14,6 +14,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use encoding_rs::Encoding;
+use memchr::memmem;
 use serde_json::{Map, Value};
 
 use super::NormalizeError;
@@ -36,7 +37,9 @@ pub fn to_json(body: &[u8], boundary: &str) -> Result<Vec<u8>, NormalizeError> {
         return Err(invalid("boundary is longer than 70 characters"));
     }
     let dash_boundary = format!("--{boundary}").into_bytes();
-    let delimiter = format!("\r\n--{boundary}").into_bytes();
+    let delimiter_bytes = format!("\r\n--{boundary}").into_bytes();
+    // One searcher for the whole body: linear in the body whatever the boundary.
+    let delimiter = memmem::Finder::new(&delimiter_bytes);
 
     // The first delimiter may open the body; every later one, and the first
     // one after a preamble, sits at the start of a line.
@@ -83,10 +86,14 @@ enum Next {
 
 /// Finds the next real delimiter at or after `from`, returning where it
 /// starts (the end of the preceding part) and what follows it.
-fn find_delimiter(body: &[u8], mut from: usize, delimiter: &[u8]) -> Option<(usize, Next)> {
+fn find_delimiter(
+    body: &[u8],
+    mut from: usize,
+    delimiter: &memmem::Finder<'_>,
+) -> Option<(usize, Next)> {
     loop {
-        let at = find(body, delimiter, from)?;
-        match after_boundary(body, at + delimiter.len()) {
+        let at = from + delimiter.find(body.get(from..)?)?;
+        match after_boundary(body, at + delimiter.needle().len()) {
             Some(next) => return Some((at, next)),
             // Content that merely starts like a delimiter (`--boundaryX`).
             None => from = at + 1,
@@ -109,19 +116,6 @@ fn after_boundary(body: &[u8], at: usize) -> Option<Next> {
     rest[padding..]
         .starts_with(b"\r\n")
         .then_some(Next::Part(at + padding + 2))
-}
-
-/// Position of `needle` in `haystack[from..]`, as an offset into `haystack`.
-/// Each call scans only forward from `from`, and callers always resume past
-/// the previous hit, so a whole body is scanned once.
-fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    let tail = haystack.get(from..)?;
-    if needle.is_empty() {
-        return Some(from);
-    }
-    tail.windows(needle.len())
-        .position(|window| window == needle)
-        .map(|offset| from + offset)
 }
 
 /// Turns one part (headers, blank line, content) into its field name and
@@ -178,7 +172,9 @@ impl<'a> PartHeaders<'a> {
         let mut last: Option<&'static str> = None;
         let mut pos = 0;
         loop {
-            let eol = find(part, b"\r\n", pos).ok_or("part headers are not terminated")?;
+            let eol = memmem::find(&part[pos..], b"\r\n")
+                .map(|at| pos + at)
+                .ok_or("part headers are not terminated")?;
             let line = &part[pos..eol];
             pos = eol + 2;
             if line.is_empty() {
@@ -306,34 +302,11 @@ fn decode_extended(value: &str) -> Option<String> {
     let (charset, rest) = value.split_once('\'')?;
     let (_language, encoded) = rest.split_once('\'')?;
     let encoding = Encoding::for_label(charset.trim().as_bytes())?;
-    let bytes = percent_decode(encoded.as_bytes());
+    // RFC 3986 escapes (no `+` for space); an invalid escape is kept as written.
+    let bytes: Vec<u8> = percent_encoding::percent_decode(encoded.as_bytes()).collect();
     // A lossy filename is still the best name available for the file.
     let (text, _had_errors) = encoding.decode_without_bom_handling(&bytes);
     Some(text.into_owned())
-}
-
-/// Percent-decoding without `+` handling (RFC 3986, not form encoding).
-/// Invalid escapes are kept literally.
-fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        let escaped = match input.get(i..i + 3) {
-            Some([b'%', high, low]) => crate::hex::digit(*high).zip(crate::hex::digit(*low)),
-            _ => None,
-        };
-        match escaped {
-            Some((high, low)) => {
-                out.push((high << 4) | low);
-                i += 3;
-            }
-            None => {
-                out.push(input[i]);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 fn invalid(reason: impl Into<String>) -> NormalizeError {
@@ -394,6 +367,28 @@ mod tests {
                 }]
             })
         );
+    }
+
+    /// Content built to look like the delimiter almost everywhere: the longest boundary
+    /// allowed, and a megabyte of lines that match all of it but its last character.
+    /// The search is linear in the body (`memchr::memmem`), and only the real delimiters
+    /// count.
+    #[test]
+    fn a_body_of_near_delimiters_is_read_right() {
+        let boundary = format!("{}Z", "a".repeat(69));
+        let near = format!("\r\n--{}Y", "a".repeat(69));
+        let content = near.repeat((1 << 20) / near.len());
+        let mut input = format!("--{boundary}\r\nContent-Disposition: form-data; name=big\r\n\r\n")
+            .into_bytes();
+        input.extend_from_slice(content.as_bytes());
+        input.extend_from_slice(
+            format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=small\r\n\r\nx\r\n--{boundary}--\r\n")
+                .as_bytes(),
+        );
+        let out = to_json(&input, &boundary).expect("body normalizes");
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["big"][0].as_str().unwrap().len(), content.len());
+        assert_eq!(v["small"], json!(["x"]));
     }
 
     #[test]
