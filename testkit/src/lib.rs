@@ -3,7 +3,8 @@
 //! - [`brokers`] and [`topic`]: the suite's real broker (started by scripts/test) and
 //!   topic names no other test uses; [`free_port`] for servers tests start;
 //! - [`kafka`]: reading records back with `assign()`, and producing events;
-//! - [`server`]: a local HTTP(S) server that records what it receives.
+//! - [`server`]: a local HTTP(S) server that records what it receives;
+//! - [`wait_until`]: waiting for a condition, with a deadline, instead of a fixed sleep.
 
 pub mod kafka;
 pub mod server;
@@ -27,4 +28,22 @@ pub fn free_port() -> u16 {
 /// A topic name no other test uses.
 pub fn topic(name: &str) -> String {
     format!("it-{name}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Waits until `check` holds, looking every 20 ms; fails the test with `what` after
+/// `within`. Tests wait for what they need to have happened, not for a guess at how long
+/// it takes.
+pub async fn wait_until<F, Fut>(what: &str, within: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -7,19 +7,37 @@ use std::time::{Duration, Instant};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-use crate::support::{http, kafka, GatewayBuilder};
+use crate::support::{http, kafka, metric_until, GatewayBuilder, RunningGateway};
+
+type Cluster = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+/// A mock cluster with one topic and a gateway publishing to it through hook `h`.
+async fn mock_gateway(topic: &str, ack_timeout: &str) -> (Cluster, RunningGateway) {
+    mock_gateway_with(topic, ack_timeout, |b| b).await
+}
+
+/// [`mock_gateway`], with `more` adding to the gateway's config.
+async fn mock_gateway_with(
+    topic: &str,
+    ack_timeout: &str,
+    more: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
+) -> (Cluster, RunningGateway) {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(topic, 1, 1).unwrap();
+    let builder = GatewayBuilder::new()
+        .brokers(&cluster.bootstrap_servers())
+        .hook(&format!(
+            "id = \"h\"\ntopic = \"{topic}\"\nack_timeout = \"{ack_timeout}\"\nauth = {{ scheme = \"none\" }}"
+        ));
+    let gw = more(builder).start().await;
+    (cluster, gw)
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outage_answers_503_then_recovers_and_loses_nothing_acknowledged() {
-    let cluster = MockCluster::new(1).unwrap();
+    let (cluster, gw) = mock_gateway("outage", "1s").await;
     let bootstrap = cluster.bootstrap_servers();
-    cluster.create_topic("outage", 1, 1).unwrap();
-    let gw = GatewayBuilder::new()
-        .brokers(&bootstrap)
-        .hook("id = \"o\"\ntopic = \"outage\"\nack_timeout = \"1s\"\nauth = { scheme = \"none\" }")
-        .start()
-        .await;
-    let url = gw.hook_url("/hooks/o");
+    let url = gw.hook_url("/hooks/h");
     let post = |n: usize| {
         let url = url.clone();
         async move {
@@ -85,17 +103,12 @@ async fn outage_answers_503_then_recovers_and_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_producer_queue_is_shed_at_once() {
-    let cluster = MockCluster::new(1).unwrap();
-    let bootstrap = cluster.bootstrap_servers();
-    cluster.create_topic("queue", 1, 1).unwrap();
-    let gw = GatewayBuilder::new()
-        .brokers(&bootstrap)
-        .kafka("properties = { \"queue.buffering.max.messages\" = 2 }")
-        .hook("id = \"q\"\ntopic = \"queue\"\nack_timeout = \"3s\"\nauth = { scheme = \"none\" }")
-        .start()
-        .await;
+    let (cluster, gw) = mock_gateway_with("queue", "3s", |b| {
+        b.kafka("properties = { \"queue.buffering.max.messages\" = 2 }")
+    })
+    .await;
     cluster.broker_down(1).unwrap();
-    let url = gw.hook_url("/hooks/q");
+    let url = gw.hook_url("/hooks/h");
     // Two requests fill the queue and wait for their acks; the third finds it full.
     let waiting: Vec<_> = (0..2)
         .map(|_| {
@@ -103,7 +116,7 @@ async fn a_full_producer_queue_is_shed_at_once() {
             tokio::spawn(async move { http::post(&url).body("{}").send().await.unwrap() })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    metric_until(&gw.admin_url, "hookgate_kafka_producer_queue", |n| n >= 2.0).await;
     let started = Instant::now();
     let r = http::post(&url).body("{}").send().await.unwrap();
     assert_eq!(r.status, 503);
@@ -119,26 +132,6 @@ async fn a_full_producer_queue_is_shed_at_once() {
     cluster.broker_up(1).unwrap();
     gw.stop().await.unwrap();
     drop(cluster);
-}
-
-/// A mock cluster with one topic and a gateway publishing to it.
-async fn mock_gateway(
-    topic: &str,
-    ack_timeout: &str,
-) -> (
-    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-    crate::support::RunningGateway,
-) {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(topic, 1, 1).unwrap();
-    let gw = GatewayBuilder::new()
-        .brokers(&cluster.bootstrap_servers())
-        .hook(&format!(
-            "id = \"h\"\ntopic = \"{topic}\"\nack_timeout = \"{ack_timeout}\"\nauth = {{ scheme = \"none\" }}"
-        ))
-        .start()
-        .await;
-    (cluster, gw)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -301,7 +294,7 @@ async fn shutdown_drains_in_flight_requests_then_stops_accepting() {
                 .unwrap()
         }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    metric_until(&gw.admin_url, "hookgate_in_flight_requests", |n| n == 1.0).await;
     let base = gw.url.clone();
     let stopped = tokio::spawn(gw.stop());
     let reply = in_flight.await.unwrap();
@@ -387,23 +380,16 @@ async fn a_request_awaiting_its_acknowledgement_holds_none_of_its_body() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn past_the_in_flight_limit_a_request_is_shed_with_503_and_the_admitted_one_goes_on() {
-    let cluster = MockCluster::new(1).unwrap();
+    let (cluster, gw) = mock_gateway_with("full", "20s", |b| b.server("max_in_flight = 1")).await;
     let bootstrap = cluster.bootstrap_servers();
-    cluster.create_topic("full", 1, 1).unwrap();
-    let gw = GatewayBuilder::new()
-        .brokers(&bootstrap)
-        .server("max_in_flight = 1")
-        .hook("id = \"f\"\ntopic = \"full\"\nack_timeout = \"20s\"\nauth = { scheme = \"none\" }")
-        .start()
-        .await;
-    let url = gw.hook_url("/hooks/f");
+    let url = gw.hook_url("/hooks/h");
     cluster.broker_down(1).unwrap();
     // Takes the only slot and waits for a broker that is down.
     let admitted = tokio::spawn({
         let url = url.clone();
         async move { http::post(&url).body("{\"n\":1}").send().await.unwrap() }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    metric_until(&gw.admin_url, "hookgate_in_flight_requests", |n| n == 1.0).await;
     // A connection that sends nothing is left unread while the gateway is full, and
     // shows on the gauge.
     let idle = tokio::net::TcpStream::connect(
@@ -411,8 +397,7 @@ async fn past_the_in_flight_limit_a_request_is_shed_with_503_and_the_admitted_on
     )
     .await
     .unwrap();
-    let metrics_url = format!("{}/metrics", gw.admin_url);
-    paused_connections_until(&metrics_url, |n| n >= 1.0, "no paused connection shown").await;
+    metric_until(&gw.admin_url, "hookgate_paused_connections", |n| n >= 1.0).await;
     let started = Instant::now();
     let shed = http::post(&url).body("{\"n\":2}").send().await.unwrap();
     assert_eq!(shed.status, 503, "{:?}", shed.body);
@@ -430,30 +415,12 @@ async fn past_the_in_flight_limit_a_request_is_shed_with_503_and_the_admitted_on
     let admitted = admitted.await.unwrap();
     assert_eq!(admitted.status, 202, "{:?}", admitted.body);
     // With a slot free again, nothing is paused.
-    paused_connections_until(&metrics_url, |n| n == 0.0, "connections still paused").await;
+    metric_until(&gw.admin_url, "hookgate_paused_connections", |n| n == 0.0).await;
     drop(idle);
     let id = admitted.event_id();
     assert!(kafka::ids_until(&bootstrap, "full", &id).contains(&id));
     gw.stop().await.unwrap();
     drop(cluster);
-}
-
-/// Reads `/metrics` until `hookgate_paused_connections` is shown and satisfies `wanted`;
-/// fails with `what` and the last page after 5 s.
-async fn paused_connections_until(metrics_url: &str, wanted: impl Fn(f64) -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = String::from_utf8(http::get(metrics_url).await.unwrap().body.to_vec()).unwrap();
-        let paused = text
-            .lines()
-            .find_map(|l| l.strip_prefix("hookgate_paused_connections "))
-            .map(|v| v.trim().parse::<f64>().unwrap());
-        if paused.is_some_and(&wanted) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}:\n{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,7 +2,7 @@
 
 pub mod http;
 
-pub use hookgate_testkit::{brokers, kafka, topic};
+pub use hookgate_testkit::{brokers, kafka, topic, wait_until};
 
 use std::time::Duration;
 
@@ -227,4 +227,27 @@ impl RunningConsumer {
         let _ = self.stop.send(());
         self.task.await.unwrap().unwrap();
     }
+}
+
+/// The value of the metric line `series` (name and labels, as `/metrics` writes them) on
+/// the admin listener at `admin_url`; `None` while it is not shown.
+pub async fn metric(admin_url: &str, series: &str) -> Option<f64> {
+    let page = http::get(&format!("{admin_url}/metrics")).await.ok()?;
+    String::from_utf8_lossy(&page.body).lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Waits (at most 10 s) until the metric `series` satisfies `wanted`.
+pub async fn metric_until(admin_url: &str, series: &str, wanted: impl Fn(f64) -> bool) {
+    wait_until(
+        &format!("{series} as wanted"),
+        Duration::from_secs(10),
+        || async { metric(admin_url, series).await.is_some_and(&wanted) },
+    )
+    .await;
 }

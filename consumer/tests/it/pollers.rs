@@ -248,16 +248,20 @@ async fn failures_back_off_and_polling_resumes_when_the_api_recovers() {
         .replace("interval = \"50ms\"\n", ""),
         &[],
     ));
-    api.wait_polls("/flaky", 0, 1).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Five failed polls: 100 ms apart without backoff (0.4 s from first to last); with
+    // it 0, +200, +400, +800, +1000 ms (capped at max_backoff).
+    api.wait_polls("/flaky", 0, 5).await;
     let failed = api.served("/flaky");
-    // 100 ms apart without backoff: 25 polls. With it: 0, +200, +400, +800, +1000 ms.
-    assert!(
-        (3..=6).contains(&failed.len()),
-        "{} polls in 2.5 s of failures",
-        failed.len()
-    );
     let gaps: Vec<Duration> = failed.windows(2).map(|w| w[1].1 - w[0].1).collect();
+    let first_four: Duration = gaps.iter().take(4).sum();
+    assert!(
+        first_four >= Duration::from_millis(2000),
+        "the failed polls came {gaps:?} apart: no backoff"
+    );
+    assert!(
+        gaps.iter().all(|g| *g <= Duration::from_millis(1300)),
+        "a wait past max_backoff (1 s): {gaps:?}"
+    );
     assert!(
         gaps.windows(2)
             .all(|g| g[1] + Duration::from_millis(50) >= g[0]),
