@@ -545,16 +545,19 @@ fn check_validates_the_example_and_names_what_is_wrong() {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.toml");
+    let check = |file: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
+            .args(["check", "--config"])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
     std::fs::write(
         &bad,
         "[kafka]\ntopics = [\"t\"]\n[[flows]]\nid = \"f\"\ncondition = \"{{ trigger.body.n <= }}\"\n[[flows.tasks]]\nid = \"Bad-Id\"\ntype = \"http\"\nuri = \"{{ secret('NOPE') }}\"\nmethod = \"FETCH NOW\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check(&bad);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     for want in [
@@ -578,11 +581,7 @@ fn check_validates_the_example_and_names_what_is_wrong() {
          [[pollers]]\nid = \"p\"\ninterval = \"1m\"\ntopic = \"t\"\nuri = \"https://x.test/\"\nmod = \"edge\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check(&bad);
     let stderr = String::from_utf8_lossy(&out.stderr);
     for want in [
         "flows[0].tasks[0]: unknown key `retries` (allowed here: id, type, expect, retry, method, uri, headers, query, body, form, auth, timeout)",
@@ -600,11 +599,7 @@ fn check_validates_the_example_and_names_what_is_wrong() {
             .replace("mod = \"edge\"\n", ""),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check(&bad);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("flows[0].tasks[1].uri: cannot be requested: URL carries credentials"),
@@ -625,11 +620,7 @@ fn check_validates_the_example_and_names_what_is_wrong() {
         "[kafka]\ntopics = [\"webhooks.a\", \"hookgate.dead-letter\"]\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check(&bad);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -637,11 +628,7 @@ fn check_validates_the_example_and_names_what_is_wrong() {
         "{stderr}"
     );
     std::fs::write(&bad, "[kafka]\ntopic_pattern = \"^hookgate\\\\..*\"\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check(&bad);
     assert!(
         out.status.success(),
         "{}",
