@@ -10,12 +10,16 @@
 //!   normalize → publish → answer;
 //! - [`router`]: path → [`hook::Hook`];
 //! - [`auth`]: one file per scheme;
-//! - [`normalize`]: body → `data.body`, one file per content type;
-//! - `hookgate_event` (the `event/` crate): the wire contract, encoded once per request;
+//! - [`normalize`]: body → `data.body`, one file per content type; [`json`]: the one-pass
+//!   JSON scan that validates bodies and finds values by pointer;
+//! - [`envelope`]: the admitted request as a record (key, type, redacted fields, trace
+//!   context, time and id), encoded once per request with `hookgate_event` (the `event/`
+//!   crate, the wire contract);
 //! - [`sink`]: Kafka (or the benchmark-only null sink), awaiting acknowledgements;
 //! - [`error`]: the one mapping from a refusal to an HTTP answer.
 //!
-//! Around it: [`config`] (layered, strict, validated before any port is bound),
+//! Around it: [`config`] (layered, strict, validated before any port is bound; it builds
+//! the runtime types the data path uses, [`hook::Hook`] among them),
 //! [`in_flight`] (the in-flight limit, which also pauses idle connections while reached),
 //! [`reload`] (SIGHUP and `POST /reload`), [`ratelimit`] and [`client`] (per-hook and
 //! per-client limits, source allowlists), [`replay`] (delivery ids already accepted),

@@ -10,8 +10,8 @@
 //! field set beside a preset overrides it.
 
 //!
-//! This file is the verifier as the hot path uses it; [`config`] builds it from the
-//! recipe, [`mac`] holds the MAC and the tags it is compared against, and [`presets`] the
+//! This file is the verifier as the hot path uses it; `config` builds it from the
+//! recipe, `mac` holds the MAC and the tags it is compared against, and [`presets`] the
 //! providers' recipes.
 
 mod config;
