@@ -46,7 +46,7 @@ pub fn builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .header_read_timeout(cfg.header_read_timeout.get())
         // The answers are small: copied after the head into one buffer and sent with one
         // plain write, they cost less than a vectored write of head and body (null sink:
-        // 3.7 % less CPU per request, loadtest/README.md).
+        // 3.7 % less CPU per request, docs/performance.md).
         .writev(false)
         .max_headers(cfg.max_headers)
         .max_buf_size(cfg.max_header_bytes.bytes());
