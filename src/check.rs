@@ -61,10 +61,11 @@ pub fn hook_table(settings: &Settings) -> String {
     out
 }
 
-/// Checks that every hook topic exists; `Err` names the missing ones or the broker error.
+/// Checks that every topic the gateway writes exists; `Err` names the missing ones or the
+/// broker error.
 pub async fn topics(settings: &Settings) -> anyhow::Result<()> {
     let topics = Topics::new(&settings.kafka)?;
-    let wanted = hookgate_gateway::topics::hook_topics(&settings.hooks);
+    let wanted = settings.topics();
     let missing = topics.missing(&wanted).await.map_err(|e| {
         anyhow::anyhow!(
             "kafka.brokers ({}) did not answer: {e} (fix: check the brokers, or pass --offline to skip this check)",
@@ -83,6 +84,10 @@ pub async fn topics(settings: &Settings) -> anyhow::Result<()> {
     }
     anyhow::bail!(
         "{}",
-        hookgate_gateway::topics::missing_message(&settings.hooks, &missing)
+        hookgate_gateway::topics::missing_message(
+            &settings.hooks,
+            settings.rejections_topic(),
+            &missing
+        )
     )
 }

@@ -67,7 +67,8 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     let settings = &loaded.settings;
     let echo = echo::start().await.context("starting the echo endpoint")?;
     let consumer = consumer_settings(&bootstrap, echo)?;
-    let mut topics: Vec<&str> = settings.hooks.iter().map(|h| h.topic.as_str()).collect();
+    let gateway_topics = settings.topics();
+    let mut topics: Vec<&str> = gateway_topics.iter().map(String::as_str).collect();
     topics.extend(consumer.kafka.topics.iter().map(String::as_str));
     topics.push(&consumer.kafka.dead_letter_topic);
     if let Some(t) = &consumer.kafka.executions_topic {

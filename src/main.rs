@@ -72,8 +72,9 @@ enum Command {
     },
     /// Print the JSON Schema of the events hookgate publishes (structured mode).
     Schema {
-        /// `webhook` (urn:hookgate:webhook:v1) or `poll` (urn:hookgate:poll:v1, pollers).
-        #[arg(default_value = "webhook", value_parser = ["webhook", "poll"])]
+        /// `webhook` (urn:hookgate:webhook:v1), `poll` (urn:hookgate:poll:v1, pollers) or
+        /// `rejection` (urn:hookgate:rejection:v1, records of refused requests).
+        #[arg(default_value = "webhook", value_parser = ["webhook", "poll", "rejection"])]
         kind: String,
     },
     /// Ask a running gateway's admin listener whether it is ready (`GET /readyz`): exit
@@ -186,11 +187,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Schema { kind } => {
-            if kind == "poll" {
-                print!("{}", hookgate_event::POLL_SCHEMA_JSON);
-            } else {
-                print!("{}", hookgate_event::WEBHOOK_SCHEMA_JSON);
-            }
+            print!(
+                "{}",
+                match kind.as_str() {
+                    "poll" => hookgate_event::POLL_SCHEMA_JSON,
+                    "rejection" => hookgate_event::REJECTION_SCHEMA_JSON,
+                    _ => hookgate_event::WEBHOOK_SCHEMA_JSON,
+                }
+            );
             Ok(())
         }
         Command::Healthcheck { admin, path } => healthcheck(admin, &path),

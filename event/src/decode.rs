@@ -226,7 +226,7 @@ fn decode_binary(record: Record<'_>, content_type: Option<&str>) -> Result<Event
 }
 
 /// Standard base64 with padding; the contract crate keeps to serde for its dependencies.
-fn base64_encode(bytes: &[u8]) -> String {
+pub(crate) fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

@@ -38,6 +38,12 @@ pub const SPEC_VERSION: &str = "1.0";
 pub const WEBHOOK_SCHEMA: &str = "urn:hookgate:webhook:v1";
 /// `dataschema` of events made by pollers.
 pub const POLL_SCHEMA: &str = "urn:hookgate:poll:v1";
+/// `dataschema` of the records of refused requests (the rejections topic).
+pub const REJECTION_SCHEMA: &str = "urn:hookgate:rejection:v1";
+/// The `type` of a rejection record.
+pub const REJECTION_TYPE: &str = "hookgate.rejection";
+/// Bytes of a refused request's body kept in its rejection record at most.
+pub const REJECTION_SAMPLE_BYTES: usize = 4096;
 /// Record `content-type` of a structured-mode event.
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json; charset=UTF-8";
 /// `datacontenttype` of a structured-mode event: `data` is always a JSON object.
@@ -57,6 +63,9 @@ pub const WEBHOOK_SCHEMA_JSON: &str = include_str!("../schema/webhook-v1.json");
 
 /// The JSON Schema (draft 2020-12) of a poller's event, `$id` [`POLL_SCHEMA`].
 pub const POLL_SCHEMA_JSON: &str = include_str!("../schema/poll-v1.json");
+
+/// The JSON Schema (draft 2020-12) of a rejection record, `$id` [`REJECTION_SCHEMA`].
+pub const REJECTION_SCHEMA_JSON: &str = include_str!("../schema/rejection-v1.json");
 
 /// How `data.body` was made from the request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -154,6 +163,29 @@ pub struct PollResponse<'a> {
     pub status: u16,
     /// Lowercased response header names, secrets already redacted.
     pub headers: &'a Fields<'a>,
+}
+
+/// A request the gateway refused, as its rejection record shows it. Secrets are already
+/// redacted from path, query and headers; the body is a sample of its first bytes.
+#[derive(Debug, Clone)]
+pub struct RefusedRequest<'a> {
+    /// The status the sender got.
+    pub status: u16,
+    /// Why, as a short label of a closed set (`mismatch`, `expired`, `rate_limited`, …).
+    pub reason: &'a str,
+    /// Why, in words (`signature mismatch`, `invalid JSON body: … at byte 12`).
+    pub detail: &'a str,
+    pub method: &'a str,
+    /// The request path, with a URL key replaced by [`REDACTED`].
+    pub path: &'a str,
+    pub query: &'a Fields<'a>,
+    pub headers: &'a Fields<'a>,
+    /// The client's address (the peer, or what a trusted proxy reported).
+    pub client: Option<&'a str>,
+    /// The body's size: as received when it was read, else as `Content-Length` announced.
+    pub body_size: Option<u64>,
+    /// The body's first bytes (at most [`REJECTION_SAMPLE_BYTES`]) when it was read.
+    pub body_sample: Option<&'a [u8]>,
 }
 
 /// Appends `s` to `out` as a JSON string literal.

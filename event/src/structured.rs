@@ -1,11 +1,13 @@
 //! Structured mode: the record value is the whole event as one JSON object.
 //!
+//! Webhook events, pollers' events and the records of refused requests are written here.
 //! The writer makes the value in a single pass into one buffer. The body arrives already as
 //! JSON text (the received bytes for a JSON body, or what a normalizer made), so it is
 //! spliced in without being parsed or re-serialized.
 
 use crate::{
-    write_json_str, Attributes, BodyEncoding, PollResponse, WebhookRequest, DATA_CONTENT_TYPE,
+    write_json_str, Attributes, BodyEncoding, PollResponse, RefusedRequest, WebhookRequest,
+    DATA_CONTENT_TYPE,
 };
 
 /// Bytes the envelope adds around the body, besides the strings it quotes. An estimate for
@@ -27,11 +29,10 @@ pub fn encode_webhook(
     write_attributes(attrs, out);
     out.extend_from_slice(b",\"data\":{\"method\":");
     write_json_str(out, request.method);
-    out.extend_from_slice(b",\"path\":");
-    write_json_str(out, request.path);
-    out.extend_from_slice(b",\"query\":");
+    write_str(out, "path", request.path);
+    write_key(out, "query");
     request.query.write_json(out);
-    out.extend_from_slice(b",\"headers\":");
+    write_key(out, "headers");
     request.headers.write_json(out);
     write_body(body_json, encoding, out);
 }
@@ -51,11 +52,65 @@ pub fn encode_poll(
     write_attributes(attrs, out);
     out.extend_from_slice(b",\"data\":{\"uri\":");
     write_json_str(out, response.uri);
-    out.extend_from_slice(b",\"status\":");
+    write_key(out, "status");
     out.extend_from_slice(response.status.to_string().as_bytes());
-    out.extend_from_slice(b",\"headers\":");
+    write_key(out, "headers");
     response.headers.write_json(out);
     write_body(body_json, encoding, out);
+}
+
+/// Writes the record value of a refused request (dataschema [`crate::REJECTION_SCHEMA`]):
+/// `data` is `{status, reason, detail, method, path, query, headers, client, bodysize,
+/// bodysample, bodysampleencoding}`. The sample is text when it is UTF-8 (a cut
+/// character at its end is dropped), else base64.
+pub fn encode_rejection(attrs: &Attributes<'_>, refused: &RefusedRequest<'_>, out: &mut Vec<u8>) {
+    write_attributes(attrs, out);
+    out.extend_from_slice(b",\"data\":{\"status\":");
+    out.extend_from_slice(refused.status.to_string().as_bytes());
+    write_str(out, "reason", refused.reason);
+    write_str(out, "detail", refused.detail);
+    write_str(out, "method", refused.method);
+    write_str(out, "path", refused.path);
+    write_key(out, "query");
+    refused.query.write_json(out);
+    write_key(out, "headers");
+    refused.headers.write_json(out);
+    write_key(out, "client");
+    match refused.client {
+        Some(c) => write_json_str(out, c),
+        None => out.extend_from_slice(b"null"),
+    }
+    write_key(out, "bodysize");
+    match refused.body_size {
+        Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    let sample = refused
+        .body_sample
+        .map(|b| &b[..b.len().min(crate::REJECTION_SAMPLE_BYTES)]);
+    match sample.map(sample_text) {
+        Some((text, encoding)) => {
+            out.extend_from_slice(b",\"bodysample\":");
+            write_json_str(out, &text);
+            out.extend_from_slice(b",\"bodysampleencoding\":\"");
+            out.extend_from_slice(encoding.as_bytes());
+            out.extend_from_slice(b"\"}}");
+        }
+        None => out.extend_from_slice(b",\"bodysample\":null,\"bodysampleencoding\":null}}"),
+    }
+}
+
+/// A body sample as text: UTF-8 when it is (its last character may have been cut by the
+/// sample's end, and is then left out), base64 otherwise.
+fn sample_text(sample: &[u8]) -> (std::borrow::Cow<'_, str>, &'static str) {
+    match std::str::from_utf8(sample) {
+        Ok(text) => (text.into(), "utf8"),
+        Err(e) if e.error_len().is_none() && sample.len() - e.valid_up_to() < 4 => {
+            let text = std::str::from_utf8(&sample[..e.valid_up_to()]).expect("valid up to");
+            (text.into(), "utf8")
+        }
+        Err(_) => (crate::decode::base64_encode(sample).into(), "base64"),
+    }
 }
 
 /// Writes `,"body":…,"bodyencoding":"…"}}`: the end of every event.
@@ -73,34 +128,37 @@ fn write_body(body_json: &[u8], encoding: BodyEncoding, out: &mut Vec<u8>) {
 
 /// Writes `{"specversion":…,…` up to, not including, `"data"`.
 fn write_attributes(attrs: &Attributes<'_>, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"specversion\":\"1.0\",\"id\":");
-    write_json_str(out, attrs.id);
-    out.extend_from_slice(b",\"source\":");
-    write_json_str(out, attrs.source);
-    out.extend_from_slice(b",\"type\":");
-    write_json_str(out, attrs.event_type);
-    out.extend_from_slice(b",\"time\":");
-    write_json_str(out, attrs.time);
-    out.extend_from_slice(b",\"datacontenttype\":\"");
-    out.extend_from_slice(DATA_CONTENT_TYPE.as_bytes());
-    out.extend_from_slice(b"\",\"dataschema\":");
-    write_json_str(out, attrs.dataschema);
-    out.extend_from_slice(b",\"hook\":");
-    write_json_str(out, attrs.hook);
-    out.extend_from_slice(b",\"authscheme\":");
-    write_json_str(out, attrs.authscheme);
+    out.extend_from_slice(b"{\"specversion\":\"1.0\"");
+    write_str(out, "id", attrs.id);
+    write_str(out, "source", attrs.source);
+    write_str(out, "type", attrs.event_type);
+    write_str(out, "time", attrs.time);
+    write_str(out, "datacontenttype", DATA_CONTENT_TYPE);
+    write_str(out, "dataschema", attrs.dataschema);
+    write_str(out, "hook", attrs.hook);
+    write_str(out, "authscheme", attrs.authscheme);
     for (name, value) in [
         ("signed", attrs.signed),
         ("deliveryid", attrs.deliveryid),
         ("traceparent", attrs.traceparent),
     ] {
         if let Some(value) = value {
-            out.extend_from_slice(b",\"");
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b"\":");
-            write_json_str(out, value);
+            write_str(out, name, value);
         }
     }
+}
+
+/// Writes `,"key":` (keys are fixed names that need no escaping).
+fn write_key(out: &mut Vec<u8>, key: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// Writes `,"key":"value"`, the value escaped.
+fn write_str(out: &mut Vec<u8>, key: &str, value: &str) {
+    write_key(out, key);
+    write_json_str(out, value);
 }
 
 #[cfg(test)]
@@ -229,5 +287,56 @@ mod tests {
         assert_eq!(v["data"]["body"], serde_json::Value::Null);
         assert_eq!(v["data"]["bodyencoding"], "empty");
         assert!(v.get("deliveryid").is_none());
+    }
+
+    #[test]
+    fn a_rejection_keeps_a_sample_as_text_or_base64() {
+        let (query, headers) = (Fields::new(), Fields::new());
+        let attrs = Attributes {
+            id: "01",
+            source: "/hooks/h",
+            event_type: crate::REJECTION_TYPE,
+            time: "2026-12-06T00:00:00Z",
+            dataschema: crate::REJECTION_SCHEMA,
+            hook: "h",
+            authscheme: "hmac",
+            signed: None,
+            deliveryid: None,
+            traceparent: None,
+        };
+        let encode = |sample: Option<&[u8]>| {
+            let refused = RefusedRequest {
+                status: 401,
+                reason: "mismatch",
+                detail: "signature mismatch",
+                method: "POST",
+                path: "/hooks/h",
+                query: &query,
+                headers: &headers,
+                client: None,
+                body_size: sample.map(|s| s.len() as u64),
+                body_sample: sample,
+            };
+            let mut out = Vec::new();
+            encode_rejection(&attrs, &refused, &mut out);
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()["data"].clone()
+        };
+        // Text, cut at 4 KiB in the middle of a two-byte character: the half is left out.
+        let mut text = "x".repeat(crate::REJECTION_SAMPLE_BYTES - 1).into_bytes();
+        text.extend_from_slice("é and more".as_bytes());
+        let data = encode(Some(&text));
+        assert_eq!(data["bodysampleencoding"], "utf8");
+        assert_eq!(
+            data["bodysample"].as_str().unwrap().len(),
+            crate::REJECTION_SAMPLE_BYTES - 1
+        );
+        assert_eq!(data["bodysize"], text.len());
+        let data = encode(Some(&[0xff, 0x00, 0x41]));
+        assert_eq!(data["bodysampleencoding"], "base64");
+        assert_eq!(data["bodysample"], "/wBB");
+        let data = encode(None);
+        assert_eq!(data["bodysample"], json!(null));
+        assert_eq!(data["bodysampleencoding"], json!(null));
+        assert_eq!(data["client"], json!(null));
     }
 }

@@ -12,8 +12,8 @@ mod support;
 use std::collections::BTreeSet;
 
 use hookgate_event::{
-    decode, BodyEncoding, EventData, Record, POLL_SCHEMA, POLL_SCHEMA_JSON, WEBHOOK_SCHEMA,
-    WEBHOOK_SCHEMA_JSON,
+    decode, BodyEncoding, EventData, Record, POLL_SCHEMA, POLL_SCHEMA_JSON, REJECTION_SCHEMA,
+    REJECTION_SCHEMA_JSON, WEBHOOK_SCHEMA, WEBHOOK_SCHEMA_JSON,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -25,9 +25,11 @@ fn every_recorded_sample_decodes_and_validates() {
         jsonschema::validator_for(&schema).unwrap()
     };
     let (webhook, poll) = (validator(WEBHOOK_SCHEMA_JSON), validator(POLL_SCHEMA_JSON));
+    let rejection = validator(REJECTION_SCHEMA_JSON);
     let mut encodings = BTreeSet::new();
     let mut binary = 0;
     let mut polls = 0;
+    let mut rejections = 0;
     for sample in support::samples() {
         let name = &sample.name;
         let event = decode(Record {
@@ -40,6 +42,15 @@ fn every_recorded_sample_decodes_and_validates() {
             Some(POLL_SCHEMA) => {
                 polls += 1;
                 &poll
+            }
+            Some(REJECTION_SCHEMA) => {
+                let errors: Vec<String> = rejection
+                    .iter_errors(&sample.json["value"])
+                    .map(|e| e.to_string())
+                    .collect();
+                assert!(errors.is_empty(), "{name} no longer validates: {errors:?}");
+                rejections += 1;
+                continue;
             }
             other => panic!("{name}: dataschema {other:?}"),
         };
@@ -68,6 +79,7 @@ fn every_recorded_sample_decodes_and_validates() {
     assert_eq!(encodings, all, "a sample for every body encoding");
     assert!(binary >= 1, "binary-mode samples");
     assert!(polls >= 1, "a poller's sample");
+    assert!(rejections >= 1, "a rejection record's sample");
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -85,6 +97,17 @@ fn the_poll_v1_schema_changes_only_on_purpose() {
         "schema/poll-v1.json changed: the same rules as webhook-v1 apply (additive only within \
          urn:hookgate:poll:v1, docs/events.md#compatibility); record the new hash in \
          schema/poll-v1.sha256 if this change is one."
+    );
+}
+
+#[test]
+fn the_rejection_v1_schema_changes_only_on_purpose() {
+    assert_eq!(
+        sha256_hex(REJECTION_SCHEMA_JSON),
+        include_str!("../schema/rejection-v1.sha256").trim(),
+        "schema/rejection-v1.json changed: the same rules as webhook-v1 apply (additive only \
+         within urn:hookgate:rejection:v1, docs/events.md#compatibility); record the new hash \
+         in schema/rejection-v1.sha256 if this change is one."
     );
 }
 

@@ -78,6 +78,18 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// In words, naming what was presented (`signature`, `credential`, `URL key`).
+    pub fn describe(self, what: &str) -> String {
+        match self {
+            Failure::Missing => format!("missing {what}"),
+            Failure::Malformed => format!("malformed {what}"),
+            Failure::Mismatch => format!("{what} mismatch"),
+            Failure::Expired => format!("{what} matches only an expired secret"),
+            Failure::Timestamp => "signed timestamp outside the tolerance".to_string(),
+            Failure::Replay => "delivery already accepted".to_string(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Failure::Missing => "missing",

@@ -8,6 +8,7 @@
 
 mod hook;
 mod kafka;
+mod rejections;
 mod server;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use hookgate_common::config::{
     ByteSize, ConfigDuration, ConfigError, Environment, Layers, Problems, SecretRef, Source,
 };
 pub use kafka::{KafkaConfig, RESERVED_PROPERTIES};
+pub use rejections::RejectionsConfig;
 pub use server::{AdminConfig, ServerConfig, TlsConfig};
 
 use crate::hook::Hook;
@@ -37,7 +39,7 @@ const LAYERS: Layers<'static> = Layers {
     defaults: DEFAULTS,
     env_prefix: "HOOKGATE_",
     env_ignore: &["HOOKGATE_CONSUMER_"],
-    env_tables: &["server", "admin", "kafka"],
+    env_tables: &["server", "admin", "kafka", "rejections"],
     missing_file_fix:
         "pass an existing file with --config, or run `hookgate local` to try it without one",
 };
@@ -50,6 +52,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub admin: AdminConfig,
     pub kafka: KafkaConfig,
+    /// Records of refused requests.
+    pub rejections: RejectionsConfig,
     /// The hooks, one `[[hooks]]` table each.
     #[serde(default)]
     pub hooks: Vec<HookConfig>,
@@ -61,9 +65,25 @@ pub struct Settings {
     pub server: ServerConfig,
     pub admin: AdminConfig,
     pub kafka: KafkaSettings,
+    /// Where records of refused requests go; `None`: they are not made.
+    pub rejections: Option<crate::rejections::RejectionSettings>,
     pub hooks: Vec<Hook>,
     /// `server.trusted_proxies`, parsed.
     pub trusted_proxies: crate::client::CidrList,
+}
+
+impl Settings {
+    /// The topic of rejection records, when they are made.
+    pub fn rejections_topic(&self) -> Option<&str> {
+        self.rejections.as_ref().map(|r| r.topic.as_str())
+    }
+
+    /// Every topic the gateway writes: the hooks' and the rejections topic.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics = crate::topics::hook_topics(&self.hooks);
+        topics.extend(self.rejections_topic().map(str::to_string));
+        topics
+    }
 }
 
 impl Config {
@@ -77,6 +97,7 @@ impl Config {
         let mut p = Problems::default();
         self.server.validate(&mut p);
         self.admin.validate(env, &mut p);
+        let rejections = self.rejections.build(&mut p);
         let mut hooks = Vec::with_capacity(self.hooks.len());
         if self.hooks.is_empty() {
             p.push(
@@ -147,6 +168,7 @@ impl Config {
                 connect_timeout: self.kafka.connect_timeout.get(),
                 properties,
             },
+            rejections,
             hooks,
             trusted_proxies: crate::client::CidrList::parse(&self.server.trusted_proxies)
                 .unwrap_or_default(),

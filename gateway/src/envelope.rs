@@ -15,7 +15,7 @@ use http::request::Parts;
 
 use crate::auth::Verified;
 use crate::error::Rejection;
-use crate::hook::{Field, Hook, Mode, RecordKey, MAX_KEY_BYTES, MAX_TYPE_BYTES};
+use crate::hook::{Field, Hook, Mode, RecordKey, Redaction, MAX_KEY_BYTES, MAX_TYPE_BYTES};
 use crate::normalize::Normalized;
 use crate::sink::{Record, RecordHeaders};
 
@@ -52,8 +52,8 @@ impl Event<'_> {
         let mut time_buf = [0u8; 32];
         let time = rfc3339_micros(self.now, &mut time_buf);
         let path = event_path(hook, parts.uri.path(), self.keyed_path);
-        let query = query_fields(hook, parts.uri.query());
-        let headers = header_fields(hook, &parts.headers);
+        let query = redacted_query(&hook.redaction, parts.uri.query());
+        let headers = redacted_headers(&hook.redaction, &parts.headers);
         let attrs = Attributes {
             id,
             source: &hook.source,
@@ -116,7 +116,7 @@ impl Event<'_> {
 }
 
 /// `now` as RFC 3339 in UTC with microseconds, written into `buf` (27 bytes are used).
-fn rfc3339_micros(now: SystemTime, buf: &mut [u8; 32]) -> &str {
+pub fn rfc3339_micros(now: SystemTime, buf: &mut [u8; 32]) -> &str {
     use std::io::Write;
     let unused = {
         let mut rest = &mut buf[..];
@@ -209,7 +209,7 @@ fn event_type<'a>(
 }
 
 /// The path as events show it: a URL key never leaves the gateway.
-fn event_path<'a>(hook: &'a Hook, path: &'a str, has_key: bool) -> Cow<'a, str> {
+pub fn event_path<'a>(hook: &'a Hook, path: &'a str, has_key: bool) -> Cow<'a, str> {
     if has_key {
         Cow::Owned(format!("{}/{REDACTED}", hook.path))
     } else {
@@ -217,10 +217,11 @@ fn event_path<'a>(hook: &'a Hook, path: &'a str, has_key: bool) -> Cow<'a, str> 
     }
 }
 
-fn query_fields<'a>(hook: &Hook, query: Option<&'a str>) -> Fields<'a> {
+/// The query's parameters, those `redaction` names replaced by [`REDACTED`].
+pub fn redacted_query<'a>(redaction: &Redaction, query: Option<&'a str>) -> Fields<'a> {
     let mut fields = Fields::new();
     for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        let value = if hook.redaction.query(&name) {
+        let value = if redaction.query(&name) {
             Cow::Borrowed(REDACTED)
         } else {
             value
@@ -230,11 +231,12 @@ fn query_fields<'a>(hook: &Hook, query: Option<&'a str>) -> Fields<'a> {
     fields
 }
 
-fn header_fields<'a>(hook: &Hook, headers: &'a HeaderMap) -> Fields<'a> {
+/// The headers, those `redaction` names replaced by [`REDACTED`].
+pub fn redacted_headers<'a>(redaction: &Redaction, headers: &'a HeaderMap) -> Fields<'a> {
     let mut fields = Fields::with_capacity(headers.keys_len());
     for (name, value) in headers {
         let name = name.as_str();
-        let value = if hook.redaction.header(name) {
+        let value = if redaction.header(name) {
             Cow::Borrowed(REDACTED)
         } else {
             // Header values are nearly always ASCII: the lossy path's per-chunk walk only for
@@ -250,7 +252,7 @@ fn header_fields<'a>(hook: &Hook, headers: &'a HeaderMap) -> Fields<'a> {
 /// The request's W3C `traceparent`, if well formed: `version-traceid-parentid-flags`.
 /// Later versions may append fields; only the first four, which every version shares,
 /// are kept.
-fn traceparent(headers: &HeaderMap) -> Option<&str> {
+pub fn traceparent(headers: &HeaderMap) -> Option<&str> {
     static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
     let v = header_str(headers, &TRACEPARENT)?.trim();
     let parts: Vec<&str> = v.split('-').collect();

@@ -31,9 +31,10 @@ pub enum Rejection {
     /// The source address is not on the hook's allowlist.
     #[error("source not allowed")]
     Forbidden,
-    /// Over a rate limit; the wait until a request would pass.
+    /// Over a rate limit; the wait until a request would pass, and which limit
+    /// (`hook` or `client`).
     #[error("rate limited")]
-    RateLimited(std::time::Duration),
+    RateLimited(std::time::Duration, &'static str),
     /// Authentication failed; the challenge is the scheme's `WWW-Authenticate`, if any.
     #[error("unauthorized")]
     Unauthorized(crate::auth::Failure, Option<HeaderValue>),
@@ -80,7 +81,7 @@ impl Rejection {
             Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::Unauthorized(..) => StatusCode::UNAUTHORIZED,
             Rejection::Forbidden => StatusCode::FORBIDDEN,
-            Rejection::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::RateLimited(..) => StatusCode::TOO_MANY_REQUESTS,
             Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::UnsupportedEncoding | Rejection::CloudEventsInBinaryMode => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -116,7 +117,7 @@ impl Rejection {
             Rejection::MethodNotAllowed(_) => "method_not_allowed",
             Rejection::Unauthorized(..) => "unauthorized",
             Rejection::Forbidden => "forbidden",
-            Rejection::RateLimited(_) => "rate_limited",
+            Rejection::RateLimited(..) => "rate_limited",
             Rejection::TooLarge(_) | Rejection::BadEncoding(DecompressError::TooLarge(_)) => {
                 "too_large"
             }
@@ -152,11 +153,46 @@ impl Rejection {
         WARNINGS[kind].admit(now)
     }
 
-    /// The exact reason, for the operator's log: what the metrics' `reason` label says for
-    /// an authentication failure, the detail of anything else. Never a secret.
-    pub fn reason(&self) -> std::borrow::Cow<'_, str> {
+    /// Why the sender was refused, as a label of a closed set: the `reason` of logs and
+    /// rejection records (an authentication failure's is the metrics' `reason` label).
+    pub fn label(&self) -> &'static str {
         match self {
-            Rejection::Unauthorized(f, _) | Rejection::WrongUrlKey(f) => f.as_str().into(),
+            Rejection::NotFound => "not_found",
+            Rejection::WrongUrlKey(f) | Rejection::Unauthorized(f, _) => f.as_str(),
+            Rejection::MethodNotAllowed(_) => "method_not_allowed",
+            Rejection::Forbidden => "source_not_allowed",
+            Rejection::RateLimited(_, "client") => "client_rate_limited",
+            Rejection::RateLimited(..) => "rate_limited",
+            Rejection::TooLarge(_) | Rejection::BadEncoding(DecompressError::TooLarge(_)) => {
+                "too_large"
+            }
+            Rejection::UnsupportedEncoding => "unsupported_encoding",
+            Rejection::CloudEventsInBinaryMode => "unsupported_media_type",
+            Rejection::EventTooLarge | Rejection::Publish(PublishError::TooLarge(_)) => {
+                "event_too_large"
+            }
+            Rejection::BadBody(_) | Rejection::BadEncoding(_) => "bad_body",
+            Rejection::BodyTimeout => "body_timeout",
+            Rejection::BodyRead => "body_unreadable",
+            Rejection::Overloaded => "shed",
+            Rejection::Publish(PublishError::QueueFull) => "queue_full",
+            Rejection::Publish(PublishError::Timeout(_)) => "ack_timeout",
+            Rejection::Publish(PublishError::Transient(_)) => "delivery_failed",
+            Rejection::Publish(PublishError::Permanent(_)) => "delivery_refused",
+        }
+    }
+
+    /// Why, in words, for the operator (logs and rejection records; never the sender):
+    /// `signature mismatch`, `expired secret`, `invalid JSON body: … at byte 12`. Never a
+    /// secret. `signed` names the credential a signature, as for `hmac` hooks.
+    pub fn detail(&self, signed: bool) -> std::borrow::Cow<'_, str> {
+        let credential = if signed { "signature" } else { "credential" };
+        match self {
+            Rejection::Unauthorized(f, _) => f.describe(credential).into(),
+            Rejection::WrongUrlKey(f) => f.describe("URL key").into(),
+            Rejection::Forbidden => "source address not allowed".into(),
+            Rejection::RateLimited(_, "client") => "over the client's rate limit".into(),
+            Rejection::RateLimited(..) => "over the hook's rate limit".into(),
             other => other.to_string().into(),
         }
     }
@@ -200,7 +236,7 @@ impl Rejection {
             Rejection::Unauthorized(_, Some(challenge)) => {
                 headers.insert(WWW_AUTHENTICATE, challenge);
             }
-            Rejection::RateLimited(wait) => {
+            Rejection::RateLimited(wait, _) => {
                 headers.insert(
                     RETRY_AFTER,
                     HeaderValue::from(crate::ratelimit::retry_after_secs(wait)),

@@ -256,6 +256,14 @@ pub struct Redaction {
 }
 
 impl Redaction {
+    /// The built-in names alone (for a request that matched no hook).
+    pub fn builtin() -> Redaction {
+        Redaction {
+            headers: REDACTED_HEADERS.iter().map(|s| s.to_string()).collect(),
+            query: REDACTED_QUERY.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
     /// The built-in names, the auth scheme's own and the hook's extras.
     pub fn new(extra_headers: &[String], extra_query: &[String], auth: &Auth) -> Redaction {
         let mut headers: Vec<String> = REDACTED_HEADERS.iter().map(|s| s.to_string()).collect();

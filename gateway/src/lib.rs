@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod rejections;
 pub mod reload;
 pub mod replay;
 pub mod router;
@@ -63,6 +64,7 @@ use crate::admin::Admin;
 use crate::config::Loaded;
 use crate::health::Health;
 use crate::pipeline::{Gateway, Limits, Live};
+use crate::rejections::Rejections;
 use crate::reload::Reloader;
 use crate::shutdown::Shutdown;
 use crate::sink::{KafkaSink, Sink};
@@ -107,7 +109,12 @@ pub async fn run(
             let topics = Topics::new(&settings.kafka)?;
             let wanted = crate::topics::hook_topics(&settings.hooks);
             topics
-                .ensure(&settings.hooks, &wanted, &settings.kafka)
+                .ensure(
+                    &settings.hooks,
+                    settings.rejections_topic(),
+                    &settings.topics(),
+                    &settings.kafka,
+                )
                 .await?;
             health.set_metadata(Ok(Vec::new()));
             let sink = KafkaSink::new(&settings.kafka, health.clone())?;
@@ -144,11 +151,15 @@ pub async fn run(
             .map(|s| Arc::new(SecretSet::new(&[s]))),
     ));
     let server_cfg = settings.server.clone();
-    let gateway = Arc::new(Gateway::new(
+    let mut gateway = Gateway::new(
         Live::new(settings.hooks, settings.trusted_proxies),
         sink,
         limits,
-    ));
+    );
+    if let Some(rejections) = &settings.rejections {
+        gateway = gateway.with_rejections(Rejections::new(rejections));
+    }
+    let gateway = Arc::new(gateway);
     let reloader = Arc::new(Reloader::new(
         matches!(source, hookgate_common::config::Source::File(_)).then_some(source),
         env,

@@ -24,6 +24,8 @@ pub const IN_FLIGHT: &str = "hookgate_in_flight_requests";
 pub const PAUSED: &str = "hookgate_paused_connections";
 pub const BODY_BYTES: &str = "hookgate_request_body_bytes";
 pub const RELOADS: &str = "hookgate_config_reloads_total";
+pub const REJECTION_RECORDS: &str = "hookgate_rejection_records_total";
+pub const REJECTION_RECORDS_DROPPED: &str = "hookgate_rejection_records_dropped_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -198,4 +200,15 @@ pub fn connection_resumed() {
 /// A configuration reload: `result` is `ok` or `rejected`.
 pub fn reload(result: &'static str) {
     counter!(RELOADS, "result" => result).increment(1);
+}
+
+/// A rejection record published for `hook` (`(none)`: a path that matched no hook).
+pub fn rejection_record(hook: &str, reason: &'static str) {
+    counter!(REJECTION_RECORDS, "hook" => hook.to_string(), "reason" => reason).increment(1);
+}
+
+/// A rejection record not made: `cause` is `rate_limited` (its bucket was empty) or
+/// `queue_full` (the producer could not take it).
+pub fn rejection_record_dropped(cause: &'static str) {
+    counter!(REJECTION_RECORDS_DROPPED, "cause" => cause).increment(1);
 }

@@ -45,6 +45,7 @@ use crate::in_flight::InFlight;
 use crate::json::Pointer;
 use crate::metrics;
 use crate::normalize::{self, ContentCoding};
+use crate::rejections::{Refusal, Rejections};
 use crate::replay::Admission;
 use crate::router::Router;
 use crate::sink::Sink;
@@ -58,6 +59,8 @@ pub struct Gateway {
     sink: Sink,
     in_flight: Arc<InFlight>,
     limits: Limits,
+    /// Records of refused requests, when the gateway publishes them.
+    rejections: Option<Rejections>,
 }
 
 /// What a reload replaces: the hooks and the trusted proxies.
@@ -97,6 +100,27 @@ struct Admitted {
     now: SystemTime,
     /// The path ends in a `url_key` (left out of the event).
     keyed_path: bool,
+    client: Option<std::net::IpAddr>,
+}
+
+/// What admission decided.
+enum Verdict<'a> {
+    /// Publish the request.
+    Publish(Entry<'a>),
+    /// Answer at once (a handshake, or a duplicate delivery's original event id).
+    Answer(Accepted),
+}
+
+/// What an admitted request holds while it is published.
+struct Entry<'a> {
+    coding: ContentCoding,
+    verified: crate::auth::Verified,
+    /// The replay guard's claim on the delivery id, settled once the broker answers.
+    ticket: Option<crate::replay::Ticket<'a>>,
+    /// A handshake's answer that replaces the 202 once the event is stored.
+    handshake_answer: Option<Response<Full<Bytes>>>,
+    /// Its place under `server.max_in_flight`.
+    slot: crate::in_flight::Slot<'a>,
 }
 
 /// What the pipeline tells the sender on success.
@@ -114,7 +138,14 @@ impl Gateway {
             sink,
             in_flight: Arc::new(InFlight::new(limits.max_in_flight)),
             limits,
+            rejections: None,
         }
+    }
+
+    /// Publishes a record of each refused request (see [`crate::rejections`]).
+    pub fn with_rejections(mut self, rejections: Rejections) -> Gateway {
+        self.rejections = Some(rejections);
+        self
     }
 
     /// The in-flight limit, which the listener consults before reading new requests.
@@ -182,14 +213,22 @@ impl Gateway {
                 hook_metrics.request(outcome, started.elapsed());
                 match rejection.fault() {
                     crate::error::Fault::Sender => {
-                        tracing::debug!(hook, outcome, reason = %rejection.reason(), "refused")
+                        let signed = hook_id.as_deref().is_some_and(|h| h.auth.needs_body());
+                        tracing::debug!(
+                            hook,
+                            outcome,
+                            reason = rejection.label(),
+                            detail = %rejection.detail(signed),
+                            "refused"
+                        )
                     }
                     _ => {
                         if let Some(skipped) = rejection.warning_due(started) {
                             tracing::warn!(
                                 hook,
                                 outcome,
-                                reason = %rejection.reason(),
+                                reason = rejection.label(),
+                                detail = %rejection.detail(false),
                                 skipped,
                                 "not accepted"
                             )
@@ -213,109 +252,51 @@ impl Gateway {
     {
         let (parts, body) = req.into_parts();
         let live = self.live.load_full();
-        let route = live
-            .router
-            .route(parts.uri.path())
-            .ok_or(Rejection::NotFound)?;
         let now = SystemTime::now();
+        let client = peer.map(|peer| client_ip(peer.ip(), &parts.headers, &live.trusted_proxies));
+        let Some(route) = live.router.route(parts.uri.path()) else {
+            let rejection = Rejection::NotFound;
+            self.record_refusal(&Refusal {
+                hook: None,
+                rejection: &rejection,
+                parts: &parts,
+                client,
+                body: None,
+                keyed_path: false,
+                now,
+            });
+            return Err(rejection);
+        };
         let keyed_path = route.key.is_some();
         let hook: &Hook = matched.insert(route.hook.clone());
-        if let crate::auth::Auth::UrlKey(check) = &hook.auth {
-            // Checked before anything else about the request, so that a wrong key looks
-            // exactly like an unknown hook, whatever the method or size. The operator's
-            // metrics and logs still name the hook and the reason.
-            check.verify(route.key, now).map_err(|f| {
-                metrics::auth_failure(&hook.id, f.as_str());
-                Rejection::WrongUrlKey(f)
-            })?;
-        }
-        if let Some(hs) = &hook.handshake {
-            if let HandshakeOutcome::Answer(resp) = hs.before_auth(&parts, now) {
-                return Ok(Accepted::Handshake(resp));
-            }
-        }
-        if !hook.allows(&parts.method) {
-            return Err(Rejection::MethodNotAllowed(hook.allow.clone()));
-        }
-        if content_length(&parts.headers).is_some_and(|n| n > hook.max_body as u64) {
-            return Err(Rejection::TooLarge(hook.max_body));
-        }
-        let client = peer.map(|peer| client_ip(peer.ip(), &parts.headers, &live.trusted_proxies));
-        if !hook.allow_sources.is_empty()
-            && !client.is_some_and(|ip| hook.allow_sources.contains(ip))
+        let mut raw = None;
+        let entry = match self
+            .admit(hook, route.key, &parts, body, client, now, &mut raw)
+            .await
         {
-            return Err(Rejection::Forbidden);
-        }
-        hook.auth
-            .verify_head(&parts, now)
-            .map_err(|f| self.unauthorized(hook, f))?;
-        if let Some((client_rate, limiter)) = &hook.limits.client {
-            let ip_text;
-            let key: &[u8] = match &client_rate.key {
-                ClientKey::Ip => {
-                    ip_text = client.map(|ip| ip.to_string()).unwrap_or_default();
-                    ip_text.as_bytes()
-                }
-                ClientKey::Header(h) => parts.headers.get(h).map_or(&b""[..], |v| v.as_bytes()),
-            };
-            limiter.check(key).map_err(|wait| {
-                metrics::rate_limited(&hook.id, "client");
-                Rejection::RateLimited(wait)
-            })?;
-        }
-        let coding = ContentCoding::parse(header_str(&parts.headers, CONTENT_ENCODING))
-            .ok_or(Rejection::UnsupportedEncoding)?;
-        let content_type = header_str(&parts.headers, CONTENT_TYPE);
-        if hook.mode == Mode::Binary && content_type.is_some_and(is_cloudevents) {
-            // In binary mode the request's type becomes the record's, and this one would
-            // make readers take the sender's body for a whole, structured event.
-            return Err(Rejection::CloudEventsInBinaryMode);
-        }
-        let _slot = self.in_flight.try_admit().ok_or_else(|| {
-            metrics::shed("in_flight");
-            Rejection::Overloaded
-        })?;
-        let raw = self.read_body(body, hook.max_body).await?;
-        hook.metrics().body_bytes(raw.len());
-        // Over the bytes as received, before anything parses them.
-        let verified = hook
-            .auth
-            .verify_body(&parts, &raw, now)
-            .map_err(|f| self.unauthorized(hook, f))?;
-
-        if let Some((_, limiter)) = &hook.limits.rate {
-            // Charged only now that the request is authenticated: forged floods cannot
-            // spend a real sender's quota.
-            limiter.check().map_err(|wait| {
-                metrics::rate_limited(&hook.id, "hook");
-                Rejection::RateLimited(wait)
-            })?;
-        }
-        let mut handshake_answer = None;
-        if let Some(hs) = &hook.handshake {
-            match hs.after_auth(&hook.auth, &raw, now) {
-                HandshakeOutcome::Answer(resp) => return Ok(Accepted::Handshake(resp)),
-                HandshakeOutcome::PublishThenAnswer(resp) => handshake_answer = Some(resp),
-                HandshakeOutcome::Continue => {}
+            Ok(Verdict::Publish(entry)) => entry,
+            Ok(Verdict::Answer(answer)) => return Ok(answer),
+            Err(rejection) => {
+                self.record_refusal(&Refusal {
+                    hook: Some(hook),
+                    rejection: &rejection,
+                    parts: &parts,
+                    client,
+                    body: raw.as_deref(),
+                    keyed_path,
+                    now,
+                });
+                return Err(rejection);
             }
-        }
-        let ticket = match (hook.auth.replay(), verified.delivery_id.as_deref()) {
-            (Some(guard), Some(delivery)) => {
-                match guard
-                    .admit(delivery, hook.ack_timeout + REPLAY_WAIT_SLACK)
-                    .await
-                {
-                    Admission::Duplicate(id) => {
-                        // Already stored: the sender gets the same answer, nothing more
-                        // is published.
-                        metrics::auth_failure(&hook.id, crate::auth::Failure::Replay.as_str());
-                        return Ok(Accepted::Stored { id });
-                    }
-                    Admission::Fresh(ticket) => Some(ticket),
-                }
-            }
-            _ => None,
         };
+        let Entry {
+            coding,
+            verified,
+            ticket,
+            handshake_answer,
+            slot: _slot,
+        } = entry;
+        let raw = raw.expect("admission read the body");
         let delivered = Instant::now();
         let event_id = envelope::event_id(now);
         let pending = self.publish(
@@ -327,6 +308,7 @@ impl Gateway {
                 verified,
                 now,
                 keyed_path,
+                client,
             },
             event_id,
         )?;
@@ -347,6 +329,142 @@ impl Gateway {
         }
     }
 
+    /// Admission, steps 1 to 8 of the module docs for a request routed to `hook`: either a
+    /// request to publish, or an answer already (a handshake, a duplicate delivery).
+    /// The body, once read, is left in `raw`, for a rejection record as much as for
+    /// publishing.
+    #[allow(clippy::too_many_arguments)]
+    async fn admit<'a, B>(
+        &'a self,
+        hook: &'a Hook,
+        url_key: Option<&str>,
+        parts: &http::request::Parts,
+        body: B,
+        client: Option<std::net::IpAddr>,
+        now: SystemTime,
+        raw: &mut Option<Bytes>,
+    ) -> Result<Verdict<'a>, Rejection>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if let crate::auth::Auth::UrlKey(check) = &hook.auth {
+            // Checked before anything else about the request, so that a wrong key looks
+            // exactly like an unknown hook, whatever the method or size. The operator's
+            // metrics and logs still name the hook and the reason.
+            check.verify(url_key, now).map_err(|f| {
+                metrics::auth_failure(&hook.id, f.as_str());
+                Rejection::WrongUrlKey(f)
+            })?;
+        }
+        if let Some(hs) = &hook.handshake {
+            if let HandshakeOutcome::Answer(resp) = hs.before_auth(parts, now) {
+                return Ok(Verdict::Answer(Accepted::Handshake(resp)));
+            }
+        }
+        if !hook.allows(&parts.method) {
+            return Err(Rejection::MethodNotAllowed(hook.allow.clone()));
+        }
+        if content_length(&parts.headers).is_some_and(|n| n > hook.max_body as u64) {
+            return Err(Rejection::TooLarge(hook.max_body));
+        }
+        if !hook.allow_sources.is_empty()
+            && !client.is_some_and(|ip| hook.allow_sources.contains(ip))
+        {
+            return Err(Rejection::Forbidden);
+        }
+        hook.auth
+            .verify_head(parts, now)
+            .map_err(|f| self.unauthorized(hook, f))?;
+        if let Some((client_rate, limiter)) = &hook.limits.client {
+            let ip_text;
+            let key: &[u8] = match &client_rate.key {
+                ClientKey::Ip => {
+                    ip_text = client.map(|ip| ip.to_string()).unwrap_or_default();
+                    ip_text.as_bytes()
+                }
+                ClientKey::Header(h) => parts.headers.get(h).map_or(&b""[..], |v| v.as_bytes()),
+            };
+            limiter.check(key).map_err(|wait| {
+                metrics::rate_limited(&hook.id, "client");
+                Rejection::RateLimited(wait, "client")
+            })?;
+        }
+        let coding = ContentCoding::parse(header_str(&parts.headers, CONTENT_ENCODING))
+            .ok_or(Rejection::UnsupportedEncoding)?;
+        let content_type = header_str(&parts.headers, CONTENT_TYPE);
+        if hook.mode == Mode::Binary && content_type.is_some_and(is_cloudevents) {
+            // In binary mode the request's type becomes the record's, and this one would
+            // make readers take the sender's body for a whole, structured event.
+            return Err(Rejection::CloudEventsInBinaryMode);
+        }
+        let slot = self.in_flight.try_admit().ok_or_else(|| {
+            metrics::shed("in_flight");
+            Rejection::Overloaded
+        })?;
+        let body = raw.insert(self.read_body(body, hook.max_body).await?);
+        hook.metrics().body_bytes(body.len());
+        // Over the bytes as received, before anything parses them.
+        let verified = hook
+            .auth
+            .verify_body(parts, body, now)
+            .map_err(|f| self.unauthorized(hook, f))?;
+
+        if let Some((_, limiter)) = &hook.limits.rate {
+            // Charged only now that the request is authenticated: forged floods cannot
+            // spend a real sender's quota.
+            limiter.check().map_err(|wait| {
+                metrics::rate_limited(&hook.id, "hook");
+                Rejection::RateLimited(wait, "hook")
+            })?;
+        }
+        let mut handshake_answer = None;
+        if let Some(hs) = &hook.handshake {
+            match hs.after_auth(&hook.auth, body, now) {
+                HandshakeOutcome::Answer(resp) => {
+                    return Ok(Verdict::Answer(Accepted::Handshake(resp)))
+                }
+                HandshakeOutcome::PublishThenAnswer(resp) => handshake_answer = Some(resp),
+                HandshakeOutcome::Continue => {}
+            }
+        }
+        let ticket = match (hook.auth.replay(), verified.delivery_id.as_deref()) {
+            (Some(guard), Some(delivery)) => {
+                match guard
+                    .admit(delivery, hook.ack_timeout + REPLAY_WAIT_SLACK)
+                    .await
+                {
+                    Admission::Duplicate(id) => {
+                        // Already stored: the sender gets the same answer, nothing more
+                        // is published.
+                        metrics::auth_failure(&hook.id, crate::auth::Failure::Replay.as_str());
+                        return Ok(Verdict::Answer(Accepted::Stored { id }));
+                    }
+                    Admission::Fresh(ticket) => Some(ticket),
+                }
+            }
+            _ => None,
+        };
+        Ok(Verdict::Publish(Entry {
+            coding,
+            verified,
+            ticket,
+            handshake_answer,
+            slot,
+        }))
+    }
+
+    /// Publishes the rejection record of a refusal the sender can fix (4xx), if the
+    /// gateway makes them.
+    fn record_refusal(&self, refusal: &Refusal<'_>) {
+        let Some(rejections) = &self.rejections else {
+            return;
+        };
+        if refusal.rejection.fault() == crate::error::Fault::Sender {
+            rejections.publish(&self.sink, refusal);
+        }
+    }
+
     /// Normalizes an admitted request, writes its event and hands the record to the sink.
     /// Takes the request by value so that it is dropped before the caller awaits the
     /// broker.
@@ -363,14 +481,28 @@ impl Gateway {
             verified,
             now,
             keyed_path,
+            client,
         } = admitted;
+        let refused = |rejection: Rejection| {
+            self.record_refusal(&Refusal {
+                hook: Some(hook),
+                rejection: &rejection,
+                parts: &parts,
+                client,
+                body: Some(&raw),
+                keyed_path,
+                now,
+            });
+            rejection
+        };
         let content_type = header_str(&parts.headers, CONTENT_TYPE);
         let pointers: Vec<&Pointer> = hook.pointers.iter().collect();
         let (normalized, found) = match hook.mode {
             Mode::Structured => {
                 let decoded = normalize::decode_content(coding, raw.clone(), hook.max_body)
-                    .map_err(Rejection::BadEncoding)?;
-                let (n, found) = normalize::normalize(content_type, &decoded, &pointers)?;
+                    .map_err(|e| refused(Rejection::BadEncoding(e)))?;
+                let (n, found) = normalize::normalize(content_type, &decoded, &pointers)
+                    .map_err(|e| refused(e.into()))?;
                 (Some(n), found)
             }
             // Binary mode publishes the bytes as received; its body only feeds the
@@ -396,12 +528,13 @@ impl Gateway {
             now,
             keyed_path,
         };
-        event.write(|record| {
+        let written = event.write(|record| {
             if record.len() > self.limits.max_record_bytes {
                 return Err(Rejection::EventTooLarge);
             }
             Ok(self.sink.enqueue(record))
-        })
+        });
+        written.map_err(refused)
     }
 
     fn unauthorized(&self, hook: &Hook, failure: crate::auth::Failure) -> Rejection {

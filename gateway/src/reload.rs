@@ -7,8 +7,8 @@
 //!   they remember, and the ones in flight: a retried delivery is still a duplicate after
 //!   a secret rotation.
 //! - Changes that need a restart are refused with the reason: the listen addresses, the
-//!   Kafka settings, and the other listener settings (timeouts, connection limits,
-//!   turning TLS on or off).
+//!   Kafka settings, `[rejections]`, and the other listener settings (timeouts,
+//!   connection limits, turning TLS on or off).
 //! - An invalid config is refused with its problems; the old one keeps serving.
 
 use std::sync::{Arc, Mutex};
@@ -114,7 +114,7 @@ impl Reloader {
                 Topics::new(&settings.kafka).map_err(|e| ReloadError::Apply(e.to_string()))?;
             let wanted = crate::topics::hook_topics(&settings.hooks);
             topics
-                .ensure(&settings.hooks, &wanted, &settings.kafka)
+                .ensure(&settings.hooks, None, &wanted, &settings.kafka)
                 .await
                 .map_err(|e| ReloadError::Apply(e.to_string()))?;
         }
@@ -178,6 +178,9 @@ pub fn needs_restart(current: &Config, next: &Config) -> Vec<String> {
             "admin.listen changed from {} to {}",
             current.admin.listen, next.admin.listen
         ));
+    }
+    if current.rejections != next.rejections {
+        out.push("[rejections] changed".to_string());
     }
     if current.kafka.brokers != next.kafka.brokers {
         out.push("kafka.brokers changed".to_string());

@@ -16,9 +16,9 @@ use crate::shutdown::Shutdown;
 use crate::sink::kafka::KafkaSettings;
 use crate::sink::kafka::{base_config, LogContext};
 
-/// Names each hook whose topic is missing, with the fix.
-pub fn missing_message(hooks: &[Hook], missing: &[String]) -> String {
-    let lines: Vec<String> = hooks
+/// Names each hook whose topic is missing, and the rejections topic if it is, with the fix.
+pub fn missing_message(hooks: &[Hook], rejections: Option<&str>, missing: &[String]) -> String {
+    let mut lines: Vec<String> = hooks
         .iter()
         .filter(|h| missing.contains(&h.topic))
         .map(|h| {
@@ -28,10 +28,14 @@ pub fn missing_message(hooks: &[Hook], missing: &[String]) -> String {
             )
         })
         .collect();
-    format!(
-        "{} (fix: create the topic, or set kafka.create_topics = true)",
-        lines.join("; ")
-    )
+    let mut fix = "create the topic, or set kafka.create_topics = true".to_string();
+    if let Some(topic) = rejections.filter(|t| missing.iter().any(|m| m == t)) {
+        lines.push(format!(
+            "rejections.topic: topic `{topic}` for the records of refused requests does not exist on the cluster"
+        ));
+        fix.push_str(", or set rejections.topic = \"\" to make no rejection records");
+    }
+    format!("{} (fix: {fix})", lines.join("; "))
 }
 
 /// How often the watcher asks the brokers for metadata.
@@ -117,6 +121,7 @@ impl Topics {
     pub async fn ensure(
         &self,
         hooks: &[Hook],
+        rejections: Option<&str>,
         wanted: &[String],
         settings: &KafkaSettings,
     ) -> anyhow::Result<()> {
@@ -127,7 +132,7 @@ impl Topics {
             return Ok(());
         }
         if !settings.create_topics {
-            anyhow::bail!("{}", missing_message(hooks, &missing));
+            anyhow::bail!("{}", missing_message(hooks, rejections, &missing));
         }
         self.create(&missing, settings.partitions, settings.replication_factor)
             .await
@@ -137,7 +142,7 @@ impl Topics {
         loop {
             match self.missing(wanted).await {
                 Ok(m) if m.is_empty() => {
-                    tracing::info!(topics = %List(&missing), "created hook topics");
+                    tracing::info!(topics = %List(&missing), "created topics");
                     return Ok(());
                 }
                 Ok(m) if tokio::time::Instant::now() >= deadline => {

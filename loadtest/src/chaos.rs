@@ -91,7 +91,7 @@ async fn on_mock_cluster(
     Server,
 )> {
     let cluster = MockCluster::new(1).context("starting the mock Kafka cluster")?;
-    for topic in scenario.mix.topics() {
+    for topic in &scenario.gateway_topics {
         cluster
             .create_topic(topic, MOCK_PARTITIONS, 1)
             .with_context(|| format!("creating {topic} on the mock cluster"))?;

@@ -118,6 +118,9 @@ pub struct Scenario {
     pub mix: Arc<Mix>,
     /// The gateway's Kafka settings, for the loss check.
     pub kafka: hookgate_gateway::sink::kafka::KafkaSettings,
+    /// Every topic the gateway writes (the hooks' and the rejections topic): a mock
+    /// cluster must hold them all before the gateway starts.
+    pub gateway_topics: Vec<String>,
     /// The gateway's header and body read timeouts: how long a slow client may hold a
     /// connection.
     pub read_timeouts: (Duration, Duration),
@@ -182,6 +185,7 @@ impl Scenario {
                 settings.server.header_read_timeout.get(),
                 settings.server.body_read_timeout.get(),
             ),
+            gateway_topics: settings.topics(),
             mix: Arc::new(Mix::new(&file.hooks, settings.hooks)?),
             kafka: settings.kafka,
         })

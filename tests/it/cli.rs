@@ -552,6 +552,11 @@ fn schema_prints_the_json_schema_of_each_kind_of_event() {
             "urn:hookgate:poll:v1",
             hookgate_event::POLL_SCHEMA_JSON,
         ),
+        (
+            &["schema", "rejection"][..],
+            "urn:hookgate:rejection:v1",
+            hookgate_event::REJECTION_SCHEMA_JSON,
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
             .args(args)

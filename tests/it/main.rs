@@ -16,6 +16,7 @@ mod oversize;
 mod packaging;
 mod properties;
 mod readiness;
+mod rejections;
 mod reload;
 mod replay;
 mod requests;

@@ -4,12 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-use crate::support::{http, kafka, metric_until, GatewayBuilder, RunningGateway};
-
-type Cluster = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+use crate::support::{
+    http, kafka, metric_until, mock_cluster, Cluster, GatewayBuilder, RunningGateway,
+};
 
 /// A mock cluster with one topic and a gateway publishing to it through hook `h`.
 async fn mock_gateway(topic: &str, ack_timeout: &str) -> (Cluster, RunningGateway) {
@@ -22,8 +21,7 @@ async fn mock_gateway_with(
     ack_timeout: &str,
     more: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
 ) -> (Cluster, RunningGateway) {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(topic, 1, 1).unwrap();
+    let cluster = mock_cluster(&[topic]);
     let builder = GatewayBuilder::new()
         .brokers(&cluster.bootstrap_servers())
         .hook(&format!(
@@ -322,8 +320,7 @@ async fn a_request_awaiting_its_acknowledgement_holds_none_of_its_body() {
     use hookgate_gateway::sink::{KafkaSink, Sink};
     use http_body_util::Full;
 
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("held", 1, 1).unwrap();
+    let cluster = mock_cluster(&["held"]);
     let env = Environment::default();
     let source = Source::Text {
         name: "held".into(),

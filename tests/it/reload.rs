@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use rdkafka::mocking::MockCluster;
-
-use crate::support::{http, GatewayBuilder};
+use crate::support::{http, mock_cluster, GatewayBuilder};
 
 async fn reload(gw: &crate::support::RunningGateway, token: &str) -> http::Reply {
     http::post(&format!("{}/reload", gw.admin_url))
@@ -18,8 +16,7 @@ async fn reload(gw: &crate::support::RunningGateway, token: &str) -> http::Reply
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_swaps_secrets_keeps_limits_and_refuses_what_it_cannot_apply() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("reload", 1, 1).unwrap();
+    let cluster = mock_cluster(&["reload"]);
     let gw = GatewayBuilder::new()
         .brokers(&cluster.bootstrap_servers())
         .admin("reload_token = { value = \"admin-token\" }")
@@ -153,8 +150,7 @@ async fn the_reload_endpoint_is_off_without_a_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_secret_rotation_keeps_replay_protection_and_claims_in_flight() {
     use crate::support::hmac_sha256_hex;
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("rotate", 1, 1).unwrap();
+    let cluster = mock_cluster(&["rotate"]);
     let hook = |secrets: &str, window: &str| {
         format!("id = \"gh\"\ntopic = \"rotate\"\nauth = {{ scheme = \"hmac\", preset = \"github\", secrets = [{secrets}]{window} }}")
     };

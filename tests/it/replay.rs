@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use rdkafka::mocking::MockCluster;
 use serde_json::json;
 
-use crate::support::{brokers, hmac_sha256_hex, http, kafka, topic, GatewayBuilder};
+use crate::support::{brokers, hmac_sha256_hex, http, kafka, mock_cluster, topic, GatewayBuilder};
 
 const SECRET: &str = "replay-test-secret";
 
@@ -77,8 +76,7 @@ async fn a_replayed_delivery_publishes_no_second_event() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delivery_that_got_503_is_accepted_on_retry() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("retry", 1, 1).unwrap();
+    let cluster = mock_cluster(&["retry"]);
     let bootstrap = cluster.bootstrap_servers();
     let gw = GatewayBuilder::new()
         .brokers(&bootstrap)

@@ -10,7 +10,9 @@ use std::process::Command;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::support::{brokers, hmac_sha256_hex, http, topic, GatewayBuilder, RunningConsumer};
+use crate::support::{
+    brokers, hmac_sha256_hex, http, kafka, topic, GatewayBuilder, RunningConsumer,
+};
 
 const SECRET: &str = "sdk-github-secret";
 
@@ -140,8 +142,10 @@ async fn poller_event(events: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_official_sdks_read_every_event_as_sent() {
     let (structured_topic, binary_topic) = (topic("sdk-structured"), topic("sdk-binary"));
+    let rejections = topic("sdk-rejections");
     let gw = GatewayBuilder::tansu()
         .kafka("partitions = 1")
+        .rejections(&format!("topic = \"{rejections}\""))
         .hook(&format!("id = \"sdk\"\ntopic = \"{structured_topic}\"\nauth = {{ scheme = \"none\" }}"))
         .hook(&format!(
             "id = \"sdk-gh\"\ntopic = \"{binary_topic}\"\nmode = \"binary\"\nauth = {{ scheme = \"hmac\", preset = \"github\", secrets = [{{ value = \"{SECRET}\" }}] }}"
@@ -206,6 +210,28 @@ async fn the_official_sdks_read_every_event_as_sent() {
         }
         expectations.push(e);
     }
+    // A refused request: its rejection record, read back for its id.
+    let refused = http::post(&gw.hook_url("/hooks/sdk-gh"))
+        .header("x-hub-signature-256", "sha256=00")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 401);
+    let record = kafka::read_n(&brokers(), &rejections, 1);
+    expectations.push(json!({
+        "topic": rejections,
+        "id": record[0].json()["id"],
+        "mode": "structured",
+        "type": hookgate_event::REJECTION_TYPE,
+        "source": "/hooks/sdk-gh",
+        "dataschema": hookgate_event::REJECTION_SCHEMA,
+        "hook": "sdk-gh",
+        "authscheme": "hmac",
+        "reason": "mismatch",
+        "status": 401,
+        "path": "/hooks/sdk-gh",
+    }));
     let polls = topic("sdk-polls");
     hookgate_testkit::kafka::create_topic(&brokers(), &polls, 1).await;
     expectations.push(json!({
@@ -227,6 +253,7 @@ async fn the_official_sdks_read_every_event_as_sent() {
     let root = env!("CARGO_MANIFEST_DIR");
     let schema = format!("{root}/event/schema/webhook-v1.json");
     let poll_schema = format!("{root}/event/schema/poll-v1.json");
+    let rejection_schema = format!("{root}/event/schema/rejection-v1.json");
     let n = expectations.len();
     let verifiers = [
         ("python3", format!("{root}/docs/examples/python/verify.py")),
@@ -236,7 +263,8 @@ async fn the_official_sdks_read_every_event_as_sent() {
         let out = Command::new(program)
             .arg(&script)
             .args(["--brokers", &brokers(), "--schema", &schema])
-            .args(["--schema", &poll_schema, "--expect"])
+            .args(["--schema", &poll_schema, "--schema", &rejection_schema])
+            .arg("--expect")
             .arg(&expect)
             .output()
             .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));

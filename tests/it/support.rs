@@ -20,6 +20,7 @@ pub struct GatewayBuilder {
     kafka: Vec<String>,
     server: Vec<String>,
     admin: Vec<String>,
+    rejections: Vec<String>,
     hooks: Vec<String>,
     env: Vec<(String, String)>,
     sink: SinkKind,
@@ -35,6 +36,7 @@ impl GatewayBuilder {
             ],
             server: Vec::new(),
             admin: Vec::new(),
+            rejections: Vec::new(),
             hooks: Vec::new(),
             env: Vec::new(),
             sink: SinkKind::Kafka,
@@ -75,6 +77,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Adds a line to `[rejections]`.
+    pub fn rejections(mut self, line: &str) -> Self {
+        self.rejections.push(line.to_string());
+        self
+    }
+
     /// Sets a variable in the environment the config sees (secrets).
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.into(), value.into()));
@@ -88,11 +96,12 @@ impl GatewayBuilder {
 
     pub fn toml(&self) -> String {
         let mut t = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}\n[kafka]\nbrokers = \"{}\"\n{}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}\n[kafka]\nbrokers = \"{}\"\n{}\n[rejections]\n{}\n",
             self.server.join("\n"),
             self.admin.join("\n"),
             self.brokers,
-            self.kafka.join("\n")
+            self.kafka.join("\n"),
+            self.rejections.join("\n")
         );
         for h in &self.hooks {
             t.push_str("\n[[hooks]]\n");
@@ -183,6 +192,20 @@ impl RunningGateway {
 }
 
 /// HMAC-SHA256 of `data`, hex, computed independently of the gateway's verifier.
+/// librdkafka's mock cluster, the stand-in for outage tests.
+pub type Cluster =
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+/// A one-broker mock cluster holding `topics` and the gateway's default rejections
+/// topic (a gateway does not start while a topic it writes is missing).
+pub fn mock_cluster(topics: &[&str]) -> Cluster {
+    let cluster = Cluster::new(1).unwrap();
+    for topic in topics.iter().chain(&["hookgate.rejections"]) {
+        cluster.create_topic(topic, 1, 1).unwrap();
+    }
+    cluster
+}
+
 pub fn hmac_sha256_hex(secret: &str, data: &[u8]) -> String {
     use hmac::{KeyInit, Mac};
     let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();

@@ -94,8 +94,15 @@ function check(exp, { topic, message, event, mode }) {
     if (data === null || typeof data !== "object" || Array.isArray(data)) {
       return [...bad, `data is ${JSON.stringify(data)}, expected an object`];
     }
-    same("data.bodyencoding", data.bodyencoding, exp.bodyencoding ?? null);
-    same("data.body", data.body, exp.body ?? null);
+    if (exp.reason !== undefined) {
+      // A rejection record (urn:hookgate:rejection:v1): why and how it was refused.
+      same("data.reason", data.reason, exp.reason);
+      same("data.status", data.status, exp.status);
+      same("data.path", data.path, exp.path);
+    } else {
+      same("data.bodyencoding", data.bodyencoding, exp.bodyencoding ?? null);
+      same("data.body", data.body, exp.body ?? null);
+    }
   } else {
     const expected = Buffer.from(exp.body_base64, "base64");
     const body = binaryData(event);

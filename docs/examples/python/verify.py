@@ -9,7 +9,7 @@ each record is decoded with consume.decode (the CloudEvents SDK's Kafka binding)
 each expected event is looked up by id and checked. Prints `ok <id> <mode>
 <bodyencoding>` or `FAIL <id>: <reason>` per event and exits 0 only if all pass.
 Each structured event is validated against the --schema whose `$id` is its
-`dataschema` (webhook-v1.json, poll-v1.json).
+`dataschema` (webhook-v1.json, poll-v1.json, rejection-v1.json).
 """
 
 import argparse
@@ -92,8 +92,14 @@ def check(exp, msg, event, mode, validators):
         data = event.get_data()
         if not isinstance(data, dict):
             return bad + [f"data is {type(data).__name__}, expected an object"]
-        same("data.bodyencoding", data.get("bodyencoding"), exp.get("bodyencoding"))
-        same("data.body", data.get("body", UNSET), exp.get("body"))
+        if "reason" in exp:
+            # A rejection record (urn:hookgate:rejection:v1): why and how it was refused.
+            same("data.reason", data.get("reason"), exp["reason"])
+            same("data.status", data.get("status"), exp["status"])
+            same("data.path", data.get("path"), exp["path"])
+        else:
+            same("data.bodyencoding", data.get("bodyencoding"), exp.get("bodyencoding"))
+            same("data.body", data.get("body", UNSET), exp.get("body"))
         # The record value itself, not the SDK's re-rendering, is what the schema describes.
         validator = validators.get(event.get_dataschema())
         if validator is None:
@@ -122,7 +128,8 @@ def main():
     p.add_argument("--brokers", required=True)
     p.add_argument("--expect", required=True, help="expectations JSON file")
     p.add_argument("--schema", required=True, action="append",
-                   help="event/schema/webhook-v1.json, and poll-v1.json for poller events")
+                   help="event/schema/webhook-v1.json, and poll-v1.json for poller events, "
+                        "rejection-v1.json for the records of refused requests")
     args = p.parse_args()
 
     with open(args.expect) as f:
