@@ -1,7 +1,8 @@
 //! Running one flow for one event: variables, conditions, then the tasks in order, each
 //! retried with backoff as its `retry` says and its outputs made visible to the next.
 //! Every run yields an [`Execution`] record (CREATED → RUNNING → SUCCESS | FAILED, or
-//! CREATED → SKIPPED), masked of secrets, which the runtime publishes and logs.
+//! CREATED → SKIPPED), masked of secrets, which the runtime publishes and logs: the run
+//! log.
 
 use std::time::{Instant, SystemTime};
 
@@ -12,7 +13,7 @@ use serde_json::{json, Value as Json};
 
 use crate::expression::Context;
 use crate::flow::Flow;
-use crate::task::{Deps, TaskError};
+use crate::task::{Deps, Task, TaskError};
 
 /// Where the event was read from.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -51,13 +52,20 @@ pub struct Execution {
     pub id: String,
     pub flow: String,
     pub namespace: String,
+    /// The flow's [revision](crate::flow::Flow::revision) that ran.
+    pub revision: String,
     pub event: EventRef,
     pub state: State,
+    /// When the run began (RFC 3339).
+    pub started: String,
     pub states: Vec<StateChange>,
     pub tasks: Vec<TaskRun>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub duration_ms: u64,
+    /// Set when an operator asked for this run (`hookgate-consumer redrive`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redrive: Option<Redrive>,
 }
 
 /// The triggering event.
@@ -67,8 +75,21 @@ pub struct EventRef {
     pub source: String,
     #[serde(rename = "type")]
     pub event_type: String,
+    /// The sender's delivery id, when the hook reads one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliveryid: Option<String>,
     #[serde(flatten)]
     pub origin: Origin,
+}
+
+/// Why a run was asked for again, and which run it repeats.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Redrive {
+    /// `dead-letter` or `event`: where the redriven event was taken from.
+    pub origin: String,
+    /// The execution id of the run being repeated, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub of: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,10 +107,37 @@ pub struct TaskRun {
     pub state: State,
     pub attempts: u32,
     pub duration_ms: u64,
+    /// What the task sent (see [`Prepared::describe`](crate::task::Prepared::describe)); absent when it could not be
+    /// rendered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<Json>,
+    /// An HTTP task's last response status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The first bytes of an HTTP task's last response body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl TaskRun {
+    fn new(task: &Task, request: Option<Json>) -> TaskRun {
+        TaskRun {
+            id: task.id().to_string(),
+            kind: task.kind(),
+            state: State::Created,
+            attempts: 0,
+            duration_ms: 0,
+            request,
+            status: None,
+            response: None,
+            outputs: None,
+            error: None,
+        }
+    }
 }
 
 fn now_text() -> String {
@@ -183,35 +231,15 @@ pub fn context(event: &Event, flow: &Flow, execution_id: &str) -> Context {
         .build()
 }
 
-/// Runs `flow` for `event`.
-pub async fn execute(flow: &Flow, event: &Event, origin: &Origin, deps: &Deps) -> Execution {
-    let started = Instant::now();
-    let id = uuid::Uuid::now_v7().hyphenated().to_string();
-    let mut exec = Execution {
-        id: id.clone(),
-        flow: flow.id.clone(),
-        namespace: flow.namespace.clone(),
-        event: EventRef {
-            id: event.id.clone(),
-            source: event.source.clone(),
-            event_type: event.event_type.clone(),
-            origin: origin.clone(),
-        },
-        state: State::Created,
-        states: Vec::new(),
-        tasks: Vec::new(),
-        error: None,
-        duration_ms: 0,
-    };
-    exec.change(State::Created);
-    let mut ctx = context(event, flow, &id);
-    // Variables first, so conditions may use them; but a condition that is false skips
-    // the run even when a variable could not be rendered (it read a field this event
-    // does not have).
-    let vars = flow.vars.render_into(&mut ctx);
+/// Variables, then conditions: whether the run goes on (`Ok(false)`: skipped).
+/// Variables come first, so conditions may use them; but a condition that is false skips
+/// the run even when a variable could not be rendered (it read a field this event does
+/// not have).
+pub(crate) fn admit(flow: &Flow, ctx: &mut Context) -> Result<bool, String> {
+    let vars = flow.vars.render_into(ctx);
     let mut verdict: Result<bool, String> = Ok(true);
     for c in flow.conditions() {
-        match c.eval(&ctx, SystemTime::now()) {
+        match c.eval(ctx, SystemTime::now()) {
             Ok(true) => {}
             Ok(false) => {
                 verdict = Ok(false);
@@ -223,11 +251,45 @@ pub async fn execute(flow: &Flow, event: &Event, origin: &Origin, deps: &Deps) -
             }
         }
     }
-    let prepared = match (verdict, vars) {
+    match (verdict, vars) {
         (Ok(true), Err(e)) => Err(format!("variables: {e}")),
         (verdict, _) => verdict,
+    }
+}
+
+/// Runs `flow` for `event`; `redrive` says when an operator asked for it.
+pub async fn execute(
+    flow: &Flow,
+    event: &Event,
+    origin: &Origin,
+    redrive: Option<Redrive>,
+    deps: &Deps,
+) -> Execution {
+    let started = Instant::now();
+    let id = uuid::Uuid::now_v7().hyphenated().to_string();
+    let mut exec = Execution {
+        id: id.clone(),
+        flow: flow.id.clone(),
+        namespace: flow.namespace.clone(),
+        revision: flow.revision.clone(),
+        event: EventRef {
+            id: event.id.clone(),
+            source: event.source.clone(),
+            event_type: event.event_type.clone(),
+            deliveryid: event.extension("deliveryid").map(str::to_string),
+            origin: origin.clone(),
+        },
+        state: State::Created,
+        started: now_text(),
+        states: Vec::new(),
+        tasks: Vec::new(),
+        error: None,
+        duration_ms: 0,
+        redrive,
     };
-    match prepared {
+    exec.change(State::Created);
+    let mut ctx = context(event, flow, &id);
+    match admit(flow, &mut ctx) {
         Err(e) => {
             exec.error = Some(deps.engine.mask(&e).into_owned());
             exec.change(State::Failed);
@@ -270,14 +332,25 @@ pub async fn execute(flow: &Flow, event: &Event, origin: &Origin, deps: &Deps) -
     exec
 }
 
-/// One task with its retries.
-async fn run_task(flow: &str, task: &crate::task::Task, ctx: &Context, deps: &Deps) -> TaskRun {
+/// One task with its retries: rendered once, sent up to its attempts.
+async fn run_task(flow: &str, task: &Task, ctx: &Context, deps: &Deps) -> TaskRun {
     let retry = task.retry();
     let started = Instant::now();
+    let prepared = match task.prepare(ctx, &deps.engine) {
+        Ok(p) => p,
+        Err(e) => {
+            let mut run = TaskRun::new(task, None);
+            run.state = State::Failed;
+            run.attempts = 1;
+            run.error = Some(deps.engine.mask(&e.message).into_owned());
+            return run;
+        }
+    };
+    let mut run = TaskRun::new(task, Some(prepared.describe()));
     let mut attempts = 0;
     let result: Result<Json, TaskError> = loop {
         attempts += 1;
-        let result = task.run(ctx, deps).await;
+        let result = task.send(&prepared, deps).await;
         match result {
             Err(e)
                 if e.retryable
@@ -292,25 +365,29 @@ async fn run_task(flow: &str, task: &crate::task::Task, ctx: &Context, deps: &De
             other => break other,
         }
     };
-    let duration_ms = started.elapsed().as_millis() as u64;
-    match result {
-        Ok(outputs) => TaskRun {
-            id: task.id().to_string(),
-            kind: task.kind(),
-            state: State::Success,
-            attempts,
-            duration_ms,
-            outputs: Some(outputs),
-            error: None,
-        },
-        Err(e) => TaskRun {
-            id: task.id().to_string(),
-            kind: task.kind(),
-            state: State::Failed,
-            attempts,
-            duration_ms,
-            outputs: e.outputs,
-            error: Some(deps.engine.mask(&e.message).into_owned()),
-        },
+    run.attempts = attempts;
+    run.duration_ms = started.elapsed().as_millis() as u64;
+    let outputs = match result {
+        Ok(outputs) => {
+            run.state = State::Success;
+            Some(outputs)
+        }
+        Err(e) => {
+            run.state = State::Failed;
+            run.error = Some(deps.engine.mask(&e.message).into_owned());
+            e.outputs
+        }
+    };
+    if let (Task::Http(_), Some(out)) = (task, &outputs) {
+        run.status = out
+            .get("status")
+            .and_then(Json::as_u64)
+            .and_then(|s| u16::try_from(s).ok());
+        run.response = out.get("body").map(|body| match body {
+            Json::String(text) => crate::task::excerpt(text.as_bytes()),
+            other => crate::task::excerpt(other.to_string().as_bytes()),
+        });
     }
+    run.outputs = outputs;
+    run
 }

@@ -22,12 +22,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hookgate_common::config::{Problems, SecretRef};
 use hookgate_event::Event;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::expression::{Condition, Criterion, Engine, Vars};
 use crate::task::{Task, TaskConfig};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlowConfig {
     /// Letters, digits, `-`, `_` and `.`; unique within its namespace.
@@ -55,7 +55,7 @@ fn default_namespace() -> String {
 }
 
 /// `trigger`: the events that start a flow.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerConfig {
     /// Hook ids (the event's `hook`); empty: any hook.
@@ -69,7 +69,7 @@ pub struct TriggerConfig {
     pub types: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VarConfig {
     pub name: String,
@@ -89,6 +89,8 @@ pub struct Flow {
     pub tasks: Vec<Task>,
     /// Secret names the flow's templates may use (for `check`).
     pub secrets: BTreeSet<String>,
+    /// A hash of the definition: runs of the same revision ran the same flow.
+    pub revision: String,
 }
 
 /// Flow ids, namespaces and poller ids: letters, digits, `-`, `_` and `.`, at most 128.
@@ -204,8 +206,18 @@ impl FlowConfig {
             vars,
             tasks,
             secrets: used,
+            revision: revision(self),
         })
     }
+}
+
+/// The first 12 hex digits of the SHA-256 of the flow's definition (its keys in a fixed
+/// order, defaults filled in): the same text gives the same revision on every replica.
+fn revision(flow: &FlowConfig) -> String {
+    use sha2::Digest as _;
+    let text = serde_json::to_vec(flow).expect("a flow serializes");
+    let digest = sha2::Sha256::digest(&text);
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The names used in `secret('…')` calls anywhere in the flow's templates.
@@ -224,6 +236,35 @@ fn secret_names(flow: &FlowConfig) -> BTreeSet<String> {
     call.captures_iter(&text)
         .map(|c| c[1].to_string())
         .collect()
+}
+
+/// The flow `id` names: `namespace.id`, or a bare id that one flow alone has.
+pub fn find<'a>(flows: &'a [Flow], id: &str) -> Result<&'a Flow, String> {
+    if let Some(f) = flows.iter().find(|f| f.qualified_id() == id) {
+        return Ok(f);
+    }
+    let bare: Vec<&Flow> = flows.iter().filter(|f| f.id == id).collect();
+    match bare.as_slice() {
+        [one] => Ok(one),
+        [] => {
+            let ids: Vec<String> = flows.iter().map(Flow::qualified_id).collect();
+            Err(format!(
+                "no flow `{id}` (the flows: {})",
+                if ids.is_empty() {
+                    "none".to_string()
+                } else {
+                    ids.join(", ")
+                }
+            ))
+        }
+        many => {
+            let ids: Vec<String> = many.iter().map(|f| f.qualified_id()).collect();
+            Err(format!(
+                "`{id}` is the id of flows in several namespaces ({}); give namespace.id",
+                ids.join(", ")
+            ))
+        }
+    }
 }
 
 impl Flow {
@@ -285,5 +326,49 @@ mod tests {
         .unwrap();
         let names: Vec<String> = secret_names(&flow).into_iter().collect();
         assert_eq!(names, ["DOUBLE", "IN_BODY", "SPACED"]);
+    }
+
+    fn built(toml_text: &str) -> Flow {
+        let config: FlowConfig = toml::from_str(toml_text).unwrap();
+        let engine = Engine::new(Default::default());
+        let mut p = Problems::default();
+        config
+            .build("flows[0]", &engine, &BTreeMap::new(), &mut p)
+            .unwrap_or_else(|| panic!("{}", p.into_error("t")))
+    }
+
+    #[test]
+    fn the_revision_follows_the_definition_not_its_layout() {
+        let a = built("id = \"f\"\n[[tasks]]\nid = \"t\"\ntype = \"log\"\nmessage = \"hi\"\n");
+        let same = built(
+            "# a comment\nid = \"f\"\n\n[[tasks]]\nmessage = \"hi\"\ntype = \"log\"\nid = \"t\"\nlevel = \"info\"\n",
+        );
+        let edited =
+            built("id = \"f\"\n[[tasks]]\nid = \"t\"\ntype = \"log\"\nmessage = \"hi!\"\n");
+        assert_eq!(a.revision.len(), 12);
+        assert_eq!(
+            a.revision, same.revision,
+            "order, comments and defaults written out"
+        );
+        assert_ne!(a.revision, edited.revision);
+    }
+
+    #[test]
+    fn a_flow_is_found_by_its_full_id_or_a_bare_one_that_is_unique() {
+        let flows = [
+            built("id = \"a\"\nnamespace = \"x\"\n[[tasks]]\nid = \"t\"\ntype = \"log\"\nmessage = \"m\"\n"),
+            built("id = \"a\"\nnamespace = \"y\"\n[[tasks]]\nid = \"t\"\ntype = \"log\"\nmessage = \"m\"\n"),
+            built("id = \"b\"\n[[tasks]]\nid = \"t\"\ntype = \"log\"\nmessage = \"m\"\n"),
+        ];
+        assert_eq!(find(&flows, "y.a").unwrap().namespace, "y");
+        assert_eq!(find(&flows, "b").unwrap().qualified_id(), "default.b");
+        assert_eq!(
+            find(&flows, "a").unwrap_err(),
+            "`a` is the id of flows in several namespaces (x.a, y.a); give namespace.id"
+        );
+        assert_eq!(
+            find(&flows, "c").unwrap_err(),
+            "no flow `c` (the flows: x.a, y.a, default.b)"
+        );
     }
 }

@@ -10,21 +10,27 @@
 //! - [`request`]: a templated HTTP request, shared by the `http` task and pollers;
 //! - [`outbound`]: the SSRF-safe HTTP client of the `http` task and of pollers;
 //! - [`poller`]: pull triggers that poll an API and publish an event, once per cluster;
-//! - [`executor`]: runs one flow for one event and makes its execution record;
+//! - [`executor`]: runs one flow for one event and makes its execution record (the run
+//!   log); [`dry_run`]: what it would do, with nothing sent;
 //! - [`runtime`]: the consumer group, ordering, concurrency, commits and dead letters;
+//! - [`redrive`]: one flow run again for chosen events, through their topic;
+//! - [`scan`]: topics read back over a time window (how redrive and dry-run find events);
 //! - [`subscription`]: which topics are read (listed, or matching a pattern, never the
 //!   consumer's own);
 //! - [`admin`]: health, readiness and metrics; [`metrics`].
 
 pub mod admin;
 pub mod config;
+pub mod dry_run;
 pub mod executor;
 pub mod expression;
 pub mod flow;
 pub mod metrics;
 pub mod outbound;
 pub mod poller;
+pub mod redrive;
 pub mod request;
 pub mod runtime;
+pub mod scan;
 pub mod subscription;
 pub mod task;

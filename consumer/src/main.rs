@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hookgate_common::config::{Environment, Source};
 use hookgate_consumer::config::{self, DEFAULT_PATH};
+use hookgate_consumer::redrive;
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +31,70 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Run one flow again, and only that flow, for one event or for its dead letters: the
+    /// events go back on their topics, marked for that flow.
+    Redrive {
+        #[command(flatten)]
+        target: FlowArgs,
+        /// The event with this id (looked for on the topics the consumer reads).
+        #[arg(
+            long,
+            conflicts_with = "from_dead_letter",
+            required_unless_present = "from_dead_letter"
+        )]
+        event: Option<String>,
+        /// Every event whose run of the flow was dead-lettered.
+        #[arg(long)]
+        from_dead_letter: bool,
+    },
+    /// Show what a flow would do for an event (conditions, variables, every task's
+    /// rendered request, secrets masked) without sending anything.
+    DryRun {
+        #[command(flatten)]
+        target: FlowArgs,
+        /// A file holding the event as JSON (as `hookgate tail` prints it).
+        #[arg(
+            long,
+            conflicts_with = "event_id",
+            required_unless_present = "event_id"
+        )]
+        event: Option<PathBuf>,
+        /// The id of an event on the topics the consumer reads.
+        #[arg(long)]
+        event_id: Option<String>,
+    },
+}
+
+/// The config, one of its flows, and how far back events are looked for.
+#[derive(clap::Args)]
+struct FlowArgs {
+    #[arg(long, short, default_value = DEFAULT_PATH)]
+    config: PathBuf,
+    /// The flow: `namespace.id`, or its id alone when no other namespace has it.
+    #[arg(long)]
+    flow: String,
+    /// How far back to look for events, e.g. `1h`, `7d`.
+    #[arg(long, default_value = "24h", value_parser = parse_since)]
+    since: std::time::Duration,
+}
+
+impl FlowArgs {
+    /// The settings, and the index of the flow among them.
+    fn load(&self, env: &Environment) -> anyhow::Result<(config::Settings, usize)> {
+        let settings = config::load(&Source::File(self.config.clone()), env)?;
+        let flow = hookgate_consumer::flow::find(&settings.flows, &self.flow)
+            .map_err(|e| anyhow::anyhow!("--flow: {e}"))?;
+        let at = settings
+            .flows
+            .iter()
+            .position(|f| std::ptr::eq(f, flow))
+            .expect("found among them");
+        Ok((settings, at))
+    }
+}
+
+fn parse_since(text: &str) -> Result<std::time::Duration, String> {
+    hookgate_common::time::parse_duration(text)
 }
 
 fn main() -> ExitCode {
@@ -82,6 +147,60 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 config.display(),
                 settings.flows.len(),
                 settings.pollers.len()
+            );
+            Ok(())
+        }
+        Command::Redrive {
+            target,
+            event,
+            from_dead_letter: _,
+        } => {
+            let (settings, at) = target.load(&env)?;
+            let flow = &settings.flows[at];
+            let source = match event {
+                Some(id) => redrive::Source::Event(id),
+                None => redrive::Source::DeadLetters,
+            };
+            let done = redrive::redrive(&settings, flow, &source, target.since).await?;
+            for r in &done {
+                println!(
+                    "redriven: event {} to {} [{}] at offset {}{}",
+                    r.event_id,
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    r.of.as_deref()
+                        .map(|of| format!(" (repeats execution {of})"))
+                        .unwrap_or_default()
+                );
+            }
+            println!(
+                "{} event{} redriven for flow {}",
+                done.len(),
+                if done.len() == 1 { "" } else { "s" },
+                flow.qualified_id()
+            );
+            Ok(())
+        }
+        Command::DryRun {
+            target,
+            event,
+            event_id,
+        } => {
+            let (settings, at) = target.load(&env)?;
+            let flow = &settings.flows[at];
+            let event = match (event, event_id) {
+                (Some(path), _) => hookgate_consumer::dry_run::event_file(&path)?,
+                (None, Some(id)) => {
+                    hookgate_consumer::dry_run::event_by_id(&settings.kafka, &id, target.since)
+                        .await?
+                }
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let report = hookgate_consumer::dry_run::report(flow, &event, &settings.engine);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("JSON serializes")
             );
             Ok(())
         }

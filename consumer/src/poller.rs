@@ -51,15 +51,6 @@ pub const DEFAULT_TYPE: &str = "hookgate.poll";
 /// The `authscheme` attribute of a poller's events.
 pub const AUTH_SCHEME: &str = "poll";
 
-/// Response headers never copied into an event: they carry credentials.
-const REDACTED_HEADERS: [&str; 5] = [
-    "set-cookie",
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "www-authenticate",
-];
-
 /// A `[[pollers]]` table as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "PollerTable")]
@@ -285,7 +276,7 @@ impl Poller {
         };
         let mut headers = Fields::with_capacity(response.headers.len());
         for (name, value) in &response.headers {
-            if REDACTED_HEADERS.contains(&name.as_str()) {
+            if hookgate_event::REDACTED_HEADERS.contains(&name.as_str()) {
                 headers.push(name.as_str(), hookgate_event::REDACTED);
             } else {
                 headers.push(name.as_str(), engine.mask(value).into_owned());

@@ -10,14 +10,14 @@ use std::time::Duration;
 use base64::Engine as _;
 use hookgate_common::config::{ConfigDuration, Problems};
 use http::Method;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::expression::{Context, Engine, JsonTemplate, Template};
 use crate::outbound::Request;
 
 /// The request's keys, as written in a task or a poller table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestConfig {
     /// Default `GET`.
@@ -74,7 +74,7 @@ fn default_timeout() -> ConfigDuration {
 
 /// `auth = { basic = { username, password } }`, `{ bearer = "…" }`,
 /// `{ header = { name, value } }` or `{ query = { name, value } }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthConfig {
     Basic { username: String, password: String },

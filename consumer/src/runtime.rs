@@ -26,6 +26,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Str
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -424,8 +425,26 @@ async fn process(m: &OwnedMessage, shared: &Shared) {
             return;
         }
     };
-    for flow in shared.flows.iter().filter(|f| f.triggered_by(&event)) {
-        let execution = executor::execute(flow, &event, &origin, &shared.deps).await;
+    // A redriven record runs the flow it names, alone; others, every flow it triggers.
+    let redrive = crate::redrive::requested(m);
+    let flows: Vec<&Flow> = match &redrive {
+        Some((id, _)) => shared
+            .flows
+            .iter()
+            .filter(|f| f.qualified_id() == *id)
+            .collect(),
+        None => shared
+            .flows
+            .iter()
+            .filter(|f| f.triggered_by(&event))
+            .collect(),
+    };
+    if let (Some((id, _)), true) = (&redrive, flows.is_empty()) {
+        tracing::info!(flow = %id, event_id = %event.id, "redriven event for a flow this consumer does not have; skipped");
+    }
+    for flow in flows {
+        let redrive = redrive.as_ref().map(|(_, r)| r.clone());
+        let execution = executor::execute(flow, &event, &origin, redrive, &shared.deps).await;
         let record = execution.to_json(&shared.deps);
         tracing::info!(
             flow = %flow.qualified_id(),
@@ -449,42 +468,84 @@ async fn process(m: &OwnedMessage, shared: &Shared) {
                 shared,
                 m,
                 &reason,
-                Some((&flow.qualified_id(), &execution.id)),
+                Some((&flow.qualified_id(), &execution.id, &record)),
             )
             .await;
         }
     }
 }
 
-/// Republishes the record as received, with the reason and its origin in headers. Keeps
-/// trying until the broker takes it: the offset is not committed before.
-async fn dead_letter(shared: &Shared, m: &OwnedMessage, reason: &str, flow: Option<(&str, &str)>) {
+/// Bytes of the run log a dead letter carries in its `hookgate-dead-letter-run` header at
+/// most; a longer one leaves out the tasks' outputs, then their requests and responses.
+const MAX_RUN_HEADER: usize = 64 * 1024;
+
+/// The run log of a failed run as a dead-letter header, within [`MAX_RUN_HEADER`].
+fn run_header(record: &serde_json::Value) -> String {
+    let text = record.to_string();
+    if text.len() <= MAX_RUN_HEADER {
+        return text;
+    }
+    let mut slim = record.clone();
+    for fields in [&["outputs"][..], &["request", "response"][..]] {
+        if let Some(tasks) = slim.get_mut("tasks").and_then(|t| t.as_array_mut()) {
+            for task in tasks.iter_mut().filter_map(|t| t.as_object_mut()) {
+                for field in fields {
+                    task.remove(*field);
+                }
+            }
+        }
+        let text = slim.to_string();
+        if text.len() <= MAX_RUN_HEADER {
+            return text;
+        }
+    }
+    slim.as_object_mut().map(|o| o.remove("tasks"));
+    slim.to_string()
+}
+
+/// Republishes the record as received, with the reason and its origin in headers (and,
+/// for a failed run, the flow, the execution and its run log). Keeps trying until the
+/// broker takes it: the offset is not committed before.
+async fn dead_letter(
+    shared: &Shared,
+    m: &OwnedMessage,
+    reason: &str,
+    run: Option<(&str, &str, &serde_json::Value)>,
+) {
+    use crate::redrive::{DEAD_LETTER_EXECUTION, DEAD_LETTER_FLOW, DEAD_LETTER_TOPIC};
     let reason = shared.deps.engine.mask(reason).into_owned();
     let partition = m.partition().to_string();
     let offset = m.offset().to_string();
     let mut headers = m.headers().cloned().unwrap_or_else(OwnedHeaders::new);
-    for (k, v) in [
+    let log = run.map(|(_, _, record)| run_header(record));
+    let mut added = vec![
         ("hookgate-dead-letter-reason", reason.as_str()),
-        ("hookgate-dead-letter-topic", m.topic()),
+        (DEAD_LETTER_TOPIC, m.topic()),
         ("hookgate-dead-letter-partition", partition.as_str()),
         ("hookgate-dead-letter-offset", offset.as_str()),
-    ] {
+    ];
+    if let (Some((flow, execution, _)), Some(log)) = (run, &log) {
+        added.extend([
+            (DEAD_LETTER_FLOW, flow),
+            (DEAD_LETTER_EXECUTION, execution),
+            ("hookgate-dead-letter-run", log.as_str()),
+        ]);
+    }
+    // Without the run log too, for a record the broker finds too large with it.
+    let mut without_log = headers.clone();
+    for (k, v) in added {
         headers = headers.insert(Header {
             key: k,
             value: Some(v),
         });
-    }
-    if let Some((flow, execution)) = flow {
-        headers = headers
-            .insert(Header {
-                key: "hookgate-dead-letter-flow",
-                value: Some(flow),
-            })
-            .insert(Header {
-                key: "hookgate-dead-letter-execution",
-                value: Some(execution),
+        if k != "hookgate-dead-letter-run" {
+            without_log = without_log.insert(Header {
+                key: k,
+                value: Some(v),
             });
+        }
     }
+    let mut with_log = log.is_some();
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut rec = FutureRecord::to(&shared.dead_letter_topic)
@@ -495,6 +556,14 @@ async fn dead_letter(shared: &Shared, m: &OwnedMessage, reason: &str, flow: Opti
         }
         match shared.deps.producer.send(rec, PRODUCE_TIMEOUT).await {
             Ok(_) => return,
+            Err((e, _))
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge)
+                    && with_log =>
+            {
+                tracing::warn!(topic = %shared.dead_letter_topic, "dead letter too large with its run log; storing it without");
+                headers = without_log.clone();
+                with_log = false;
+            }
             Err((e, _)) => {
                 tracing::error!(error = %e, topic = %shared.dead_letter_topic, "dead letter not stored; retrying");
                 tokio::time::sleep(backoff).await;

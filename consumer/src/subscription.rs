@@ -116,6 +116,24 @@ pub async fn follow(
     }
 }
 
+/// The topics a consumer of `kafka` reads now: the listed ones, and those the pattern
+/// matches on the cluster.
+pub async fn current_topics(kafka: &KafkaSettings) -> anyhow::Result<Vec<String>> {
+    let subscription = Subscription::new(kafka);
+    if !subscription.follows_a_pattern() {
+        return Ok(subscription.topics([]));
+    }
+    let lister: std::sync::Arc<BaseConsumer> = std::sync::Arc::new(
+        kafka
+            .client_config()
+            .create()
+            .map_err(|e| anyhow::anyhow!("creating the Kafka metadata client: {e}"))?,
+    );
+    resolve(&subscription, &lister)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("the brokers did not list their topics"))
+}
+
 /// The topics to read now, from the cluster's metadata; `None` when the brokers did not
 /// answer (the subscription stays as it is).
 pub async fn resolve(

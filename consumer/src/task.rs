@@ -1,6 +1,7 @@
 //! Tasks: the steps of a flow. One file per kind, each with the same verbs: `build` from
-//! config (compiling every template once) and `run` against a context, returning the
-//! outputs the following tasks see as `outputs.<id>`.
+//! config (compiling every template once), `prepare` against a context (rendering what
+//! the task will do, which the run log and a dry run show), and `send`, one attempt at
+//! doing it, returning the outputs the following tasks see as `outputs.<id>`.
 
 mod http;
 mod kafka;
@@ -9,7 +10,7 @@ mod log;
 use std::time::Duration;
 
 use hookgate_common::config::{ConfigDuration, Problems};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::expression::{Context, Engine};
@@ -19,7 +20,7 @@ pub use kafka::{KafkaTask, KafkaTaskConfig};
 pub use log::{LogConfig, LogTask};
 
 /// A task as configured: `type = "http" | "kafka" | "log"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TaskConfig {
     /// An HTTP request through the SSRF-safe client.
@@ -40,7 +41,7 @@ pub enum Task {
 
 /// How a task's failures are retried: exponential backoff, bounded in attempts and in
 /// total time.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Attempts in all, the first included; 1 disables retries.
@@ -151,6 +152,104 @@ pub struct Deps {
     pub engine: Engine,
 }
 
+/// A task's action rendered for one event, not yet done: what each attempt sends.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    Http(crate::outbound::Request),
+    Kafka {
+        topic: String,
+        key: Option<String>,
+        value: Vec<u8>,
+    },
+    Log {
+        message: String,
+    },
+}
+
+/// Bytes of a body kept in a run log: of a task's request, and of an HTTP response.
+pub const EXCERPT_BYTES: usize = 4096;
+
+impl Prepared {
+    /// The run log's view of the action: credential headers and query parameters
+    /// redacted, bodies cut at [`EXCERPT_BYTES`]. Secret values are masked with the
+    /// rest of the record.
+    pub fn describe(&self) -> Json {
+        match self {
+            Prepared::Http(req) => {
+                let mut headers = serde_json::Map::new();
+                for (name, value) in &req.headers {
+                    let value = if hookgate_event::REDACTED_HEADERS.contains(&name.as_str()) {
+                        hookgate_event::REDACTED
+                    } else {
+                        value.as_str()
+                    };
+                    let entry = headers
+                        .entry(name.clone())
+                        .or_insert_with(|| Json::Array(Vec::new()));
+                    if let Json::Array(values) = entry {
+                        values.push(value.into());
+                    }
+                }
+                serde_json::json!({
+                    "method": req.method.as_str(),
+                    "url": redact_url(&req.url),
+                    "headers": headers,
+                    "body": excerpt(&req.body),
+                    "bodysize": req.body.len(),
+                })
+            }
+            Prepared::Kafka { topic, key, value } => serde_json::json!({
+                "topic": topic,
+                "key": key,
+                "value": excerpt(value),
+                "valuesize": value.len(),
+            }),
+            Prepared::Log { message } => serde_json::json!({ "message": message }),
+        }
+    }
+}
+
+/// The first [`EXCERPT_BYTES`] of `bytes` as text (a character cut at the end is left
+/// out; bytes that are not UTF-8 show as U+FFFD).
+pub fn excerpt(bytes: &[u8]) -> String {
+    let mut end = bytes.len().min(EXCERPT_BYTES);
+    if end < bytes.len() {
+        // Back up to a character boundary: continuation bytes are 0b10xx_xxxx.
+        while end > 0 && bytes[end] & 0xC0 == 0x80 {
+            end -= 1;
+        }
+    }
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// `url` with the values of credential query parameters redacted.
+fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let secret = |name: &str| {
+        hookgate_event::REDACTED_QUERY
+            .iter()
+            .any(|q| q.eq_ignore_ascii_case(name))
+    };
+    if !parsed.query_pairs().any(|(k, _)| secret(&k)) {
+        return url.to_string();
+    }
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if secret(&k) {
+                hookgate_event::REDACTED.to_string()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    parsed.into()
+}
+
 /// Task ids are referenced in templates as `outputs.<id>`.
 fn valid_id(id: &str) -> bool {
     let mut bytes = id.bytes();
@@ -208,12 +307,26 @@ impl Task {
         }
     }
 
-    /// One attempt; the outputs are what `outputs.<id>` shows.
-    pub async fn run(&self, ctx: &Context, deps: &Deps) -> Result<Json, TaskError> {
+    /// Renders the action for `ctx`; an error is a template that failed, which no retry
+    /// mends.
+    pub fn prepare(&self, ctx: &Context, engine: &Engine) -> Result<Prepared, TaskError> {
         match self {
-            Task::Http(t) => t.run(ctx, deps).await,
-            Task::Kafka(t) => t.run(ctx, deps).await,
-            Task::Log(t) => t.run(ctx, deps),
+            Task::Http(t) => t.prepare(ctx),
+            Task::Kafka(t) => t.prepare(ctx),
+            Task::Log(t) => t.prepare(ctx, engine),
+        }
+        .map_err(TaskError::permanent)
+    }
+
+    /// One attempt at the prepared action; the outputs are what `outputs.<id>` shows.
+    pub async fn send(&self, prepared: &Prepared, deps: &Deps) -> Result<Json, TaskError> {
+        match (self, prepared) {
+            (Task::Http(t), Prepared::Http(req)) => t.send(req.clone(), deps).await,
+            (Task::Kafka(_), Prepared::Kafka { topic, key, value }) => {
+                kafka::send(topic, key.as_deref(), value, deps).await
+            }
+            (Task::Log(t), Prepared::Log { message }) => Ok(t.send(message)),
+            _ => unreachable!("a task sends what it prepared"),
         }
     }
 }
@@ -230,6 +343,31 @@ mod tests {
         for bad in ["", "2fa", "Tag", "with-dash", "a.b"] {
             assert!(!valid_id(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_run_log_view_redacts_credentials_and_cuts_long_bodies() {
+        let body = format!("{}é", "x".repeat(EXCERPT_BYTES - 1));
+        let req = crate::outbound::Request::new(
+            ::http::Method::POST,
+            "https://api.example/v1?token=t0k&page=2",
+        )
+        .header("authorization", "Bearer abc")
+        .header("x-trace", "1")
+        .body(body.clone());
+        let shown = Prepared::Http(req).describe();
+        assert_eq!(
+            shown["url"],
+            "https://api.example/v1?token=%5Bredacted%5D&page=2"
+        );
+        assert_eq!(
+            shown["headers"]["authorization"],
+            serde_json::json!(["[redacted]"])
+        );
+        assert_eq!(shown["headers"]["x-trace"], serde_json::json!(["1"]));
+        // The two-byte character that straddles the cut is left out whole.
+        assert_eq!(shown["body"].as_str().unwrap(), &body[..EXCERPT_BYTES - 1]);
+        assert_eq!(shown["bodysize"], body.len());
     }
 
     #[test]

@@ -52,6 +52,35 @@ pub const DATA_CONTENT_TYPE: &str = "application/json";
 pub const DEFAULT_TYPE: &str = "hookgate.webhook";
 /// What stands in for a secret wherever one was removed.
 pub const REDACTED: &str = "[redacted]";
+/// Header names always redacted in events, records and run logs: credentials and
+/// session tokens.
+pub const REDACTED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "www-authenticate",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "x-access-token",
+    "x-gitlab-token",
+    "st2-api-key",
+];
+
+/// Query parameter names always redacted in events.
+pub const REDACTED_QUERY: &[&str] = &[
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_token",
+    "token",
+    "key",
+    "secret",
+    "password",
+    "st2-api-key",
+];
+
 /// Prefix of the record headers that carry the sender's HTTP headers in binary mode.
 pub const HTTP_HEADER_PREFIX: &str = "http-";
 /// Prefix of the record headers that carry CloudEvents attributes in binary mode.

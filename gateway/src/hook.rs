@@ -22,33 +22,6 @@ pub const MAX_TYPE_BYTES: usize = 256;
 /// Bytes of attributes and envelope besides body, headers and key.
 const ENVELOPE_BYTES: u64 = 2048;
 
-/// Header names always redacted in events: credentials and session tokens.
-pub const REDACTED_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "api-key",
-    "x-auth-token",
-    "x-access-token",
-    "x-gitlab-token",
-    "st2-api-key",
-];
-
-/// Query parameter names always redacted in events.
-pub const REDACTED_QUERY: &[&str] = &[
-    "api_key",
-    "apikey",
-    "api-key",
-    "access_token",
-    "token",
-    "key",
-    "secret",
-    "password",
-    "st2-api-key",
-];
-
 /// Everything a hook is, ready for requests.
 #[derive(Debug)]
 pub struct Hook {
@@ -259,17 +232,29 @@ impl Redaction {
     /// The built-in names alone (for a request that matched no hook).
     pub fn builtin() -> Redaction {
         Redaction {
-            headers: REDACTED_HEADERS.iter().map(|s| s.to_string()).collect(),
-            query: REDACTED_QUERY.iter().map(|s| s.to_string()).collect(),
+            headers: hookgate_event::REDACTED_HEADERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            query: hookgate_event::REDACTED_QUERY
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 
     /// The built-in names, the auth scheme's own and the hook's extras.
     pub fn new(extra_headers: &[String], extra_query: &[String], auth: &Auth) -> Redaction {
-        let mut headers: Vec<String> = REDACTED_HEADERS.iter().map(|s| s.to_string()).collect();
+        let mut headers: Vec<String> = hookgate_event::REDACTED_HEADERS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         headers.extend(auth.secret_headers());
         headers.extend(extra_headers.iter().cloned());
-        let mut query: Vec<String> = REDACTED_QUERY.iter().map(|s| s.to_string()).collect();
+        let mut query: Vec<String> = hookgate_event::REDACTED_QUERY
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         query.extend(auth.secret_query_params());
         query.extend(extra_query.iter().cloned());
         headers.sort();

@@ -91,15 +91,27 @@ fn body(seen: &Seen) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&seen.body).into()))
 }
 
-/// Starts the flow consumer on `topics` with the flows (and pollers) of `file`, every
-/// secret pointing at `server`. Pollers get `polls` as their topic and poll every 100 ms.
-/// Returns the executions topic and the consumer.
+/// Starts the flow consumer of [`consumer_settings`]. Returns the executions topic and
+/// the consumer.
 async fn start_consumer(
     server: &TestServer,
     topics: &[&str],
     file: &str,
     polls: Option<&str>,
 ) -> (String, RunningConsumer) {
+    let (executions, settings) = consumer_settings(server, topics, file, polls).await;
+    (executions, RunningConsumer::start(settings))
+}
+
+/// The flow consumer's settings on `topics` with the flows (and pollers) of `file`,
+/// every secret pointing at `server`. Pollers get `polls` as their topic and poll every
+/// 100 ms. Returns the executions topic too.
+async fn consumer_settings(
+    server: &TestServer,
+    topics: &[&str],
+    file: &str,
+    polls: Option<&str>,
+) -> (String, hookgate_consumer::config::Settings) {
     let base = format!("http://127.0.0.1:{}", server.port());
     let dead = topic("dead");
     let executions = topic("executions");
@@ -136,7 +148,7 @@ async fn start_consumer(
     let settings = config
         .build(&env, "test consumer")
         .unwrap_or_else(|e| panic!("{e}"));
-    (executions, RunningConsumer::start(settings))
+    (executions, settings)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -340,6 +352,93 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
     }
     consumer.stop().await;
     gw.stop().await.unwrap();
+
+    // A dry run of each flow on its event renders the requests the run sent: the same
+    // bytes, with the answers of earlier calls (unknown without sending) standing as
+    // ⟨outputs.…⟩, credentials redacted, secrets masked; and it sends nothing.
+    let (_, settings) = consumer_settings(
+        &server,
+        &[&inventory, &bi, &alerts],
+        include_str!("../../config/flows/scenarios.toml"),
+        None,
+    )
+    .await;
+    let hits = server.hits();
+    for (flow, topic, calls) in [
+        ("warehouse.stock-alert", &inventory, messages),
+        ("bi.archive-unused-workbook", &bi, bi_calls),
+        ("ops.incident-war-room", &alerts, war),
+    ] {
+        let event = hookgate_testkit::kafka::read_n(&brokers(), topic, 1)[0].event();
+        let flow = hookgate_consumer::flow::find(&settings.flows, flow).unwrap();
+        let report = hookgate_consumer::dry_run::report(flow, &event, &settings.engine);
+        assert_eq!(report["runs"], true, "{report:#}");
+        let tasks = report["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), calls.len(), "{report:#}");
+        for (task, call) in tasks.iter().zip(&calls) {
+            let request = &task["request"];
+            let at = format!("{}: {request:#}", task["id"]);
+            assert_eq!(request["method"], call.method, "{at}");
+            let url = request["url"].as_str().unwrap();
+            let sent_url = format!("http://127.0.0.1:{}{}", server.port(), call.target);
+            assert!(same_but_stand_ins(url, &sent_url), "{at}\nsent {sent_url}");
+            let body = request["body"].as_str().unwrap();
+            let sent = String::from_utf8_lossy(&call.body);
+            assert!(same_but_stand_ins(body, &sent), "{at}\nsent {sent}");
+            for (name, values) in request["headers"].as_object().unwrap() {
+                let shown = values[0].as_str().unwrap();
+                let real = call
+                    .header(name)
+                    .unwrap_or_else(|| panic!("{at}: {name} not sent"));
+                if shown == "[redacted]" {
+                    assert!(name == "authorization", "{at}");
+                } else {
+                    assert!(same_but_stand_ins(shown, real), "{at}: {name} was {real}");
+                }
+            }
+        }
+        let text = report.to_string();
+        for secret in [
+            "dev-pat-secret",
+            "dev-password",
+            "dev-bot-token",
+            "dev-routing-key",
+        ] {
+            assert!(!text.contains(secret), "`{secret}` in a dry run");
+        }
+    }
+    assert_eq!(server.hits(), hits, "a dry run sends nothing");
+}
+
+/// Whether `sent` is `shown` with each `⟨…⟩` stand-in (an unknown output) and each
+/// `[redacted]` (a masked secret) replaced by some text.
+fn same_but_stand_ins(shown: &str, sent: &str) -> bool {
+    let shown = shown.replace("[redacted]", "⟨secret⟩");
+    let mut parts = shown
+        .split('⟨')
+        .map(|p| p.split_once('⟩').map_or(p, |(_, rest)| rest));
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = sent.strip_prefix(first) else {
+        return false;
+    };
+    let literals: Vec<&str> = parts.collect();
+    if literals.is_empty() {
+        return rest.is_empty();
+    }
+    for (i, literal) in literals.iter().enumerate() {
+        let last = i + 1 == literals.len();
+        let found = if last {
+            rest.ends_with(literal).then(|| rest.len() - literal.len())
+        } else {
+            rest.find(literal)
+        };
+        match found {
+            // Each stand-in took the place of at least one character.
+            Some(at) if at > 0 => rest = &rest[at + literal.len()..],
+            _ => return false,
+        }
+    }
+    true
 }
 
 #[tokio::test(flavor = "multi_thread")]

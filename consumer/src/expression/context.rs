@@ -58,6 +58,21 @@ impl Context {
         self.rebuild();
     }
 
+    /// The variables rendered so far, as JSON.
+    pub fn vars_json(&self) -> Json {
+        serde_json::to_value(&self.vars).unwrap_or(Json::Null)
+    }
+
+    /// Sets `outputs.<task_id>` to a stand-in for a task a dry run did not send: any
+    /// field of it renders as its own path, `⟨outputs.<task_id>.body.id⟩`.
+    pub fn set_unsent_output(&mut self, task_id: &str) {
+        self.outputs.insert(
+            task_id.to_owned(),
+            Value::from_object(Unsent(format!("outputs.{task_id}"))),
+        );
+        self.rebuild();
+    }
+
     fn rebuild(&mut self) {
         let mut root = vec![
             ("trigger", self.trigger.clone()),
@@ -70,6 +85,29 @@ impl Context {
             root.push(("response", response.clone()));
         }
         self.root = Value::from_iter(root);
+    }
+}
+
+/// The output of a task that was not sent: every field is another stand-in, and each
+/// renders (and serializes) as `⟨path⟩`.
+#[derive(Debug)]
+struct Unsent(String);
+
+impl minijinja::value::Object for Unsent {
+    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Plain
+    }
+
+    fn get_value(self: &std::sync::Arc<Self>, key: &Value) -> Option<Value> {
+        let path = match key.as_str() {
+            Some(name) => format!("{}.{name}", self.0),
+            None => format!("{}[{key}]", self.0),
+        };
+        Some(Value::from_object(Unsent(path)))
+    }
+
+    fn render(self: &std::sync::Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "⟨{}⟩", self.0)
     }
 }
 
@@ -211,6 +249,20 @@ mod tests {
             .unwrap()
             .render(ctx)
             .unwrap()
+    }
+
+    #[test]
+    fn an_unsent_output_renders_as_the_path_that_was_read() {
+        let mut ctx = Context::builder().build();
+        ctx.set_unsent_output("ticket");
+        assert_eq!(
+            render(&ctx, "name={{ outputs.ticket.body.result.number | lower }}"),
+            "name=⟨outputs.ticket.body.result.number⟩"
+        );
+        assert_eq!(
+            render(&ctx, "{{ outputs.ticket.body['items'][0].id }}"),
+            "⟨outputs.ticket.body.items[0].id⟩"
+        );
     }
 
     #[test]

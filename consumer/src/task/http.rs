@@ -6,16 +6,17 @@
 //! server may recover (408, 429, 5xx), not otherwise.
 
 use hookgate_common::config::Problems;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::{Deps, RetryConfig, TaskError};
+use super::{Deps, Prepared, RetryConfig, TaskError};
 use crate::expression::{Context, Engine};
+use crate::outbound::Request;
 use crate::request::{RequestConfig, RequestTemplate};
 
 /// An `http` task as written: its id, the request's keys (see [`RequestConfig`]), the
 /// statuses that count as success, and retries.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(try_from = "HttpTable")]
 pub struct HttpConfig {
     pub id: String,
@@ -94,8 +95,11 @@ impl HttpTask {
         self.retry
     }
 
-    pub async fn run(&self, ctx: &Context, deps: &Deps) -> Result<Json, TaskError> {
-        let req = self.request.render(ctx).map_err(TaskError::permanent)?;
+    pub fn prepare(&self, ctx: &Context) -> Result<Prepared, String> {
+        self.request.render(ctx).map(Prepared::Http)
+    }
+
+    pub async fn send(&self, req: Request, deps: &Deps) -> Result<Json, TaskError> {
         let resp = deps.http.send(req).await.map_err(|e| TaskError {
             message: e.to_string(),
             retryable: e.is_transient(),

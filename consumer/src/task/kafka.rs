@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use hookgate_common::config::Problems;
 use rdkafka::producer::FutureRecord;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::{Deps, TaskError};
+use super::{Deps, Prepared, TaskError};
 use crate::expression::{Context, Engine, JsonTemplate, Template};
 
 /// How long a produce may wait for its acknowledgement.
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaTaskConfig {
     pub id: String,
@@ -87,30 +87,34 @@ impl KafkaTask {
         self.retry
     }
 
-    pub async fn run(&self, ctx: &Context, deps: &Deps) -> Result<Json, TaskError> {
-        let render = |t: &Template| {
-            t.render(ctx)
-                .map_err(|e| TaskError::permanent(e.to_string()))
-        };
+    pub fn prepare(&self, ctx: &Context) -> Result<Prepared, String> {
+        let render = |t: &Template| t.render(ctx).map_err(|e| e.to_string());
         let topic = render(&self.topic)?;
         let key = self.key.as_ref().map(render).transpose()?;
         let value = match &self.value {
             Value::Text(t) => render(t)?.into_bytes(),
-            Value::Json(t) => serde_json::to_vec(
-                &t.render(ctx)
-                    .map_err(|e| TaskError::permanent(e.to_string()))?,
-            )
-            .expect("JSON values serialize"),
+            Value::Json(t) => serde_json::to_vec(&t.render(ctx).map_err(|e| e.to_string())?)
+                .expect("JSON values serialize"),
         };
-        let mut record = FutureRecord::to(&topic).payload(&value);
-        if let Some(k) = &key {
-            record = record.key(k.as_bytes());
-        }
-        match deps.producer.send(record, ACK_TIMEOUT).await {
-            Ok(d) => Ok(json!({ "topic": topic, "partition": d.partition, "offset": d.offset })),
-            Err((e, _)) => Err(TaskError::transient(format!(
-                "producing to `{topic}` failed: {e}"
-            ))),
-        }
+        Ok(Prepared::Kafka { topic, key, value })
+    }
+}
+
+/// Produces one record and waits for the broker's acknowledgement.
+pub(super) async fn send(
+    topic: &str,
+    key: Option<&str>,
+    value: &[u8],
+    deps: &Deps,
+) -> Result<Json, TaskError> {
+    let mut record = FutureRecord::to(topic).payload(value);
+    if let Some(k) = key {
+        record = record.key(k.as_bytes());
+    }
+    match deps.producer.send(record, ACK_TIMEOUT).await {
+        Ok(d) => Ok(json!({ "topic": topic, "partition": d.partition, "offset": d.offset })),
+        Err((e, _)) => Err(TaskError::transient(format!(
+            "producing to `{topic}` failed: {e}"
+        ))),
     }
 }

@@ -1,13 +1,13 @@
 //! `log`: writes one line to the consumer's log, secrets masked.
 
 use hookgate_common::config::Problems;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::{Deps, TaskError};
+use super::Prepared;
 use crate::expression::{Context, Engine, Template};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub id: String,
@@ -17,7 +17,7 @@ pub struct LogConfig {
     pub level: Level,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     Debug,
@@ -52,18 +52,21 @@ impl LogTask {
         &self.id
     }
 
-    pub fn run(&self, ctx: &Context, deps: &Deps) -> Result<Json, TaskError> {
-        let text = self
-            .message
-            .render(ctx)
-            .map_err(|e| TaskError::permanent(e.to_string()))?;
-        let text = deps.engine.mask(&text).into_owned();
+    /// The line, secrets masked.
+    pub fn prepare(&self, ctx: &Context, engine: &Engine) -> Result<Prepared, String> {
+        let text = self.message.render(ctx).map_err(|e| e.to_string())?;
+        Ok(Prepared::Log {
+            message: engine.mask(&text).into_owned(),
+        })
+    }
+
+    pub fn send(&self, text: &str) -> Json {
         match self.level {
             Level::Debug => tracing::debug!(task = %self.id, "{text}"),
             Level::Info => tracing::info!(task = %self.id, "{text}"),
             Level::Warn => tracing::warn!(task = %self.id, "{text}"),
             Level::Error => tracing::error!(task = %self.id, "{text}"),
         }
-        Ok(json!({ "message": text }))
+        json!({ "message": text })
     }
 }

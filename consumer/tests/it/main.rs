@@ -4,6 +4,7 @@
 mod flows;
 mod outbound;
 mod pollers;
+mod redrive;
 mod restart;
 mod ssrf;
 mod support;

@@ -160,10 +160,10 @@ async fn via_task(deps: &Deps, url: &str) -> Result<u64, String> {
     let Some(task) = config.build("t", &engine, &mut p) else {
         return Err(format!("refused at load: {}", p.into_error("t")));
     };
-    let out = task
-        .run(&Context::builder().build(), deps)
-        .await
+    let prepared = task
+        .prepare(&Context::builder().build(), &engine)
         .map_err(|e| e.message)?;
+    let out = task.send(&prepared, deps).await.map_err(|e| e.message)?;
     Ok(out["status"].as_u64().unwrap_or(0))
 }
 
