@@ -188,6 +188,15 @@ impl KafkaSettings {
     }
 
     /// The producer's config: the shared one and `kafka.producer_properties`.
+    /// The producer for dead letters, execution records, redrives and `kafka` tasks:
+    /// idempotent, acknowledged by all replicas.
+    pub fn producer(&self) -> anyhow::Result<rdkafka::producer::FutureProducer> {
+        use anyhow::Context as _;
+        let mut c = self.producer_config();
+        c.set("enable.idempotence", "true").set("acks", "all");
+        c.create().context("creating the Kafka producer")
+    }
+
     pub fn producer_config(&self) -> rdkafka::ClientConfig {
         let mut c = self.client_config();
         for (k, v) in &self.producer_properties {

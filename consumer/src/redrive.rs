@@ -134,7 +134,7 @@ pub async fn redrive(
             Source::DeadLetters => return Ok(Vec::new()),
         }
     }
-    let producer: FutureProducer = crate::runtime::producer(kafka)?;
+    let producer: FutureProducer = kafka.producer()?;
     let mut out = Vec::new();
     for (event_id, m) in latest {
         let of = header(&m, DEAD_LETTER_EXECUTION).map(str::to_string);

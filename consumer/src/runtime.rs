@@ -24,13 +24,13 @@ use anyhow::Context as _;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use crate::config::{KafkaSettings, Settings};
+use crate::config::Settings;
 use crate::executor::{self, Origin, State};
 use crate::flow::Flow;
 use crate::outbound::Client;
@@ -90,13 +90,6 @@ impl ConsumerContext for RuntimeContext {
             tracing::info!(partitions = tpl.count(), "partitions assigned");
         }
     }
-}
-
-/// The producer for dead letters, execution records and `kafka` tasks.
-pub fn producer(kafka: &KafkaSettings) -> anyhow::Result<FutureProducer> {
-    let mut c = kafka.producer_config();
-    c.set("enable.idempotence", "true").set("acks", "all");
-    c.create().context("creating the Kafka producer")
 }
 
 /// Everything a record's processing needs, shared by the tasks that process records.
@@ -215,7 +208,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         deps: Deps {
             http: Client::new(settings.policy.clone()),
-            producer: producer(&kafka)?,
+            producer: kafka.producer()?,
             engine: settings.engine.clone(),
         },
         flows: settings.flows,

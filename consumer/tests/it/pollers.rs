@@ -321,7 +321,7 @@ async fn replica(settings: Settings) -> Cluster {
     let deps = Deps {
         http: hookgate_consumer::outbound::Client::new(settings.policy.clone()),
         engine: settings.engine.clone(),
-        producer: hookgate_consumer::runtime::producer(&settings.kafka).unwrap(),
+        producer: settings.kafka.producer().unwrap(),
     };
     let pollers = settings.pollers.into_iter().map(Arc::new).collect();
     Cluster::start(pollers, &settings.kafka, deps)
