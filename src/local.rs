@@ -37,7 +37,11 @@ const DEV_SECRETS: &[(&str, &str)] = &[
 pub struct Options {
     pub listen: Option<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
+    pub console_listen: Option<SocketAddr>,
 }
+
+/// Where the console listens unless told otherwise.
+const CONSOLE_LISTEN: &str = "127.0.0.1:9400";
 
 /// Runs the local profile until `shutdown`.
 pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -104,14 +108,33 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
                 settings.admin.listen
             )
         })?;
+    let console_addr = options
+        .console_listen
+        .unwrap_or_else(|| CONSOLE_LISTEN.parse().expect("a socket address"));
+    let console_listener = tokio::net::TcpListener::bind(console_addr)
+        .await
+        .with_context(|| {
+            format!("binding {console_addr} (pass --console-listen to use another address)")
+        })?;
     let http_addr = http.local_addr()?;
     let admin_addr = admin.local_addr()?;
+    let console_addr = console_listener.local_addr()?;
+    let console_token = uuid::Uuid::new_v4().simple().to_string();
+    let console_index = tempfile_path("console.db");
+    remove_index(&console_index);
+    let console = console_settings(
+        &loaded.config,
+        consumer_settings(&bootstrap, echo)?,
+        &console_token,
+        &console_index,
+    );
 
     println!("hookgate local: gateway and embedded broker on this machine only");
     println!("http: {http_addr}");
     println!("kafka: {bootstrap}");
     println!("admin: {admin_addr}");
     println!("echo: {echo}");
+    println!("console: http://{console_addr}/ (development login token: {console_token})");
     let flows: Vec<String> = consumer.flows.iter().map(|f| f.qualified_id()).collect();
     println!(
         "flows: {} (their calls go to the echo endpoint)",
@@ -159,6 +182,12 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     println!("  hookgate tail hookgate.orders --brokers {bootstrap} --from-beginning");
     println!();
 
+    let console_stop = shutdown.clone();
+    let console = tokio::spawn(hookgate_console::run(
+        console,
+        console_listener,
+        async move { console_stop.wait().await },
+    ));
     let flows_stop = shutdown.clone();
     let flows = tokio::spawn(hookgate_consumer::runtime::run(
         consumer,
@@ -172,8 +201,61 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "the flow consumer failed"),
         Ok(Ok(())) => {}
     }
+    match console.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "the console stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "the console failed"),
+        Ok(Ok(())) => {}
+    }
+    remove_index(&console_index);
     drop(cluster);
     result
+}
+
+/// Removes an index file and SQLite's companions of it.
+fn remove_index(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+/// A file name of this process's own in the temporary directory.
+fn tempfile_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("hookgate-local-{}-{name}", std::process::id()))
+}
+
+/// The console's settings: the local profile's hooks and flows, an index that lives as
+/// long as the embedded broker, and a development token.
+fn console_settings(
+    gateway: &hookgate_gateway::config::Config,
+    consumer: hookgate_consumer::config::Settings,
+    token: &str,
+    index: &std::path::Path,
+) -> hookgate_console::Settings {
+    use hookgate_common::config::{Secret, SecretSet};
+    use hookgate_console::config::{IndexSettings, Login};
+    let (hooks, rejections_topic) = hookgate_console::config::hook_views(gateway);
+    hookgate_console::Settings {
+        listen: "127.0.0.1:0".parse().expect("a socket address"),
+        group: "hookgate-local-console".into(),
+        index: IndexSettings {
+            path: index.to_path_buf(),
+            body_limit: 64 * 1024,
+            retention: hookgate_console::index::Retention {
+                max_age: std::time::Duration::from_secs(24 * 3600),
+                max_events: 100_000,
+            },
+        },
+        login: Login {
+            token: Some(SecretSet::new(&[Secret::new(
+                token.as_bytes().to_vec(),
+                None,
+            )])),
+            basic: None,
+        },
+        hooks,
+        rejections_topic,
+        consumer: std::sync::Arc::new(consumer),
+    }
 }
 
 /// The local profile's hooks, for `hookgate check` style listings and tests.

@@ -49,6 +49,9 @@ enum Command {
         /// Admin listener address (default 127.0.0.1:9091).
         #[arg(long)]
         admin_listen: Option<SocketAddr>,
+        /// Web console address (default 127.0.0.1:9400).
+        #[arg(long)]
+        console_listen: Option<SocketAddr>,
     },
     /// Print what a sender would send for a hook: its auth headers, or a curl command.
     Sign {
@@ -150,11 +153,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Local {
             listen,
             admin_listen,
+            console_listen,
         } => {
             hookgate::local::run(
                 hookgate::local::Options {
                     listen,
                     admin_listen,
+                    console_listen,
                 },
                 on_signal(),
             )

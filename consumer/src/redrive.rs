@@ -90,9 +90,9 @@ pub async fn redrive(
 ) -> anyhow::Result<Vec<Redriven>> {
     let kafka = &settings.kafka;
     let flow_id = flow.qualified_id();
-    let (topics, origin) = match source {
-        Source::Event(_) => (crate::subscription::current_topics(kafka).await?, "event"),
-        Source::DeadLetters => (vec![kafka.dead_letter_topic.clone()], "dead-letter"),
+    let topics = match source {
+        Source::Event(_) => crate::subscription::current_topics(kafka).await?,
+        Source::DeadLetters => vec![kafka.dead_letter_topic.clone()],
     };
     let found = match source {
         Source::Event(id) => {
@@ -137,38 +137,50 @@ pub async fn redrive(
     let producer: FutureProducer = kafka.producer()?;
     let mut out = Vec::new();
     for (event_id, m) in latest {
-        let of = header(&m, DEAD_LETTER_EXECUTION).map(str::to_string);
-        let topic = match source {
-            Source::Event(_) => m.topic().to_string(),
-            Source::DeadLetters => header(&m, DEAD_LETTER_TOPIC)
-                .with_context(|| {
-                    format!("the dead letter of event `{event_id}` does not name its topic")
-                })?
-                .to_string(),
-        };
-        let headers = redrive_headers(&m, &flow_id, origin, of.as_deref());
-        let mut record = FutureRecord::to(&topic)
-            .payload(m.payload().unwrap_or_default())
-            .headers(headers);
-        if let Some(key) = m.key() {
-            record = record.key(key);
-        }
-        let (partition, offset) = producer
-            .send(record, PRODUCE_TIMEOUT)
-            .await
-            .map(|d| (d.partition, d.offset))
-            .map_err(|(e, _)| {
-                anyhow::anyhow!("putting event `{event_id}` back on `{topic}`: {e}")
-            })?;
-        out.push(Redriven {
-            event_id,
-            topic,
-            partition,
-            offset,
-            of,
-        });
+        out.push(put_back(&producer, &m, event_id, &flow_id).await?);
     }
     Ok(out)
+}
+
+/// Puts one record back on its topic for `flow` alone: an event as read from its topic,
+/// or a dead letter (back on the topic it names). The console's redrive uses this too.
+pub async fn put_back(
+    producer: &FutureProducer,
+    m: &OwnedMessage,
+    event_id: String,
+    flow: &str,
+) -> anyhow::Result<Redriven> {
+    let dead_letter = header(m, DEAD_LETTER_FLOW).is_some();
+    let origin = if dead_letter { "dead-letter" } else { "event" };
+    let of = header(m, DEAD_LETTER_EXECUTION).map(str::to_string);
+    let topic = if dead_letter {
+        header(m, DEAD_LETTER_TOPIC)
+            .with_context(|| {
+                format!("the dead letter of event `{event_id}` does not name its topic")
+            })?
+            .to_string()
+    } else {
+        m.topic().to_string()
+    };
+    let headers = redrive_headers(m, flow, origin, of.as_deref());
+    let mut record = FutureRecord::to(&topic)
+        .payload(m.payload().unwrap_or_default())
+        .headers(headers);
+    if let Some(key) = m.key() {
+        record = record.key(key);
+    }
+    let (partition, offset) = producer
+        .send(record, PRODUCE_TIMEOUT)
+        .await
+        .map(|d| (d.partition, d.offset))
+        .map_err(|(e, _)| anyhow::anyhow!("putting event `{event_id}` back on `{topic}`: {e}"))?;
+    Ok(Redriven {
+        event_id,
+        topic,
+        partition,
+        offset,
+        of,
+    })
 }
 
 /// The record's own headers, without those of earlier dead letters and redrives, and

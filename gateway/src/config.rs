@@ -38,7 +38,7 @@ pub const DEFAULT_PATH: &str = "hookgate.toml";
 const LAYERS: Layers<'static> = Layers {
     defaults: DEFAULTS,
     env_prefix: "HOOKGATE_",
-    env_ignore: &["HOOKGATE_CONSUMER_"],
+    env_ignore: &["HOOKGATE_CONSUMER_", "HOOKGATE_CONSOLE_"],
     env_tables: &["server", "admin", "kafka", "rejections"],
     missing_file_fix:
         "pass an existing file with --config, or run `hookgate local` to try it without one",
