@@ -185,6 +185,7 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;
     Ok(conn)
 }
 
@@ -202,6 +203,9 @@ impl Index {
                 path.display()
             )
         })?;
+        // Pages freed by retention go back to the file system, so the file follows what
+        // is kept (effective on a new file only).
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Index { conn })
     }
@@ -342,6 +346,9 @@ impl Index {
             [oldest.div_euclid(60_000)],
         )?;
         tx.commit()?;
+        if dropped > 0 {
+            self.conn.execute_batch("PRAGMA incremental_vacuum;")?;
+        }
         Ok(dropped as u64)
     }
 

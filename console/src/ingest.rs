@@ -230,10 +230,18 @@ pub fn run(
     let mut positions: HashMap<(String, i32), i64> = HashMap::new();
     let mut housekeeping = Instant::now() - HOUSEKEEPING;
     let mut entries = Vec::with_capacity(BATCH);
+    // Retention also runs whenever a quarter of `max_events` was written since it last
+    // did, so a burst never takes the index far past its bound.
+    let retain_every = (retention.max_events / 4).max(1000);
+    let mut written: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
-        if housekeeping.elapsed() >= HOUSEKEEPING {
+        let due = housekeeping.elapsed() >= HOUSEKEEPING;
+        if due {
             housekeeping = Instant::now();
             assign_new(&consumer, &index, &topics, &mut assigned)?;
+        }
+        if due || written >= retain_every {
+            written = 0;
             if let Err(e) = index.retain(retention, now_ms()) {
                 tracing::warn!(error = %e, "console index retention failed");
             }
@@ -266,6 +274,7 @@ pub fn run(
         let offsets: Vec<(String, i32, i64)> =
             positions.drain().map(|((t, p), o)| (t, p, o)).collect();
         index.write(&entries, &offsets)?;
+        written += entries.len() as u64;
         progress
             .indexed
             .fetch_add(entries.len() as u64, Ordering::Relaxed);

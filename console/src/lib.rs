@@ -100,6 +100,39 @@ impl Console {
     }
 }
 
+/// A console serving in this process (`hookgate local`, tests).
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Starts the console on `listener`.
+    pub fn start(
+        settings: Settings,
+        listener: tokio::net::TcpListener,
+    ) -> std::io::Result<Running> {
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(run(settings, listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(Running { addr, stop, task })
+    }
+
+    /// The console's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and indexing, and waits until both have.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}
+
 /// Indexes the topics and serves the console on `listener` until `shutdown`.
 pub async fn run(
     settings: Settings,

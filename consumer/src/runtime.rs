@@ -146,6 +146,29 @@ impl PartitionState {
 /// How often the stored positions are committed unless `kafka.properties` says otherwise.
 const COMMIT_INTERVAL_MS: &str = "1000";
 
+/// A whole consumer (the flows' loop and the pollers) running in this process: what
+/// `hookgate local` and the tests start.
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub fn start(settings: Settings) -> Running {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(run(settings, crate::admin::Ready::default(), async {
+            let _ = stopped.await;
+        }));
+        Running { stop, task }
+    }
+
+    /// Stops it as SIGTERM would, and waits until it has committed and exited.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}
+
 /// Runs until `stop` resolves, then drains and commits.
 pub async fn run(
     settings: Settings,

@@ -168,6 +168,8 @@ impl Producer {
         };
         let id = uuid::Uuid::now_v7().hyphenated().to_string();
         let source = format!("/hooks/{hook}");
+        // Stamped now, as the gateway stamps the events it makes.
+        let time = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
         let mut headers = Fields::new();
         headers.push("content-type", "application/json");
         let query = Fields::new();
@@ -175,7 +177,7 @@ impl Producer {
             id: &id,
             source: &source,
             event_type,
-            time: "2026-11-26T05:00:00.000000Z",
+            time: &time,
             dataschema: WEBHOOK_SCHEMA,
             hook,
             authscheme: "none",
@@ -210,6 +212,24 @@ impl Producer {
             value,
             rdkafka::message::OwnedHeaders::new(),
         );
+    }
+
+    /// Produces a record with headers.
+    pub fn with_headers(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        value: &[u8],
+        headers: &[(&str, &str)],
+    ) {
+        let mut h = rdkafka::message::OwnedHeaders::new();
+        for (k, v) in headers {
+            h = h.insert(rdkafka::message::Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        self.send(topic, key.map(str::as_bytes), value, h);
     }
 
     fn send(

@@ -43,6 +43,15 @@ pub fn delayed(mut reply: Reply, delay: std::time::Duration) -> Reply {
 }
 
 pub type Reply = http::Response<Full<Bytes>>;
+
+/// A reply with a JSON body.
+pub fn json_reply(status: u16, body: &serde_json::Value) -> Reply {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid reply")
+}
 pub type Responder = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
 
 /// A hyper server on 127.0.0.1:0 that records every request and answers with a closure.

@@ -350,7 +350,7 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
     ] {
         assert!(!text.contains(secret), "`{secret}` in an execution record");
     }
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
     gw.stop().await.unwrap();
 
     // A dry run of each flow on its event renders the requests the run sent: the same
@@ -477,7 +477,7 @@ async fn the_three_scenarios_in_polling_form_fire_once_each_and_make_the_same_ca
     while polled("/inventory/") < before + 5 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
 
     let seen = server.seen();
     let gets: Vec<&Seen> = seen.iter().filter(|s| s.method == "GET").collect();

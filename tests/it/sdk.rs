@@ -135,7 +135,7 @@ async fn poller_event(events: &str) -> String {
     })
     .await
     .unwrap();
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
     id
 }
 

@@ -227,30 +227,7 @@ pub fn unix_now() -> String {
 }
 
 /// The flow consumer (flows and pollers) running in this process.
-pub struct RunningConsumer {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl RunningConsumer {
-    pub fn start(settings: hookgate_consumer::config::Settings) -> RunningConsumer {
-        let (stop, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(hookgate_consumer::runtime::run(
-            settings,
-            hookgate_consumer::admin::Ready::default(),
-            async {
-                let _ = rx.await;
-            },
-        ));
-        RunningConsumer { stop, task }
-    }
-
-    /// Stops it as SIGTERM would, and waits until it has committed and exited.
-    pub async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
+pub use hookgate_consumer::runtime::Running as RunningConsumer;
 
 /// The value of the metric line `series` (name and labels, as `/metrics` writes them) on
 /// the admin listener at `admin_url`; `None` while it is not shown.

@@ -158,7 +158,7 @@ body = {{ text = "Only {{{{ trigger.body.stock_value }}}} left of {{{{ vars.prod
         .map(|s| s["state"].as_str().unwrap())
         .collect();
     assert_eq!(history, ["CREATED", "RUNNING", "SUCCESS"]);
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -212,7 +212,7 @@ retry = {{ max_attempts = 3, backoff = "20ms" }}
     let record = &executions(&t, 1)[0];
     assert_eq!(record["state"], "FAILED");
     assert_eq!(record["tasks"][0]["attempts"], 3);
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -287,7 +287,7 @@ body = {{ key = "{{{{ trigger.body.key }}}}", n = "{{{{ trigger.body.n }}}}" }}
         keys.windows(2).any(|w| w[0] != w[1]),
         "keys interleave: {keys:?}"
     );
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -323,7 +323,7 @@ async fn ssrf_targets_are_refused_unless_allowed_and_secrets_stay_out_of_records
         assert!(!r.to_string().contains("planted-token-value-123"));
     }
     assert_eq!(server.hits(), 0, "nothing reached the loopback server");
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
 
     // Allowed explicitly, the same call goes through, and the secret still never shows.
     let t = topics("ssrf-allowed", 1).await;
@@ -347,7 +347,7 @@ async fn ssrf_targets_are_refused_unless_allowed_and_secrets_stay_out_of_records
         !record.to_string().contains("planted-token-value-123"),
         "{record}"
     );
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -415,7 +415,7 @@ value = {{ order = "{{{{ trigger.body.id }}}}", total = "{{{{ trigger.body.total
     );
     let success = records.iter().find(|r| r["state"] == "SUCCESS").unwrap();
     assert_eq!(success["tasks"][1]["outputs"]["topic"], json!(out));
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -501,7 +501,7 @@ async fn a_pattern_over_the_consumers_own_topics_does_not_feed_them_back() {
         2,
         "one record per run, none of a record read as an event"
     );
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
 }
 
 #[test]

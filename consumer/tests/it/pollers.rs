@@ -157,7 +157,7 @@ async fn every_mode_fires_on_each_poll_where_the_condition_holds_and_flows_see_t
     let n = api.wait_polls("/stock", n, 3).await;
     api.set(Some(30));
     api.wait_polls("/stock", n, 3).await;
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
 
     let low = api
         .served("/stock")
@@ -213,7 +213,7 @@ async fn edge_mode_fires_once_per_transition_and_the_cooldown_holds() {
         api.wait_polls("/edge", e, 4).await;
         api.wait_polls("/cool", c, 4).await;
     }
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
 
     let got = events(&events_topic, 3, Duration::from_secs(2));
     let count = |id: &str| {
@@ -271,7 +271,7 @@ async fn failures_back_off_and_polling_resumes_when_the_api_recovers() {
 
     api.set(Some(3));
     let got = events(&events_topic, 1, Duration::from_millis(1));
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
     assert!(!got.is_empty(), "no event after the API recovered");
     assert_eq!(got[0].json()["data"]["body"]["stock"], 3);
     let metrics = hookgate_consumer::metrics::render();
@@ -448,7 +448,7 @@ async fn secrets_stay_out_of_events_and_logs() {
         &[("API_KEY", KEY), ("TOKEN", TOKEN)],
     ));
     let got = events(&events_topic, 2, Duration::from_millis(1));
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
 
     // The API did get the credentials.
     let seen = server.seen();

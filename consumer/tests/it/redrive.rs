@@ -315,7 +315,7 @@ async fn a_failed_flow_is_redriven_alone_from_its_dead_letter_and_links_the_fail
     );
     assert!(!out.contains(TOKEN));
     assert_eq!(server.hits(), before, "a dry run sends nothing");
-    consumer.stop().await;
+    consumer.stop().await.unwrap();
 }
 
 /// A fresh directory under the system's temporary one.
