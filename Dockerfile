@@ -18,8 +18,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p hookgate -p hookgate-consumer \
- && strip target/release/hookgate target/release/hookgate-consumer
+RUN cargo build --release --locked -p hookgate -p hookgate-consumer -p hookgate-console \
+ && strip target/release/hookgate target/release/hookgate-consumer target/release/hookgate-console
 
 # Runtime stage: glibc, CA certificates for TLS to the brokers, nothing else.
 FROM debian:12.12-slim
@@ -27,7 +27,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin hookgate
-COPY --from=build /src/target/release/hookgate /src/target/release/hookgate-consumer /usr/local/bin/
+COPY --from=build /src/target/release/hookgate /src/target/release/hookgate-consumer /src/target/release/hookgate-console /usr/local/bin/
 COPY config/hookgate.example.toml /etc/hookgate/hookgate.toml
 USER 10001
 # The admin listener (health, readiness, metrics) listens on all interfaces in the

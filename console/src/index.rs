@@ -121,6 +121,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_time ON deliveries(time);
 CREATE INDEX IF NOT EXISTS deliveries_hook ON deliveries(hook, time);
+CREATE INDEX IF NOT EXISTS deliveries_accepted ON deliveries(accepted, time);
 CREATE INDEX IF NOT EXISTS deliveries_reason ON deliveries(reason, time) WHERE reason IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_id);
 CREATE INDEX IF NOT EXISTS deliveries_delivery ON deliveries(delivery_id) WHERE delivery_id IS NOT NULL;
@@ -140,6 +141,7 @@ CREATE TABLE IF NOT EXISTS executions (
 );
 CREATE INDEX IF NOT EXISTS executions_time ON executions(time);
 CREATE INDEX IF NOT EXISTS executions_flow ON executions(flow, time);
+CREATE INDEX IF NOT EXISTS executions_state ON executions(state, time);
 CREATE INDEX IF NOT EXISTS executions_id ON executions(id);
 CREATE INDEX IF NOT EXISTS executions_event ON executions(event_id);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -159,6 +161,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
   offset INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_time ON dead_letters(time);
+CREATE INDEX IF NOT EXISTS dead_letters_flow ON dead_letters(flow, time);
 CREATE TABLE IF NOT EXISTS pollers (
   id TEXT PRIMARY KEY,
   state TEXT,
@@ -503,7 +506,10 @@ impl Reader {
             arg("time <= ?", ms.into());
         }
         if let Some(b) = f.before {
-            arg("seq < ?", b.into());
+            arg(
+                "(time, seq) < ((SELECT time FROM deliveries WHERE seq = ?), ?)",
+                b.into(),
+            );
         }
         let filter = if clauses.is_empty() {
             String::new()
@@ -512,7 +518,7 @@ impl Reader {
         };
         let sql = format!(
             "SELECT seq, time, hook, accepted, status, reason, event_id, delivery_id, method, path, size
-             FROM deliveries {filter} ORDER BY seq DESC LIMIT {PAGE}"
+             FROM deliveries {filter} ORDER BY time DESC, seq DESC LIMIT {PAGE}"
         );
         self.with(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
@@ -559,7 +565,10 @@ impl Reader {
         }
         if let Some(b) = f.before {
             args.push(b.into());
-            clauses.push(format!("seq < ?{}", args.len()));
+            let n = args.len();
+            clauses.push(format!(
+                "(time, seq) < ((SELECT time FROM executions WHERE seq = ?{n}), ?{n})"
+            ));
         }
         let filter = if clauses.is_empty() {
             String::new()
@@ -568,7 +577,7 @@ impl Reader {
         };
         let sql = format!(
             "SELECT seq, id, flow, state, event_id, time, duration_ms, redrive_of
-             FROM executions {filter} ORDER BY seq DESC LIMIT {PAGE}"
+             FROM executions {filter} ORDER BY time DESC, seq DESC LIMIT {PAGE}"
         );
         self.with(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
@@ -616,8 +625,9 @@ impl Reader {
     ) -> anyhow::Result<Vec<Json>> {
         let sql = format!(
             "SELECT seq, time, flow, execution, event_id, reason, source_topic, redriven
-             FROM dead_letters WHERE (?1 IS NULL OR flow = ?1) AND (?2 IS NULL OR seq < ?2)
-             ORDER BY seq DESC LIMIT {PAGE}"
+             FROM dead_letters WHERE (?1 IS NULL OR flow = ?1)
+               AND (?2 IS NULL OR (time, seq) < ((SELECT time FROM dead_letters WHERE seq = ?2), ?2))
+             ORDER BY time DESC, seq DESC LIMIT {PAGE}"
         );
         self.with(|c| {
             let mut stmt = c.prepare_cached(&sql)?;

@@ -60,6 +60,12 @@ pub fn classify(kind: Kind, m: &impl Message, body_limit: usize) -> Option<Entry
     let size = m.payload().map_or(0, <[u8]>::len);
     match kind {
         Kind::Events | Kind::Rejections => {
+            // An event put back for a redrive is not a new delivery; its run shows it.
+            if hookgate_consumer::redrive::header(m, hookgate_consumer::redrive::FLOW_HEADER)
+                .is_some()
+            {
+                return None;
+            }
             let event = hookgate_event::decode_message(m).ok()?;
             let time_ms = event_time(&event).or(record_ms).unwrap_or_else(now_ms);
             let data = data_json(&event);
@@ -432,6 +438,16 @@ mod tests {
         assert_eq!(id, "stock");
         assert_eq!(state.unwrap()["active"], true);
         let garbage = message("orders", None, b"not an event", &[]);
+        let redriven = message(
+            "orders",
+            None,
+            br#"{"specversion":"1.0","id":"e-1","source":"/hooks/orders","type":"t","data":{}}"#,
+            &[
+                ("content-type", CT),
+                ("hookgate-redrive-flow", "shop.fragile"),
+            ],
+        );
+        assert!(classify(Kind::Events, &redriven, 100).is_none());
         assert!(classify(Kind::Events, &garbage, 100).is_none());
     }
 }

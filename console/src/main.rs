@@ -66,10 +66,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "hookgate-console listening on http://{}",
                 listener.local_addr()?
             );
-            hookgate_console::run(settings, listener, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
+            hookgate_console::run(settings, listener, stop_signal()).await
         }
+    }
+}
+
+/// SIGTERM or SIGINT.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

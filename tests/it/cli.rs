@@ -158,6 +158,61 @@ fn local_runs_the_readme_examples_end_to_end() {
         wait_for(&|l| l.starts_with(&format!("echo <- {call}")), call, 60);
     }
 
+    // The console shows them to a newcomer: every README request among the deliveries,
+    // and the runs of the flows they started.
+    let console = value("console: ").expect("the console's address, on its own line");
+    let (base, token) = console
+        .strip_suffix(')')
+        .and_then(|c| c.split_once(" (development login token: "))
+        .expect("the console's address and its development token");
+    let base = base.trim_end_matches('/');
+    let console_get = |path: &str, token: &str| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-s", "-H", &format!("Authorization: Bearer {token}")])
+            .arg(format!("{base}{path}"))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    assert!(
+        console_get("/api/deliveries", "not-the-token")["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("log in")),
+        "the console answers without its login"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown: Vec<String> = console_get("/api/deliveries", token)["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["event_id"].as_str().map(str::to_string))
+            .collect();
+        let runs = console_get("/api/executions?state=success", token);
+        let flows: std::collections::BTreeSet<&str> = runs["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["flow"].as_str())
+            .collect();
+        if ids.iter().all(|id| shown.contains(id))
+            && [
+                "warehouse.stock-alert",
+                "bi.archive-unused-workbook",
+                "ops.incident-war-room",
+            ]
+            .iter()
+            .all(|f| flows.contains(f))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the console does not show the README's requests and their runs: {shown:?} {flows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // One metrics page for both: the consumer's run durations are a histogram with its
     // buckets, as when the consumer runs alone, and nothing is left in flight.
     let admin = value("admin: ").expect("the admin address, on its own line");

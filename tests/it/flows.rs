@@ -3,6 +3,8 @@
 //! messaging, BI, ticketing, chat and paging APIs) receives, in order, with the outputs
 //! of one call in the next.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookgate_common::config::Environment;
@@ -37,7 +39,12 @@ fn text_reply(status: u16, text: &str) -> Reply {
 /// webhooks, Tableau's sign-in and tags, ServiceNow's Table API, Slack's Web API and
 /// PagerDuty's Events API v2.
 async fn apis() -> TestServer {
-    TestServer::start(|seen: &Seen| {
+    apis_with(Arc::new(AtomicBool::new(false))).await
+}
+
+/// [`apis`], with PagerDuty refusing every event (its 400) while `pager_refuses` is set.
+pub(crate) async fn apis_with(pager_refuses: Arc<AtomicBool>) -> TestServer {
+    TestServer::start(move |seen: &Seen| {
         let path = seen.target.split('?').next().unwrap_or("");
         if path.ends_with("/api/stock/m8-bolts") {
             reply(200, json!({"product": "M8 bolts", "warehouse": "east", "stock_value": 4}))
@@ -73,6 +80,11 @@ async fn apis() -> TestServer {
             reply(
                 200,
                 json!({"ok": true, "channel": {"id": "C7702", "name": "inc0012042"}}),
+            )
+        } else if path.ends_with("/v2/enqueue") && pager_refuses.load(Ordering::SeqCst) {
+            reply(
+                400,
+                json!({"status": "invalid event", "message": "Event object is invalid", "errors": ["routing key is not enabled"]}),
             )
         } else if path.ends_with("/v2/enqueue") {
             reply(
@@ -112,6 +124,20 @@ async fn consumer_settings(
     file: &str,
     polls: Option<&str>,
 ) -> (String, hookgate_consumer::config::Settings) {
+    let (executions, config, env) = consumer_config(server, topics, file, polls).await;
+    let settings = config
+        .build(&env, "test consumer")
+        .unwrap_or_else(|e| panic!("{e}"));
+    (executions, settings)
+}
+
+/// The config of [`consumer_settings`], unbuilt, and the environment it reads.
+pub(crate) async fn consumer_config(
+    server: &TestServer,
+    topics: &[&str],
+    file: &str,
+    polls: Option<&str>,
+) -> (String, ConsumerConfig, Environment) {
     let base = format!("http://127.0.0.1:{}", server.port());
     let dead = topic("dead");
     let executions = topic("executions");
@@ -145,10 +171,7 @@ async fn consumer_settings(
         p.topic = polls.expect("a topic for the pollers").to_string();
         p
     }));
-    let settings = config
-        .build(&env, "test consumer")
-        .unwrap_or_else(|e| panic!("{e}"));
-    (executions, settings)
+    (executions, config, env)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,6 +7,7 @@ mod support;
 mod auth;
 mod cli;
 mod config_errors;
+mod console;
 mod contract;
 mod docs;
 mod flows;

@@ -298,7 +298,7 @@ fn hooks(c: &Console) -> Outcome {
         for key in ["accepted", "rejected"] {
             let n = row[key].as_i64().unwrap_or(0);
             row[key] = n.into();
-            row[format!("{key}_per_minute")] = format!("{:.1}", n as f64 / 60.0).into();
+            row[format!("{key}_per_minute")] = format!("{:.2}", n as f64 / 60.0).into();
         }
     }
     Ok(View {
@@ -392,7 +392,14 @@ fn execution(c: &Console, id: &str) -> Outcome {
             .iter()
             .map(|t| {
                 let mut t = t.clone();
-                t["request_text"] = pretty(&t["request"]).into();
+                let mut request = t["request"].clone();
+                // A JSON body sent as text is shown as the JSON it is.
+                if let Some(body) = request["body"].as_str() {
+                    if let Ok(parsed) = serde_json::from_str::<Json>(body) {
+                        request["body"] = parsed;
+                    }
+                }
+                t["request_text"] = pretty(&request).into();
                 t["outputs_text"] = pretty(&t["outputs"]).into();
                 t
             })

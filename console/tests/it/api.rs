@@ -173,6 +173,34 @@ async fn deliveries_rejections_runs_and_a_redriven_dead_letter_show_in_the_api()
     let dead = api(&console, &format!("/api/dead-letters/{}", dead[0]["seq"])).await;
     assert!(dead["redriven"].is_string());
 
+    // A dry run of a flow on the captured event renders its request, secrets masked,
+    // and sends nothing.
+    let calls = server.hits();
+    let seq = accepted[0]["seq"].as_i64().unwrap();
+    let report = api(
+        &console,
+        &format!("/api/dry-run?delivery={seq}&flow=shop.fragile"),
+    )
+    .await;
+    let report = &report["report"];
+    assert_eq!(report["runs"], true, "{report}");
+    let request = &report["tasks"][0]["request"];
+    assert_eq!(request["method"], "POST");
+    assert_eq!(request["body"], r#"{"order":"A-7"}"#, "{request}");
+    assert!(
+        request["url"]
+            .as_str()
+            .unwrap()
+            .contains("api_key=%5Bredacted%5D")
+            || request["url"].as_str().unwrap().contains("[redacted]"),
+        "{request}"
+    );
+    assert!(
+        !report.to_string().contains(API_SECRET),
+        "a secret in the dry run: {report}"
+    );
+    assert_eq!(server.hits(), calls, "the dry run sent a request");
+
     console.stop().await.unwrap();
     consumer.stop().await.unwrap();
     std::fs::remove_dir_all(dir).unwrap();
