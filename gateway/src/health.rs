@@ -15,6 +15,8 @@ pub const PERMANENT_ERROR_HOLD: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct Health {
     broker_reachable: AtomicBool,
+    /// Set at SIGTERM: the gateway is leaving, so a load balancer should stop sending.
+    draining: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -51,10 +53,18 @@ impl Health {
         self.state.lock().expect("health lock").permanent_error = Some((Instant::now(), reason));
     }
 
+    /// Marks the gateway as shutting down: not ready from now on.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
     /// `Ok` when ready, else every reason it is not.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         let s = self.state.lock().expect("health lock");
         let mut reasons = Vec::new();
+        if self.draining.load(Ordering::Relaxed) {
+            reasons.push("draining: shutting down".to_string());
+        }
         if !self.broker_reachable.load(Ordering::Relaxed) {
             reasons.push(match &s.broker_error {
                 Some(e) => format!("brokers unreachable: {e}"),

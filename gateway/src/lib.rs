@@ -171,6 +171,31 @@ pub async fn run(
     tokio::spawn(reload_on_sighup(reloader.clone(), shutdown.clone()));
     tokio::spawn(watch_producer_queue(gateway.clone(), shutdown.clone()));
 
+    // Shutdown in phases a load balancer understands: at the signal `/readyz` turns 503
+    // while the listener keeps serving for `drain_delay`; then it stops accepting and
+    // in-flight requests get `shutdown_timeout`; the admin listener answers until the
+    // producer is flushed.
+    let (stop_serving, serving) = shutdown::channel();
+    let (stop_admin, admin_serving) = shutdown::channel();
+    tokio::spawn({
+        let (health, shutdown, drain) = (
+            health.clone(),
+            shutdown.clone(),
+            server_cfg.drain_delay.get(),
+        );
+        async move {
+            shutdown.wait().await;
+            health.set_draining();
+            if !drain.is_zero() {
+                tracing::info!(
+                    drain_delay = ?drain,
+                    "draining: /readyz answers 503; still serving until the delay ends"
+                );
+                tokio::time::sleep(drain).await;
+            }
+            stop_serving.trigger();
+        }
+    });
     let admin = Arc::new(Admin {
         health,
         reloader: Some(reloader),
@@ -190,7 +215,7 @@ pub async fn run(
             let admin = admin.clone();
             async move { admin.handle(req).await }
         },
-        shutdown.clone(),
+        admin_serving,
     ));
     // Announced only now: the topics are checked and the producer is ready.
     tracing::info!(
@@ -209,12 +234,16 @@ pub async fn run(
             let gw = gw.clone();
             async move { gw.handle(req, Some(peer)).await }
         },
-        shutdown,
+        serving,
     )
     .await;
-    let _ = admin_task.await;
     tracing::info!("flushing the producer");
-    gateway.sink().flush(server_cfg.shutdown_timeout.get());
+    let sink = gateway.clone();
+    let timeout = server_cfg.shutdown_timeout.get();
+    // librdkafka's flush blocks: off the runtime, so the admin listener still answers.
+    let _ = tokio::task::spawn_blocking(move || sink.sink().flush(timeout)).await;
+    stop_admin.trigger();
+    let _ = admin_task.await;
     Ok(())
 }
 

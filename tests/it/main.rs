@@ -10,6 +10,7 @@ mod config_errors;
 mod console;
 mod contract;
 mod docs;
+mod drain;
 mod flows;
 mod handshake;
 mod outage;

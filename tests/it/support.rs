@@ -96,7 +96,7 @@ impl GatewayBuilder {
 
     pub fn toml(&self) -> String {
         let mut t = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}\n[kafka]\nbrokers = \"{}\"\n{}\n[rejections]\n{}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n# Tests stop at once: no load balancer to drain from.\ndrain_delay = \"0s\"\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}\n[kafka]\nbrokers = \"{}\"\n{}\n[rejections]\n{}\n",
             self.server.join("\n"),
             self.admin.join("\n"),
             self.brokers,

@@ -34,7 +34,11 @@ pub struct ServerConfig {
     /// 0: connections run on the shared work-stealing runtime. N: N serving threads, each
     /// accepting on the listener and running its connections to the end on its own.
     pub threads: usize,
-    /// On SIGTERM/SIGINT, time given to in-flight requests before the gateway exits.
+    /// On SIGTERM/SIGINT, how long the listener keeps serving after `/readyz` turned 503,
+    /// so a load balancer's health checks move traffic away before it closes.
+    pub drain_delay: ConfigDuration,
+    /// On SIGTERM/SIGINT, time given to in-flight requests, once the listener stopped
+    /// accepting, before the gateway exits.
     pub shutdown_timeout: ConfigDuration,
     /// Proxies whose `X-Forwarded-For` is believed, as address blocks
     /// (`["10.0.0.0/8"]`). Empty: the peer address is the client.
