@@ -9,6 +9,7 @@ mod cli;
 mod config_errors;
 mod console;
 mod contract;
+mod deploy;
 mod docs;
 mod drain;
 mod flows;

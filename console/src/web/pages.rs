@@ -50,6 +50,8 @@ pub async fn route(console: &Arc<Console>, call: Call) -> http::Response<Body> {
             return r;
         }
         (&Method::GET, "/login") => return login_page(console, StatusCode::OK, None),
+        // For probes: says only that the console answers.
+        (&Method::GET, "/healthz") => return html(StatusCode::OK, "ok\n".to_string()),
         (&Method::POST, "/login") => return login(console, &call).await,
         _ => {}
     }
