@@ -69,6 +69,14 @@ impl Histogram {
             .fetch_add((value * self.unit) as u64, Ordering::Relaxed);
     }
 
+    /// Gives the histogram `name` its `# HELP` text.
+    pub fn describe(name: &'static str, help: &'static str) {
+        let mut helps = help_texts().lock().expect("histogram help");
+        if !helps.iter().any(|(n, _)| *n == name) {
+            helps.push((name, help));
+        }
+    }
+
     /// Appends every registered histogram whose name starts with `prefix`, in
     /// Prometheus' text format.
     pub fn render_all(prefix: &str, out: &mut String) {
@@ -80,7 +88,11 @@ impl Histogram {
             .collect();
         names.sort_unstable();
         names.dedup();
+        let helps = help_texts().lock().expect("histogram help");
         for name in names {
+            if let Some((_, help)) = helps.iter().find(|(n, _)| *n == name) {
+                let _ = writeln!(out, "# HELP {name} {help}");
+            }
             let _ = writeln!(out, "# TYPE {name} histogram");
             for h in all.iter().filter(|h| h.name == name) {
                 h.render(out);
@@ -112,6 +124,12 @@ impl Histogram {
         let _ = writeln!(out, "{}_sum{series} {sum}", self.name);
         let _ = writeln!(out, "{}_count{series} {cumulative}", self.name);
     }
+}
+
+/// The `# HELP` texts given with [`Histogram::describe`].
+fn help_texts() -> &'static Mutex<Vec<(&'static str, &'static str)>> {
+    static HELP: OnceLock<Mutex<Vec<(&'static str, &'static str)>>> = OnceLock::new();
+    HELP.get_or_init(Mutex::default)
 }
 
 fn registry() -> &'static Mutex<Vec<Arc<Histogram>>> {

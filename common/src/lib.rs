@@ -8,10 +8,12 @@
 //! - [`histogram`]: Prometheus histograms with fixed buckets, for both binaries' metrics.
 //! - [`logging`]: the logger both binaries install: text or JSON lines on stderr.
 //! - [`net`]: address blocks, for allowlists and the outbound policy.
+//! - [`process`]: the process's CPU, memory and file-descriptor metrics, from `/proc`.
 //! - [`time`]: durations and RFC 3339 times as people write them, parsed in one place.
 
 pub mod config;
 pub mod histogram;
 pub mod logging;
 pub mod net;
+pub mod process;
 pub mod time;

@@ -13,9 +13,27 @@ pub const FLOWS: &str = "hookgate_consumer_flows_total";
 pub const FLOW_SECONDS: &str = "hookgate_consumer_flow_duration_seconds";
 pub const TASK_RETRIES: &str = "hookgate_consumer_task_retries_total";
 pub const DEAD_LETTERS: &str = "hookgate_consumer_dead_letters_total";
-pub const LAG: &str = "hookgate_consumer_lag";
+pub const LAG: &str = "hookgate_consumer_lag_messages";
 pub const POLLS: &str = "hookgate_consumer_polls_total";
 pub const POLLERS_OWNED: &str = "hookgate_consumer_pollers_owned";
+pub const BUILD_INFO: &str = "hookgate_consumer_build_info";
+
+/// Every series and its `# HELP` text.
+const HELP: &[(&str, &str)] = &[
+    (FLOWS, "Flow runs finished, by flow and state."),
+    (TASK_RETRIES, "Task attempts retried, by flow and task."),
+    (
+        DEAD_LETTERS,
+        "Records sent to the dead-letter topic, by reason.",
+    ),
+    (
+        LAG,
+        "Messages behind the end of the assigned partitions, summed.",
+    ),
+    (POLLS, "Polls, by poller and outcome."),
+    (POLLERS_OWNED, "Pollers this replica runs."),
+    (BUILD_INFO, "Always 1; the labels tell the running version."),
+];
 
 /// Upper bounds of the run-duration buckets, in seconds.
 const FLOW_BUCKETS: &[f64] = &[
@@ -32,7 +50,13 @@ pub fn install() {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        metrics::set_global_recorder(recorder).ok().map(|()| handle)
+        let installed = metrics::set_global_recorder(recorder).ok().map(|()| handle);
+        for (name, help) in HELP {
+            metrics::describe_counter!(*name, *help);
+        }
+        Histogram::describe(FLOW_SECONDS, "Flow run durations, in seconds, by flow.");
+        gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        installed
     });
 }
 
@@ -45,6 +69,10 @@ pub fn render() -> String {
         .map(PrometheusHandle::render)
         .unwrap_or_default();
     Histogram::render_all("hookgate_consumer_", &mut out);
+    // In `hookgate local` the gateway's page already has the process's metrics.
+    if HANDLE.get().is_some_and(Option::is_some) {
+        hookgate_common::process::render(&mut out);
+    }
     out
 }
 
@@ -76,4 +104,33 @@ pub fn poll(poller: &str, outcome: &'static str) {
 /// Pollers running on this replica.
 pub fn pollers_owned(n: usize) {
     gauge!(POLLERS_OWNED).set(n as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_is_described_with_the_version_and_the_process() {
+        install();
+        flow_finished("shop.orders", "success", Duration::from_millis(3));
+        task_retry("shop.orders", "book");
+        dead_letter("flow_failed");
+        consumer_lag(7);
+        poll("stock", "fired");
+        pollers_owned(1);
+        let text = render();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split_whitespace().nth(2).unwrap();
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}:\n{text}");
+        }
+        for series in [
+            "hookgate_consumer_lag_messages 7",
+            "hookgate_consumer_build_info{version=",
+            "hookgate_consumer_flow_duration_seconds_bucket{flow=\"shop.orders\"",
+            "process_resident_memory_bytes ",
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+    }
 }

@@ -175,6 +175,8 @@ pub async fn run(
     ready: crate::admin::Ready,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Describes the series (and installs a recorder unless the process has one).
+    crate::metrics::install();
     let kafka = settings.kafka.clone();
     let mut config = kafka.consumer_config();
     if !kafka

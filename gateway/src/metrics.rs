@@ -15,7 +15,7 @@ pub const REQUESTS: &str = "hookgate_requests_total";
 pub const REQUEST_SECONDS: &str = "hookgate_request_duration_seconds";
 pub const DELIVERY_SECONDS: &str = "hookgate_kafka_delivery_seconds";
 pub const DELIVERY_ERRORS: &str = "hookgate_kafka_delivery_errors_total";
-pub const PRODUCER_QUEUE: &str = "hookgate_kafka_producer_queue";
+pub const PRODUCER_QUEUE: &str = "hookgate_kafka_producer_queue_messages";
 pub const PRODUCER_REPLACED: &str = "hookgate_kafka_producer_replaced_total";
 pub const AUTH_FAILURES: &str = "hookgate_auth_failures_total";
 pub const RATE_LIMITED: &str = "hookgate_rate_limited_total";
@@ -26,6 +26,67 @@ pub const BODY_BYTES: &str = "hookgate_request_body_bytes";
 pub const RELOADS: &str = "hookgate_config_reloads_total";
 pub const REJECTION_RECORDS: &str = "hookgate_rejection_records_total";
 pub const REJECTION_RECORDS_DROPPED: &str = "hookgate_rejection_records_dropped_total";
+pub const BUILD_INFO: &str = "hookgate_build_info";
+
+/// Every series and its `# HELP` text; histograms are rendered by [`Histogram`].
+const HELP: &[(&str, &str)] = &[
+    (REQUESTS, "Requests answered, by hook and outcome."),
+    (
+        DELIVERY_ERRORS,
+        "Events the broker did not acknowledge, by hook.",
+    ),
+    (
+        PRODUCER_QUEUE,
+        "Messages and requests the Kafka producer holds, not yet acknowledged.",
+    ),
+    (
+        PRODUCER_REPLACED,
+        "Kafka producers replaced after a fatal error.",
+    ),
+    (
+        AUTH_FAILURES,
+        "Requests refused by authentication, by hook and reason.",
+    ),
+    (
+        RATE_LIMITED,
+        "Requests refused by a rate limit, by hook and limit (hook or client).",
+    ),
+    (SHED, "Requests shed for load (503), by reason."),
+    (IN_FLIGHT, "Requests being served now."),
+    (
+        PAUSED,
+        "Connections left unread while the in-flight limit is reached.",
+    ),
+    (
+        RELOADS,
+        "Configuration reloads, by result (ok or rejected).",
+    ),
+    (
+        REJECTION_RECORDS,
+        "Rejection records published, by hook and reason.",
+    ),
+    (
+        REJECTION_RECORDS_DROPPED,
+        "Rejection records not made, by cause.",
+    ),
+    (BUILD_INFO, "Always 1; the labels tell the running version."),
+];
+
+/// The histograms and their `# HELP` text.
+const HISTOGRAM_HELP: &[(&str, &str)] = &[
+    (
+        REQUEST_SECONDS,
+        "Time from the request's head to the answer, in seconds, by hook.",
+    ),
+    (
+        BODY_BYTES,
+        "Request body sizes as received, in bytes, by hook.",
+    ),
+    (
+        DELIVERY_SECONDS,
+        "Time from enqueueing an event to the broker's acknowledgement, in seconds.",
+    ),
+];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -37,14 +98,22 @@ pub fn install() -> &'static PrometheusHandle {
         // Fails only if another recorder is installed (an embedding program's); then our
         // metrics go there and this handle renders nothing.
         let _ = metrics::set_global_recorder(recorder);
+        for (name, help) in HELP {
+            metrics::describe_counter!(*name, *help);
+        }
+        for (name, help) in HISTOGRAM_HELP {
+            Histogram::describe(name, help);
+        }
+        gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         handle
     })
 }
 
-/// The metrics in Prometheus' text format.
+/// The metrics in Prometheus' text format, with the process's own.
 pub fn render() -> String {
     let mut out = install().render();
     Histogram::render_all("hookgate_", &mut out);
+    hookgate_common::process::render(&mut out);
     out
 }
 

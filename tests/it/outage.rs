@@ -114,7 +114,12 @@ async fn a_full_producer_queue_is_shed_at_once() {
             tokio::spawn(async move { http::post(&url).body("{}").send().await.unwrap() })
         })
         .collect();
-    metric_until(&gw.admin_url, "hookgate_kafka_producer_queue", |n| n >= 2.0).await;
+    metric_until(
+        &gw.admin_url,
+        "hookgate_kafka_producer_queue_messages",
+        |n| n >= 2.0,
+    )
+    .await;
     let started = Instant::now();
     let r = http::post(&url).body("{}").send().await.unwrap();
     assert_eq!(r.status, 503);

@@ -88,8 +88,12 @@ async fn a_delivery_that_got_503_is_accepted_on_retry() {
     cluster.broker_down(1).unwrap();
     assert_eq!(deliver(&url, "d-r", body).await.status, 503);
     // The failed attempt's record has timed out of the producer: it is gone for good.
-    crate::support::metric_until(&gw.admin_url, "hookgate_kafka_producer_queue", |n| n == 0.0)
-        .await;
+    crate::support::metric_until(
+        &gw.admin_url,
+        "hookgate_kafka_producer_queue_messages",
+        |n| n == 0.0,
+    )
+    .await;
     cluster.broker_up(1).unwrap();
     let mut accepted = None;
     for _ in 0..50 {

@@ -370,7 +370,71 @@ async fn metrics_show_the_series_after_traffic() {
         assert!(text.contains(series), "{series} missing:\n{text}");
     }
     assert!(!text.contains("tok\""), "no secret in a label");
+    // Every series is described, and the version and the process's own figures are there.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no # HELP:\n{text}"
+        );
+    }
+    assert!(text.contains(&format!(
+        "hookgate_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    for series in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
     gw.stop().await.unwrap();
+}
+
+/// The metric names the shipped dashboards query: each is documented (docs/operations.md,
+/// docs/consumer.md), so a renamed series cannot leave a panel empty unnoticed.
+#[test]
+fn the_dashboards_query_only_documented_series() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let read = |p: &str| std::fs::read_to_string(format!("{root}/{p}")).unwrap();
+    let documented = read("docs/operations.md") + &read("docs/consumer.md");
+    for dashboard in [
+        "config/grafana-dashboard.json",
+        "config/grafana-consumer-dashboard.json",
+    ] {
+        let json: serde_json::Value = serde_json::from_str(&read(dashboard)).unwrap();
+        let mut names = std::collections::BTreeSet::new();
+        for panel in json["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().unwrap();
+                let mut rest = expr;
+                while let Some(at) = rest.find("hookgate_").or_else(|| rest.find("process_")) {
+                    let name: String = rest[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    rest = &rest[at + name.len()..];
+                    let base = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(s))
+                        .unwrap_or(&name);
+                    names.insert(base.to_string());
+                }
+            }
+        }
+        assert!(names.len() >= 8, "{dashboard}: {names:?}");
+        for name in names {
+            let family = name.strip_prefix("process_").map(|_| "process_");
+            assert!(
+                documented.contains(&format!("`{name}`"))
+                    || family.is_some_and(|f| documented.contains(f)),
+                "{dashboard} queries `{name}`, which no table documents"
+            );
+        }
+    }
 }
 
 /// Threads of this process named like the gateway's serving threads.
