@@ -396,7 +396,9 @@ fn bench_replay(c: &mut Criterion) {
             let id = format!("72d3162e-cc78-11e3-81ab-{n:012x}");
             match guard.admit(&id, std::time::Duration::from_secs(1)).await {
                 Admission::Fresh(ticket) => ticket.accepted(event),
-                Admission::Duplicate(_) => panic!("a new id taken for a duplicate"),
+                Admission::Duplicate(_) | Admission::Conflict => {
+                    panic!("a new id taken for a duplicate")
+                }
             }
         };
         runtime.block_on(async {

@@ -59,6 +59,15 @@ pub enum Rejection {
     /// Too many requests in flight: shed.
     #[error("overloaded")]
     Overloaded,
+    /// The hook's idempotency key is missing (when required) or unusable.
+    #[error("{}", match .0 {
+        crate::idempotency::KeyProblem::Missing => "idempotency key required",
+        crate::idempotency::KeyProblem::Invalid => "idempotency key invalid: 1 to 255 visible characters",
+    })]
+    IdempotencyKey(crate::idempotency::KeyProblem),
+    /// An idempotency key already used for a request with another body.
+    #[error("idempotency key reused for a different request")]
+    IdempotencyKeyReused,
     #[error("{0}")]
     Publish(#[from] PublishError),
 }
@@ -92,6 +101,8 @@ impl Rejection {
             Rejection::BadEncoding(DecompressError::Corrupt(_)) => StatusCode::BAD_REQUEST,
             Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Rejection::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::IdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            Rejection::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Rejection::Publish(p) => match p {
                 PublishError::QueueFull | PublishError::Timeout(_) | PublishError::Transient(_) => {
                     StatusCode::SERVICE_UNAVAILABLE
@@ -129,6 +140,8 @@ impl Rejection {
             }
             Rejection::BodyTimeout => "body_timeout",
             Rejection::Overloaded => "shed",
+            Rejection::IdempotencyKey(_) => "bad_request",
+            Rejection::IdempotencyKeyReused => "idempotency_conflict",
             Rejection::Publish(PublishError::QueueFull) => "queue_full",
             Rejection::Publish(PublishError::Timeout(_)) => "ack_timeout",
             Rejection::Publish(PublishError::Transient(_)) => "delivery_failed",
@@ -175,6 +188,11 @@ impl Rejection {
             Rejection::BodyTimeout => "body_timeout",
             Rejection::BodyRead => "body_unreadable",
             Rejection::Overloaded => "shed",
+            Rejection::IdempotencyKey(crate::idempotency::KeyProblem::Missing) => {
+                "idempotency_key_missing"
+            }
+            Rejection::IdempotencyKey(_) => "idempotency_key_invalid",
+            Rejection::IdempotencyKeyReused => "idempotency_key_reused",
             Rejection::Publish(PublishError::QueueFull) => "queue_full",
             Rejection::Publish(PublishError::Timeout(_)) => "ack_timeout",
             Rejection::Publish(PublishError::Transient(_)) => "delivery_failed",
@@ -218,6 +236,14 @@ impl Rejection {
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();
+        if let Rejection::IdempotencyKeyReused = self {
+            return problem(
+                status,
+                "https://datatracker.ietf.org/doc/draft-ietf-httpapi-idempotency-key-header/",
+                "Idempotency-Key is already used",
+                "this idempotency key was used for a request with a different body; send a new key for a new request",
+            );
+        }
         let mut body = Vec::with_capacity(64);
         body.extend_from_slice(b"{\"error\":");
         serde_json::to_writer(&mut body, &self.public_reason()).expect("string serializes");
@@ -246,6 +272,23 @@ impl Rejection {
         }
         resp
     }
+}
+
+/// An RFC 9457 problem details answer.
+fn problem(status: StatusCode, kind: &str, title: &str, detail: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({
+        "type": kind,
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    resp
 }
 
 #[cfg(test)]

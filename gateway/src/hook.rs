@@ -50,6 +50,9 @@ pub struct Hook {
     pub limits: Arc<HookLimits>,
     /// Source addresses allowed to post; empty: any.
     pub allow_sources: CidrList,
+    /// Idempotency keys, when the hook reads them; kept across reloads that leave their
+    /// settings alone.
+    pub idempotency: Option<crate::idempotency::Idempotency>,
     /// The JSON pointers the key and the type read from bodies, in one list so that a
     /// body is scanned once for all of them ([`Field::Pointer`] indexes into it).
     pub pointers: Vec<Pointer>,

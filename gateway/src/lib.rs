@@ -38,6 +38,7 @@ pub mod handshake;
 pub mod health;
 pub mod hex;
 pub mod hook;
+pub mod idempotency;
 pub mod in_flight;
 pub mod json;
 pub mod metrics;

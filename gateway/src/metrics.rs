@@ -142,6 +142,7 @@ pub const OUTCOMES: &[&str] = &[
     "bad_request",
     "body_timeout",
     "shed",
+    "idempotency_conflict",
     "queue_full",
     "ack_timeout",
     "delivery_failed",

@@ -13,7 +13,9 @@
 //!    as received (401);
 //! 7. the hook's rate limit, charged only now that the sender is authenticated (429);
 //!    handshakes answered after authentication (Slack, Zoom);
-//! 8. the replay guard: a delivery already stored is answered with its event id.
+//! 8. the replay guard: a delivery already stored is answered with its event id;
+//! 9. the idempotency key, if the hook reads one: a repeat of a stored request is
+//!    answered with its event id, a key reused for another body is 422.
 //!
 //! Then `publish`: decompress and normalize the body (413, 400), write the
 //! event ([`crate::envelope`]), hand the record to the sink, and wait for the broker's
@@ -117,6 +119,8 @@ struct Entry<'a> {
     verified: crate::auth::Verified,
     /// The replay guard's claim on the delivery id, settled once the broker answers.
     ticket: Option<crate::replay::Ticket<'a>>,
+    /// The claim on the request's idempotency key, settled likewise.
+    idempotency: Option<crate::replay::Ticket<'a>>,
     /// A handshake's answer that replaces the 202 once the event is stored.
     handshake_answer: Option<Response<Full<Bytes>>>,
     /// Its place under `server.max_in_flight`.
@@ -293,6 +297,7 @@ impl Gateway {
             coding,
             verified,
             ticket,
+            idempotency,
             handshake_answer,
             slot: _slot,
         } = entry;
@@ -320,7 +325,7 @@ impl Gateway {
             metrics::shed("queue_full");
         }
         result?;
-        if let Some(ticket) = ticket {
+        for ticket in [ticket, idempotency].into_iter().flatten() {
             ticket.accepted(event_id);
         }
         match handshake_answer {
@@ -441,14 +446,36 @@ impl Gateway {
                         return Ok(Verdict::Answer(Accepted::Stored { id }));
                     }
                     Admission::Fresh(ticket) => Some(ticket),
+                    // Delivery ids carry no fingerprint, so they never conflict.
+                    Admission::Conflict => None,
                 }
             }
             _ => None,
+        };
+        let idempotency = match &hook.idempotency {
+            None => None,
+            Some(idem) => match idem.key(&parts.headers) {
+                Err(problem) => return Err(Rejection::IdempotencyKey(problem)),
+                Ok(None) => None,
+                Ok(Some(key)) => {
+                    let fingerprint = crate::idempotency::fingerprint(body);
+                    let wait = hook.ack_timeout + crate::idempotency::WAIT_SLACK;
+                    match idem.guard.admit_with(key, fingerprint, wait).await {
+                        // The same request again: the first one's answer, nothing published.
+                        Admission::Duplicate(id) => {
+                            return Ok(Verdict::Answer(Accepted::Stored { id }))
+                        }
+                        Admission::Conflict => return Err(Rejection::IdempotencyKeyReused),
+                        Admission::Fresh(ticket) => Some(ticket),
+                    }
+                }
+            },
         };
         Ok(Verdict::Publish(Entry {
             coding,
             verified,
             ticket,
+            idempotency,
             handshake_answer,
             slot,
         }))

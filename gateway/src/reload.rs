@@ -130,6 +130,9 @@ impl Reloader {
                 if hook.auth.keep_replay(&prev.auth) {
                     kept_replay += 1;
                 }
+                if let (Some(next), Some(old)) = (&mut hook.idempotency, &prev.idempotency) {
+                    next.keep(old);
+                }
             }
         }
         let report = Report {

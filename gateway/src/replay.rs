@@ -81,9 +81,12 @@ impl std::hash::Hasher for DigestHasher {
 
 type Hashed<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<DigestHasher>>;
 
-/// A remembered delivery, 40 bytes.
+/// A remembered delivery, 48 bytes.
 struct Entry {
     key: Key,
+    /// What the first request carried, for idempotency keys: 64 bits of the SHA-256 of
+    /// its body (0 for delivery ids, where the body is not compared).
+    fingerprint: u64,
     /// The event id once the delivery was accepted; nil while its first attempt is
     /// publishing (event ids are UUIDv7, never nil).
     event: uuid::Uuid,
@@ -138,6 +141,8 @@ pub enum Admission<'a> {
     Fresh(Ticket<'a>),
     /// Already accepted: answer with this event id and publish nothing.
     Duplicate(uuid::Uuid),
+    /// Already accepted with another fingerprint: the key was reused for another request.
+    Conflict,
 }
 
 /// The right to publish a delivery. Dropping it without [`Ticket::accepted`] records a
@@ -197,6 +202,18 @@ impl ReplayGuard {
     /// Admits a delivery, or says it is a duplicate; waits while a first attempt of the
     /// same id is in flight (at most `wait`, then it is treated as failed).
     pub async fn admit(&self, delivery_id: &str, wait: Duration) -> Admission<'_> {
+        self.admit_with(delivery_id, 0, wait).await
+    }
+
+    /// [`admit`](Self::admit) for a key that must come with the same request each time
+    /// (an idempotency key): a key already accepted with another `fingerprint` is a
+    /// [`Admission::Conflict`].
+    pub async fn admit_with(
+        &self,
+        delivery_id: &str,
+        fingerprint: u64,
+        wait: Duration,
+    ) -> Admission<'_> {
         let key = self.digest(delivery_id);
         // Read off the clock only by a duplicate that has to wait.
         let mut deadline = None;
@@ -207,7 +224,7 @@ impl ReplayGuard {
                 inner.expire(now);
                 match inner.find(&key) {
                     None => {
-                        let seq = inner.insert(key, now);
+                        let seq = inner.insert(key, fingerprint, now);
                         return Admission::Fresh(Ticket {
                             guard: self,
                             key,
@@ -216,7 +233,11 @@ impl ReplayGuard {
                         });
                     }
                     Some(entry) if !entry.event.is_nil() => {
-                        return Admission::Duplicate(entry.event)
+                        return if entry.fingerprint == fingerprint {
+                            Admission::Duplicate(entry.event)
+                        } else {
+                            Admission::Conflict
+                        };
                     }
                     Some(_) => inner
                         .waiting
@@ -273,13 +294,14 @@ impl Inner {
     }
 
     /// Remembers `key` as in flight; its sequence number.
-    fn insert(&mut self, key: Key, now: u64) -> u64 {
+    fn insert(&mut self, key: Key, fingerprint: u64, now: u64) -> u64 {
         while self.ring.len() >= self.capacity {
             self.pop_front();
         }
         let seq = self.first + self.ring.len() as u64;
         self.ring.push_back(Entry {
             key,
+            fingerprint,
             event: uuid::Uuid::nil(),
             created: now,
         });
@@ -357,6 +379,7 @@ mod tests {
         match a {
             Admission::Fresh(t) => t,
             Admission::Duplicate(id) => panic!("unexpected duplicate of {id}"),
+            Admission::Conflict => panic!("unexpected conflict"),
         }
     }
 
@@ -373,9 +396,20 @@ mod tests {
         fresh(g.admit("d1", WAIT).await).accepted(e1());
         match g.admit("d1", WAIT).await {
             Admission::Duplicate(id) => assert_eq!(id, e1()),
-            Admission::Fresh(_) => panic!("second delivery admitted"),
+            Admission::Fresh(_) | Admission::Conflict => panic!("second delivery admitted"),
         }
         let _other = fresh(g.admit("d2", WAIT).await);
+    }
+
+    #[tokio::test]
+    async fn a_key_accepted_with_one_fingerprint_conflicts_with_another() {
+        let g = ReplayGuard::new(Duration::from_secs(60), 10);
+        fresh(g.admit_with("k", 7, WAIT).await).accepted(e1());
+        assert!(matches!(g.admit_with("k", 7, WAIT).await, Admission::Duplicate(id) if id == e1()));
+        assert!(matches!(
+            g.admit_with("k", 8, WAIT).await,
+            Admission::Conflict
+        ));
     }
 
     #[tokio::test]
@@ -394,7 +428,7 @@ mod tests {
         let waiter = tokio::spawn(async move {
             match g2.admit("d", WAIT).await {
                 Admission::Duplicate(id) => id.to_string(),
-                Admission::Fresh(_) => "fresh".to_string(),
+                Admission::Fresh(_) | Admission::Conflict => "fresh".to_string(),
             }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -435,10 +469,10 @@ mod tests {
         let g = ReplayGuard::new(Duration::from_secs(60), 10);
         let mut inner = g.inner.lock().unwrap();
         let (a, b) = (Key([1, 2]), Key([1, 3]));
-        inner.insert(a, 0);
+        inner.insert(a, 0, 0);
         assert!(inner.find(&a).is_some());
         assert!(inner.find(&b).is_none(), "b was never seen");
-        inner.insert(b, 0);
+        inner.insert(b, 0, 0);
         assert_eq!(inner.find(&b).map(|e| e.key), Some(b));
         assert_eq!(
             inner.find(&a).map(|e| e.key),

@@ -14,6 +14,7 @@ mod docs;
 mod drain;
 mod flows;
 mod handshake;
+mod idempotency;
 mod outage;
 mod oversize;
 mod packaging;

@@ -83,6 +83,9 @@ pub struct HookConfig {
     /// Source addresses allowed to post, as address blocks; others get 403. Empty: any.
     #[serde(default)]
     pub allow_sources: Vec<String>,
+    /// Idempotency keys: `{ header = "Idempotency-Key", window = "24h" }` (see
+    /// [`crate::idempotency`]).
+    pub idempotency: Option<crate::idempotency::IdempotencyConfig>,
 }
 
 /// `rate_limit` in a hook: a sustained rate and a burst.
@@ -524,6 +527,10 @@ impl HookConfig {
             .as_ref()
             .and_then(|r| r.build(&at("response"), p));
         let limits = limits(self, &format!("hooks[{index}]"), p);
+        let idempotency = self
+            .idempotency
+            .as_ref()
+            .and_then(|i| i.build(&at("idempotency"), p));
         let allow_sources = match crate::client::CidrList::parse(&self.allow_sources) {
             Ok(list) => list,
             Err(errors) => {
@@ -564,6 +571,7 @@ impl HookConfig {
             response,
             limits: std::sync::Arc::new(limits?),
             allow_sources,
+            idempotency,
             pointers,
             metrics: Default::default(),
         })
