@@ -288,6 +288,7 @@ pub async fn execute(
         redrive,
     };
     exec.change(State::Created);
+    let trace = event.extension("traceparent").and_then(Trace::parse);
     let mut ctx = context(event, flow, &id);
     match admit(flow, &mut ctx) {
         Err(e) => {
@@ -299,7 +300,7 @@ pub async fn execute(
             exec.change(State::Running);
             let mut failed = None;
             for task in &flow.tasks {
-                let run = run_task(&flow.qualified_id(), task, &ctx, deps).await;
+                let run = run_task(&flow.qualified_id(), task, &ctx, trace, deps).await;
                 if let Some(outputs) = &run.outputs {
                     ctx.set_output(task.id(), outputs.clone());
                 }
@@ -332,11 +333,77 @@ pub async fn execute(
     exec
 }
 
-/// One task with its retries: rendered once, sent up to its attempts.
-async fn run_task(flow: &str, task: &Task, ctx: &Context, deps: &Deps) -> TaskRun {
+/// The W3C trace an event belongs to (its `traceparent` attribute): the consumer's
+/// outbound calls continue it, each as a span of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trace {
+    trace_id: [u8; 32],
+    flags: [u8; 2],
+}
+
+impl Trace {
+    /// Reads `version-traceid-parentid-flags`; an all-zero trace id is invalid.
+    pub fn parse(text: &str) -> Option<Trace> {
+        let parts: Vec<&str> = text.trim().split('-').collect();
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        if parts.len() < 4
+            || !hex(parts[0], 2)
+            || parts[0] == "ff"
+            || !hex(parts[1], 32)
+            || !hex(parts[2], 16)
+            || !hex(parts[3], 2)
+        {
+            return None;
+        }
+        if parts[1].bytes().all(|b| b == b'0') {
+            return None;
+        }
+        Some(Trace {
+            trace_id: parts[1].as_bytes().try_into().ok()?,
+            flags: parts[3].as_bytes().try_into().ok()?,
+        })
+    }
+
+    /// The `traceparent` of a new span of this trace.
+    pub fn child(&self) -> String {
+        let span = uuid::Uuid::new_v4().simple().to_string();
+        format!(
+            "00-{}-{}-{}",
+            String::from_utf8_lossy(&self.trace_id),
+            &span[..16],
+            String::from_utf8_lossy(&self.flags)
+        )
+    }
+}
+
+/// One task with its retries: rendered once, sent up to its attempts. An HTTP call
+/// carries the event's trace as `traceparent`, unless the task sets that header itself.
+async fn run_task(
+    flow: &str,
+    task: &Task,
+    ctx: &Context,
+    trace: Option<Trace>,
+    deps: &Deps,
+) -> TaskRun {
     let retry = task.retry();
     let started = Instant::now();
     let prepared = match task.prepare(ctx, &deps.engine) {
+        Ok(crate::task::Prepared::Http(mut req)) => {
+            if let Some(trace) = trace {
+                if !req
+                    .headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("traceparent"))
+                {
+                    req.headers.push(("traceparent".into(), trace.child()));
+                }
+            }
+            crate::task::Prepared::Http(req)
+        }
         Ok(p) => p,
         Err(e) => {
             let mut run = TaskRun::new(task, None);
@@ -390,4 +457,31 @@ async fn run_task(flow: &str, task: &Task, ctx: &Context, deps: &Deps) -> TaskRu
     }
     run.outputs = outputs;
     run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Trace;
+
+    #[test]
+    fn a_trace_is_continued_with_a_new_span_and_its_flags() {
+        let t = Trace::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let child = t.child();
+        let parts: Vec<&str> = child.split('-').collect();
+        assert_eq!(parts[0], "00");
+        assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parts[2].len(), 16);
+        assert_ne!(parts[2], "00f067aa0ba902b7");
+        assert_eq!(parts[3], "01");
+        assert_ne!(t.child(), child, "each call a span of its own");
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f35-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            assert_eq!(Trace::parse(bad), None, "{bad}");
+        }
+    }
 }

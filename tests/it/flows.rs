@@ -593,3 +593,49 @@ async fn the_three_scenarios_in_polling_form_fire_once_each_and_make_the_same_ca
         assert_eq!(v["state"], "SUCCESS", "{v}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_senders_trace_reaches_the_flows_calls_as_a_new_span() {
+    let inventory = topic("inventory-trace");
+    let gw = GatewayBuilder::tansu()
+        .kafka("partitions = 1")
+        .hook(&format!(
+            "id = \"inventory\"\ntopic = \"{inventory}\"\nauth = {{ scheme = \"none\" }}"
+        ))
+        .start()
+        .await;
+    let server = apis().await;
+    let (_, consumer) = start_consumer(
+        &server,
+        &[&inventory],
+        include_str!("../../config/flows/scenarios.toml"),
+        None,
+    )
+    .await;
+    let sender = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    http::post(&gw.hook_url("/hooks/inventory"))
+        .header("traceparent", sender)
+        .json(&json!({"product": "M8 bolts", "stock_value": 4, "warehouse": "east"}))
+        .send()
+        .await
+        .unwrap()
+        .event_id();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while server.hits() < 1 {
+        assert!(Instant::now() < deadline, "the flow made no call");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let call = &server.seen()[0];
+    let traceparent = call
+        .header("traceparent")
+        .expect("a traceparent on the call");
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(
+        parts[1], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the sender's trace"
+    );
+    assert_ne!(parts[2], "00f067aa0ba902b7", "a span of the consumer's own");
+    assert_eq!(parts[3], "01");
+    consumer.stop().await.unwrap();
+    gw.stop().await.unwrap();
+}
