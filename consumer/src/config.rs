@@ -41,6 +41,10 @@ pub struct ConsumerConfig {
     /// `{ file = "…" }`.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRef>,
+    /// Named connections tasks and pollers use: `[connections.NAME]` (see
+    /// [`crate::connection`]).
+    #[serde(default)]
+    pub connections: BTreeMap<String, crate::connection::ConnectionConfig>,
     /// The flows, one `[[flows]]` table each.
     #[serde(default)]
     pub flows: Vec<FlowConfig>,
@@ -134,6 +138,8 @@ pub struct Settings {
     pub engine: Engine,
     pub flows: Vec<Flow>,
     pub pollers: Vec<Poller>,
+    /// The named connections, as written (`test-connection` sends their test request).
+    pub connections: BTreeMap<String, crate::connection::ConnectionConfig>,
 }
 
 /// `[kafka]`, resolved.
@@ -296,6 +302,26 @@ impl ConsumerConfig {
                 ),
             }
         }
+        for name in self.connections.keys() {
+            if !crate::connection::valid_name(name) {
+                p.push(
+                    format!("connections.\"{name}\""),
+                    "is not a usable name",
+                    "use letters, digits, `-`, `_` and `.` (at most 64)",
+                );
+            }
+        }
+        for (at, f) in &mut all {
+            for (i, task) in f.tasks.iter_mut().enumerate() {
+                if let crate::task::TaskConfig::Http(http) = task {
+                    let at = format!("{at}.tasks[{i}]");
+                    crate::connection::resolve(&mut http.request, &self.connections, &at, &mut p);
+                }
+            }
+        }
+        for (at, c) in &mut all_pollers {
+            crate::connection::resolve(&mut c.request, &self.connections, at, &mut p);
+        }
         let mut ids: BTreeMap<String, String> = BTreeMap::new();
         let mut flows = Vec::new();
         for (at, f) in &all {
@@ -335,6 +361,7 @@ impl ConsumerConfig {
             engine,
             flows,
             pollers,
+            connections: self.connections.clone(),
         })
     }
 }

@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod connection;
 pub mod dry_run;
 pub mod executor;
 pub mod expression;

@@ -47,6 +47,14 @@ enum Command {
         #[arg(long)]
         from_dead_letter: bool,
     },
+    /// Send a connection's test request (GET of its base URL unless it says otherwise)
+    /// and show what the server answered, credentials masked.
+    TestConnection {
+        #[arg(long, short, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// The connection's name (`[connections.NAME]`).
+        name: String,
+    },
     /// Show what a flow would do for an event (conditions, variables, every task's
     /// rendered request, secrets masked) without sending anything.
     DryRun {
@@ -180,6 +188,21 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 if done.len() == 1 { "" } else { "s" },
                 flow.qualified_id()
             );
+            Ok(())
+        }
+        Command::TestConnection { config, name } => {
+            let settings = config::load(&Source::File(config), &env)?;
+            let report = hookgate_consumer::connection::test(&settings, &name).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("JSON serializes")
+            );
+            if report["ok"] != true {
+                anyhow::bail!(
+                    "connection `{name}`: the server answered {}",
+                    report["response"]["status"]
+                );
+            }
             Ok(())
         }
         Command::DryRun {

@@ -38,6 +38,10 @@ pub struct RequestConfig {
     /// The whole exchange, connect to last byte. Default `10s`.
     #[serde(default = "default_timeout")]
     pub timeout: ConfigDuration,
+    /// A named connection ([`crate::connection`]): `uri` is then a path under its
+    /// base URL. Resolved when the config is built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
 }
 
 impl RequestConfig {
@@ -61,15 +65,28 @@ impl RequestConfig {
 
 /// The keys of [`RequestConfig`].
 pub const REQUEST_KEYS: &[&str] = &[
-    "method", "uri", "headers", "query", "body", "form", "auth", "timeout",
+    "method",
+    "uri",
+    "headers",
+    "query",
+    "body",
+    "form",
+    "auth",
+    "timeout",
+    "connection",
 ];
 
 fn default_method() -> String {
     "GET".to_string()
 }
 
+impl RequestConfig {
+    /// A request's time limit unless it (or its connection) sets one.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
 fn default_timeout() -> ConfigDuration {
-    ConfigDuration::from_secs(10)
+    ConfigDuration(RequestConfig::DEFAULT_TIMEOUT)
 }
 
 /// `auth = { basic = { username, password } }`, `{ bearer = "…" }`,

@@ -1,6 +1,7 @@
 //! Consumer integration tests: flows and pollers against a real Kafka-protocol broker
 //! (`TEST_KAFKA_BROKERS`) and real local HTTP servers standing in for external APIs.
 
+mod connections;
 mod flows;
 mod outbound;
 mod pollers;
