@@ -28,6 +28,7 @@
 //! poll fires (modes, cooldown); [`cluster`] runs each poller on exactly one replica.
 
 pub mod cluster;
+pub mod schedule;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -58,8 +59,10 @@ pub struct PollerConfig {
     /// Letters, digits, `-`, `_` and `.`; unique. Events' `source` is `/pollers/{id}`.
     pub id: String,
     pub description: Option<String>,
-    /// Time between polls.
+    /// Time between polls (with a `schedule`: the first wait after a failed poll).
     pub interval: ConfigDuration,
+    /// A cron schedule instead of an interval (see [`schedule`]).
+    pub schedule: Option<schedule::ScheduleConfig>,
     /// An expression over `response`, Kestra-style: `"{{ response.status == 200 }}"`.
     pub condition: Option<String>,
     /// StackStorm-style criteria over `response`, all of which must hold.
@@ -85,7 +88,8 @@ pub struct PollerConfig {
 struct PollerTable {
     id: String,
     description: Option<String>,
-    interval: ConfigDuration,
+    interval: Option<ConfigDuration>,
+    schedule: Option<schedule::ScheduleConfig>,
     condition: Option<String>,
     #[serde(default)]
     criteria: BTreeMap<String, Criterion>,
@@ -111,6 +115,7 @@ impl TryFrom<PollerTable> for PollerConfig {
                     "id",
                     "description",
                     "interval",
+                    "schedule",
                     "condition",
                     "criteria",
                     "mode",
@@ -122,7 +127,18 @@ impl TryFrom<PollerTable> for PollerConfig {
             )?,
             id: t.id,
             description: t.description,
-            interval: t.interval,
+            interval: match (t.interval, &t.schedule) {
+                (Some(_), Some(_)) => return Err("give `interval` or `schedule`, not both".into()),
+                (None, None) => {
+                    return Err(
+                        "give `interval = \"5m\"` or a `schedule = { cron = \"…\" }`".into(),
+                    )
+                }
+                (Some(i), None) => i,
+                // Failed polls of a scheduled poller are retried after a minute (doubling).
+                (None, Some(_)) => ConfigDuration::from_secs(60),
+            },
+            schedule: t.schedule,
             condition: t.condition,
             criteria: t.criteria,
             mode: t.mode,
@@ -140,6 +156,8 @@ pub struct Poller {
     pub id: String,
     pub description: Option<String>,
     pub interval: Duration,
+    /// Polls at these ticks instead of every `interval`.
+    pub schedule: Option<schedule::Schedule>,
     pub mode: Mode,
     pub cooldown: Option<Duration>,
     pub topic: String,
@@ -176,6 +194,20 @@ impl PollerConfig {
                 "name the topic the events go to",
             );
         }
+        let schedule = self.schedule.as_ref().and_then(|s| match s.build() {
+            Ok(s) => Some(s),
+            Err((key, message)) => {
+                p.push(
+                    format!("{at}.schedule.{key}"),
+                    message,
+                    match key {
+                        "cron" => "write five fields (minute hour day month weekday), six with seconds first, or @hourly/@daily/@weekly/@monthly",
+                        _ => "write a zone such as \"Europe/Berlin\" or \"UTC\"",
+                    },
+                );
+                None
+            }
+        });
         let request = self.request.build(at, engine, p);
         let conditions =
             Condition::build_all(engine, at, self.condition.as_deref(), &self.criteria, p);
@@ -186,6 +218,7 @@ impl PollerConfig {
             id: self.id.clone(),
             description: self.description.clone(),
             interval,
+            schedule,
             mode: self.mode,
             cooldown: self.cooldown.map(|c| c.get()),
             topic: self.topic.clone(),
@@ -222,6 +255,22 @@ impl Poller {
             .checked_mul(factor)
             .unwrap_or(self.max_backoff)
             .min(self.max_backoff.max(self.interval))
+    }
+
+    /// The wait before the first poll on a replica that takes the poller over.
+    pub fn first_wait(&self, state: &PollState, now_ms: u64) -> Duration {
+        match &self.schedule {
+            Some(s) => s.first_wait(state.polled_at, now_ms),
+            None => state.first_wait(self.interval, now_ms),
+        }
+    }
+
+    /// The wait after a poll that went through, started `elapsed` ago.
+    pub fn next_wait(&self, elapsed: Duration, now_ms: u64) -> Duration {
+        match &self.schedule {
+            Some(s) => s.wait(now_ms),
+            None => self.interval.saturating_sub(elapsed),
+        }
     }
 
     /// The longest one poll can take: the request's timeout.
@@ -343,13 +392,11 @@ pub fn table(pollers: &[Poller]) -> String {
             ),
             (m, None) => m.as_str().to_string(),
         };
-        out.push_str(&format!(
-            "{}\t{}\t{}\t{}\n",
-            p.id,
-            humantime::format_duration(p.interval),
-            mode,
-            p.topic
-        ));
+        let when = match &p.schedule {
+            Some(s) => s.describe(),
+            None => humantime::format_duration(p.interval).to_string(),
+        };
+        out.push_str(&format!("{}\t{}\t{}\t{}\n", p.id, when, mode, p.topic));
     }
     out
 }

@@ -449,7 +449,7 @@ async fn poll_loop(
     _done: mpsc::Sender<()>,
 ) {
     let deps = &supervisor.deps;
-    let mut wait = state.first_wait(poller.interval, now_ms());
+    let mut wait = poller.first_wait(&state, now_ms());
     let mut failures = 0u32;
     loop {
         tokio::select! {
@@ -482,7 +482,7 @@ async fn poll_loop(
                     failures = 0;
                     state = next;
                     supervisor.store(&poller, partition, state).await;
-                    wait = poller.interval.saturating_sub(started.elapsed());
+                    wait = poller.next_wait(started.elapsed(), now_ms());
                 } else {
                     failures += 1;
                     crate::metrics::poll(&poller.id, "failed");

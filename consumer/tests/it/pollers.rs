@@ -506,6 +506,31 @@ fn check_lists_pollers_and_names_what_is_wrong() {
     );
     assert!(stdout.contains("1 pollers"), "{stdout}");
 
+    // A scheduled poller is listed with its pattern and zone; a bad pattern or zone
+    // names its key, and interval and schedule together are refused.
+    let (ok, stdout, stderr) = check(
+        "[kafka]\ntopics = [\"t\"]\n[[pollers]]\nid = \"report\"\nuri = \"https://erp.example/report\"\n\
+         schedule = { cron = \"0 6 * * MON-FRI\", timezone = \"Europe/Berlin\", missed = \"run_once\" }\ntopic = \"t\"\n",
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout
+            .contains("report\tcron \"0 6 * * MON-FRI\" Europe/Berlin, missed: run once\tevery\tt"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = check(
+        "[kafka]\ntopics = [\"t\"]\n[[pollers]]\nid = \"report\"\nuri = \"https://erp.example/report\"\n\
+         schedule = { cron = \"0 25 * * *\", timezone = \"Europe/Atlantis\" }\ntopic = \"t\"\n",
+    );
+    assert!(!ok);
+    assert!(stderr.contains("pollers[0].schedule.cron"), "{stderr}");
+    let (ok, _, stderr) = check(
+        "[kafka]\ntopics = [\"t\"]\n[[pollers]]\nid = \"report\"\nuri = \"https://erp.example/report\"\n\
+         interval = \"1m\"\nschedule = { cron = \"0 6 * * *\" }\ntopic = \"t\"\n",
+    );
+    assert!(!ok);
+    assert!(stderr.contains("not both"), "{stderr}");
+
     // A task's unknown key is a parse error, reported first and alone.
     let (ok, _, stderr) = check(
         "[kafka]\ntopics = [\"t\"]\n[[flows]]\nid = \"f\"\n[[flows.tasks]]\nid = \"t\"\ntype = \"http\"\nuri = \"https://x\"\ncolour = \"red\"\n",
@@ -533,4 +558,35 @@ fn check_lists_pollers_and_names_what_is_wrong() {
     ] {
         assert!(stderr.contains(want), "{want} missing from:\n{stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_poller_polls_on_its_ticks_and_fires() {
+    let (api, server, events_topic) = setup(Some(5)).await;
+    let consumer = Running::start(settings(
+        &topic("group"),
+        &topic("control"),
+        &events_topic,
+        &format!(
+            "[[pollers]]\nid = \"ticks\"\nuri = \"{}\"\ntopic = \"{events_topic}\"\n\
+             schedule = {{ cron = \"* * * * * *\", timezone = \"Europe/Berlin\" }}\n\
+             condition = \"{{{{ json(response.body).stock <= 10 }}}}\"\n",
+            server.url("/stock")
+        ),
+        &[],
+    ));
+    api.wait_polls("/stock", 0, 3).await;
+    consumer.stop().await.unwrap();
+    // One poll per second, on the ticks: never two in one second, never a long gap.
+    let times: Vec<Instant> = api.served("/stock").iter().map(|(_, t)| *t).collect();
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(500) && gap <= Duration::from_millis(2500),
+            "polls {gap:?} apart"
+        );
+    }
+    let got = events(&events_topic, 3, Duration::from_secs(1));
+    assert!(got.len() >= 3);
+    assert_eq!(got[0].event().source, "/pollers/ticks");
 }
