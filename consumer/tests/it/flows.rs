@@ -585,7 +585,7 @@ fn check_validates_the_example_and_names_what_is_wrong() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     for want in [
         "flows[0].tasks[0]: unknown key `retries` (allowed here: id, type, expect, retry, method, uri, headers, query, body, form, auth, timeout, connection)",
-        "pollers[0]: unknown key `mod` (allowed here: id, description, interval, condition, criteria, mode, cooldown, topic, type, max_backoff, method, uri",
+        "pollers[0]: unknown key `mod` (allowed here: id, description, interval, schedule, condition, criteria, mode, cooldown, topic, type, max_backoff, method, uri",
     ] {
         assert!(stderr.contains(want), "{want} missing from:\n{stderr}");
     }
