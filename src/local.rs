@@ -182,6 +182,9 @@ pub async fn run(options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     println!("  hookgate tail hookgate.orders --brokers {bootstrap} --from-beginning");
     println!();
 
+    // The gateway's recorder renders the one metrics page: installed before the flow
+    // consumer describes its series to it.
+    hookgate_gateway::metrics::install();
     let console_stop = shutdown.clone();
     let console = tokio::spawn(hookgate_console::run(
         console,

@@ -50,13 +50,21 @@ pub fn install() {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        let installed = metrics::set_global_recorder(recorder).ok().map(|()| handle);
+        metrics::set_global_recorder(recorder).ok().map(|()| handle)
+    });
+    describe();
+}
+
+/// Describes every series to whichever recorder the process has (ours, or the
+/// gateway's in `hookgate local`), and sets the build info. Installs nothing.
+pub fn describe() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
         for (name, help) in HELP {
             metrics::describe_counter!(*name, *help);
         }
         Histogram::describe(FLOW_SECONDS, "Flow run durations, in seconds, by flow.");
         gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-        installed
     });
 }
 

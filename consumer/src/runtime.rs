@@ -175,8 +175,9 @@ pub async fn run(
     ready: crate::admin::Ready,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    // Describes the series (and installs a recorder unless the process has one).
-    crate::metrics::install();
+    // Describes the series to the process's recorder; `main` installs one (in
+    // `hookgate local` the gateway's is used).
+    crate::metrics::describe();
     let kafka = settings.kafka.clone();
     let mut config = kafka.consumer_config();
     if !kafka
