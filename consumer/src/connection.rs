@@ -145,12 +145,13 @@ impl ConnectionConfig {
 /// answered, secrets masked and credential headers redacted. `Err` when the connection
 /// does not exist, its request cannot be made, or nothing answered.
 pub async fn test(
-    settings: &crate::config::Settings,
+    connections: &BTreeMap<String, ConnectionConfig>,
+    engine: &crate::expression::Engine,
+    policy: &crate::outbound::Policy,
     name: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    let engine = &settings.engine;
-    let Some(conn) = settings.connections.get(name) else {
-        let known: Vec<&str> = settings.connections.keys().map(String::as_str).collect();
+    let Some(conn) = connections.get(name) else {
+        let known: Vec<&str> = connections.keys().map(String::as_str).collect();
         anyhow::bail!(
             "no connection is named `{name}` (declared: {})",
             if known.is_empty() {
@@ -169,7 +170,7 @@ pub async fn test(
         .render(&crate::expression::Context::builder().build())
         .map_err(|e| anyhow::anyhow!("{}", engine.mask(&e)))?;
     let sent = crate::task::Prepared::Http(request.clone()).describe();
-    let client = crate::outbound::Client::new(settings.policy.clone());
+    let client = crate::outbound::Client::new(policy.clone());
     let started = std::time::Instant::now();
     let response = client
         .send(request)

@@ -8,6 +8,7 @@
 //! - [`task`]: one file per task kind (`http`, `kafka`, `log`);
 //! - [`expression`]: the one expression language of conditions and templates;
 //! - [`request`]: a templated HTTP request, shared by the `http` task and pollers;
+//!   [`connection`]: named APIs (base URL, auth, headers) that requests use;
 //! - [`outbound`]: the SSRF-safe HTTP client of the `http` task and of pollers;
 //! - [`poller`]: pull triggers that poll an API and publish an event, once per cluster;
 //! - [`executor`]: runs one flow for one event and makes its execution record (the run

@@ -192,7 +192,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::TestConnection { config, name } => {
             let settings = config::load(&Source::File(config), &env)?;
-            let report = hookgate_consumer::connection::test(&settings, &name).await?;
+            let report = hookgate_consumer::connection::test(
+                &settings.connections,
+                &settings.engine,
+                &settings.policy,
+                &name,
+            )
+            .await?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&report).expect("JSON serializes")

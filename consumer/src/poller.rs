@@ -1,5 +1,5 @@
 //! Pollers: pull triggers for systems that do not push webhooks (Kestra's HTTP trigger).
-//! A poller requests a URL on an interval, evaluates a condition over the response in the
+//! A poller requests a URL on an interval (or on a cron [`schedule`]), evaluates a condition over the response in the
 //! flow expression language, and when it holds publishes an event to its topic, which
 //! triggers flows as a webhook's event does.
 //!
@@ -25,7 +25,8 @@
 //! - **Once per cluster**: see [`cluster`].
 //!
 //! Layout: this file holds the configuration and one poll; [`state`] decides whether a
-//! poll fires (modes, cooldown); [`cluster`] runs each poller on exactly one replica.
+//! poll fires (modes, cooldown); [`schedule`] when a scheduled one polls; [`cluster`]
+//! runs each poller on exactly one replica.
 
 pub mod cluster;
 pub mod schedule;
