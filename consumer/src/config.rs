@@ -11,7 +11,7 @@ use hookgate_common::config::{
 };
 use serde::Deserialize;
 
-use crate::expression::{Engine, Secrets};
+use hookgate_expression::{Engine, Secrets};
 use crate::flow::{Flow, FlowConfig};
 use crate::outbound::{OutboundConfig, Policy};
 use crate::poller::{Poller, PollerConfig};

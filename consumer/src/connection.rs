@@ -146,7 +146,7 @@ impl ConnectionConfig {
 /// does not exist, its request cannot be made, or nothing answered.
 pub async fn test(
     connections: &BTreeMap<String, ConnectionConfig>,
-    engine: &crate::expression::Engine,
+    engine: &hookgate_expression::Engine,
     policy: &crate::outbound::Policy,
     name: &str,
 ) -> anyhow::Result<serde_json::Value> {
@@ -167,7 +167,7 @@ pub async fn test(
         .build(&format!("connections.{name}.test"), engine, &mut p)
         .ok_or_else(|| anyhow::anyhow!("{}", p.into_error("the connection")))?;
     let request = template
-        .render(&crate::expression::Context::builder().build())
+        .render(&hookgate_expression::Context::builder().build())
         .map_err(|e| anyhow::anyhow!("{}", engine.mask(&e)))?;
     let sent = crate::task::Prepared::Http(request.clone()).describe();
     let client = crate::outbound::Client::new(policy.clone());

@@ -12,7 +12,7 @@ use serde_json::{json, Value as Json};
 
 use crate::config::KafkaSettings;
 use crate::executor;
-use crate::expression::Engine;
+use hookgate_expression::Engine;
 use crate::flow::Flow;
 
 /// What a run of `flow` for `event` would do, with nothing sent: whether the

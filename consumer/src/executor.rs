@@ -11,7 +11,7 @@ use hookgate_event::{Event, EventData};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
-use crate::expression::Context;
+use hookgate_expression::Context;
 use crate::flow::Flow;
 use crate::task::{Deps, Task, TaskError};
 

@@ -24,7 +24,7 @@ use hookgate_common::config::{Problems, SecretRef};
 use hookgate_event::Event;
 use serde::{Deserialize, Serialize};
 
-use crate::expression::{Condition, Criterion, Engine, Vars};
+use hookgate_expression::{Condition, Criterion, Engine, Vars};
 use crate::task::{Task, TaskConfig};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -6,7 +6,8 @@
 //! - [`config`]: the consumer's TOML, layered and validated like the gateway's;
 //! - [`flow`]: triggers, conditions, variables and tasks;
 //! - [`task`]: one file per task kind (`http`, `kafka`, `log`);
-//! - [`expression`]: the one expression language of conditions and templates;
+//! - conditions and templates are `hookgate-expression`'s, the language the gateway's
+//!   ingress filters share;
 //! - [`request`]: a templated HTTP request, shared by the `http` task and pollers;
 //!   [`connection`]: named APIs (base URL, auth, headers) that requests use;
 //! - [`outbound`]: the SSRF-safe HTTP client of the `http` task and of pollers;
@@ -25,7 +26,6 @@ pub mod config;
 pub mod connection;
 pub mod dry_run;
 pub mod executor;
-pub mod expression;
 pub mod flow;
 pub mod metrics;
 pub mod outbound;

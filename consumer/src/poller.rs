@@ -41,7 +41,7 @@ use hookgate_event::{Attributes, BodyEncoding, Fields, PollResponse};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
-use crate::expression::{Condition, Context, Criterion, Engine};
+use hookgate_expression::{Condition, Context, Criterion, Engine};
 use crate::outbound::{Client, Response};
 use crate::request::{RequestConfig, RequestTemplate};
 
@@ -405,7 +405,7 @@ pub fn table(pollers: &[Poller]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expression::Secrets;
+    use hookgate_expression::Secrets;
 
     fn poller(extra: &str) -> Result<Poller, String> {
         let toml = format!(

@@ -13,7 +13,7 @@ use http::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::expression::{Context, Engine, JsonTemplate, Template};
+use hookgate_expression::{Context, Engine, JsonTemplate, Template};
 use crate::outbound::Request;
 
 /// The request's keys, as written in a task or a poller table.

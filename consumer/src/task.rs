@@ -13,7 +13,7 @@ use hookgate_common::config::{ConfigDuration, Problems};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::expression::{Context, Engine};
+use hookgate_expression::{Context, Engine};
 
 pub use http::{HttpConfig, HttpTask};
 pub use kafka::{KafkaTask, KafkaTaskConfig};

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use hookgate_common::config::{Environment, Source};
-use hookgate_consumer::expression::{Condition, Context, Engine, Secrets, Template};
+use hookgate_expression::{Condition, Context, Engine, Secrets, Template};
 use hookgate_consumer::outbound::address::{canonical, classify};
 use hookgate_gateway::auth::Auth;
 use hookgate_gateway::hook::Hook;

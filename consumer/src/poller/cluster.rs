@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use super::state::{now_ms, PollState};
 use super::Poller;
 use crate::config::KafkaSettings;
-use crate::expression::Engine;
+use hookgate_expression::Engine;
 use crate::outbound::Client;
 
 /// How long a record (an event, a state) may wait for the broker's acknowledgement.

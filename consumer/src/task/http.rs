@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::{Deps, Prepared, RetryConfig, TaskError};
-use crate::expression::{Context, Engine};
+use hookgate_expression::{Context, Engine};
 use crate::outbound::Request;
 use crate::request::{RequestConfig, RequestTemplate};
 

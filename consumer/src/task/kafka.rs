@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::{Deps, Prepared, TaskError};
-use crate::expression::{Context, Engine, JsonTemplate, Template};
+use hookgate_expression::{Context, Engine, JsonTemplate, Template};
 
 /// How long a produce may wait for its acknowledgement.
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,7 +44,7 @@ pub struct KafkaTask {
 impl KafkaTaskConfig {
     pub fn build(&self, at: &str, engine: &Engine, p: &mut Problems) -> Option<KafkaTask> {
         let before = p.len();
-        let mut problem = |e: crate::expression::ExpressionError| e.report(p, "fix the template");
+        let mut problem = |e: hookgate_expression::ExpressionError| e.report(p, "fix the template");
         let topic = Template::compile(engine, &format!("{at}.topic"), &self.topic)
             .map_err(&mut problem)
             .ok();

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::Prepared;
-use crate::expression::{Context, Engine, Template};
+use hookgate_expression::{Context, Engine, Template};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
