@@ -11,10 +11,10 @@ use hookgate_common::config::{
 };
 use serde::Deserialize;
 
-use hookgate_expression::{Engine, Secrets};
 use crate::flow::{Flow, FlowConfig};
 use crate::outbound::{OutboundConfig, Policy};
 use crate::poller::{Poller, PollerConfig};
+use hookgate_expression::{Engine, Secrets};
 
 /// The built-in defaults, the first layer.
 pub const DEFAULTS: &str = include_str!("../../config/consumer-defaults.toml");

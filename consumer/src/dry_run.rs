@@ -12,8 +12,8 @@ use serde_json::{json, Value as Json};
 
 use crate::config::KafkaSettings;
 use crate::executor;
-use hookgate_expression::Engine;
 use crate::flow::Flow;
+use hookgate_expression::Engine;
 
 /// What a run of `flow` for `event` would do, with nothing sent: whether the
 /// conditions admit it, the variables, and each task's rendered request. A task's

@@ -11,9 +11,9 @@ use hookgate_event::{Event, EventData};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
-use hookgate_expression::Context;
 use crate::flow::Flow;
 use crate::task::{Deps, Task, TaskError};
+use hookgate_expression::Context;
 
 /// Where the event was read from.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

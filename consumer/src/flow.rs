@@ -24,8 +24,8 @@ use hookgate_common::config::{Problems, SecretRef};
 use hookgate_event::Event;
 use serde::{Deserialize, Serialize};
 
-use hookgate_expression::{Condition, Criterion, Engine, Vars};
 use crate::task::{Task, TaskConfig};
+use hookgate_expression::{Condition, Criterion, Engine, Vars};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -41,9 +41,9 @@ use hookgate_event::{Attributes, BodyEncoding, Fields, PollResponse};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
-use hookgate_expression::{Condition, Context, Criterion, Engine};
 use crate::outbound::{Client, Response};
 use crate::request::{RequestConfig, RequestTemplate};
+use hookgate_expression::{Condition, Context, Criterion, Engine};
 
 pub use cluster::Cluster;
 pub use state::{Mode, PollState};

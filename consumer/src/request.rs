@@ -13,8 +13,8 @@ use http::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use hookgate_expression::{Context, Engine, JsonTemplate, Template};
 use crate::outbound::Request;
+use hookgate_expression::{Context, Engine, JsonTemplate, Template};
 
 /// The request's keys, as written in a task or a poller table.
 #[derive(Debug, Clone, Deserialize, Serialize)]

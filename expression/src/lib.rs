@@ -144,11 +144,24 @@ impl Engine {
     /// Builds the environment: functions, filters, output formatting and undefined
     /// handling (see the module documentation).
     pub fn new(secrets: Secrets) -> Engine {
+        Engine::build(secrets, None)
+    }
+
+    /// An engine whose every evaluation may run at most `fuel` instructions; past that
+    /// it fails with a render error saying the limit was reached. For expressions whose
+    /// input comes from outside before anything else bounds it (the gateway's ingress
+    /// filters): a loop over a large payload array stops instead of holding a thread.
+    pub fn bounded(secrets: Secrets, fuel: u64) -> Engine {
+        Engine::build(secrets, Some(fuel))
+    }
+
+    fn build(secrets: Secrets, fuel: Option<u64>) -> Engine {
         let secrets = Arc::new(secrets);
         let sources: Arc<Mutex<HashMap<String, Arc<str>>>> = Arc::default();
 
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+        env.set_fuel(fuel);
         // Debug info would copy the whole context (payloads) into every error.
         env.set_debug(false);
         // Templates produce URLs, JSON, XML and form bodies, never HTML; each has its own
@@ -189,8 +202,8 @@ impl Engine {
         self.inner.secrets.mask_json(value)
     }
 
-    /// The `secret('NAME')` calls of the templates compiled so far under `prefix` (a
-    /// flow's path, such as `flows[2]`), as (the template's path, the name), in path
+    /// The `secret('NAME')` calls of the templates compiled so far at or under `prefix`
+    /// (a flow's path, such as `flows[2]`), as (the template's path, the name), in path
     /// order: where each secret is used, for messages.
     pub fn secret_uses(&self, prefix: &str) -> Vec<(String, String)> {
         let call = regex::Regex::new(r#"secret\(\s*(?:'|")([^'"]+)(?:'|")\s*\)"#)
@@ -204,7 +217,7 @@ impl Engine {
             .iter()
             .filter(|(name, _)| {
                 name.strip_prefix(prefix)
-                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[', '#']))
             })
             .flat_map(|(name, source)| {
                 let path = name.split('#').next().unwrap_or(name).to_string();

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use hookgate_common::config::{Environment, Source};
-use hookgate_expression::{Condition, Context, Engine, Secrets, Template};
 use hookgate_consumer::outbound::address::{canonical, classify};
+use hookgate_expression::{Condition, Context, Engine, Secrets, Template};
 use hookgate_gateway::auth::Auth;
 use hookgate_gateway::hook::Hook;
 use hookgate_gateway::json::Pointer;

@@ -53,6 +53,8 @@ pub struct Hook {
     /// Idempotency keys, when the hook reads them; kept across reloads that leave their
     /// settings alone.
     pub idempotency: Option<crate::idempotency::Idempotency>,
+    /// The ingress filter, if any: requests it drops are answered 204, unpublished.
+    pub filter: Option<crate::filter::Filter>,
     /// The JSON pointers the key and the type read from bodies, in one list so that a
     /// body is scanned once for all of them ([`Field::Pointer`] indexes into it).
     pub pointers: Vec<Pointer>,

@@ -7,7 +7,7 @@
 //! The data path, in the order a request meets it:
 //! - [`server`]: accepts connections (bounded), speaks HTTP/1.1 and HTTP/2 via hyper;
 //! - [`pipeline`]: the request handler, top to bottom: route → auth → limits → body →
-//!   normalize → publish → answer;
+//!   normalize → [`filter`] → publish → answer;
 //! - [`router`]: path → [`hook::Hook`];
 //! - [`auth`]: one file per scheme;
 //! - [`normalize`]: body → `data.body`, one file per content type; [`json`]: the one-pass
@@ -34,6 +34,7 @@ pub mod client;
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod filter;
 pub mod handshake;
 pub mod health;
 pub mod hex;

@@ -27,6 +27,7 @@ pub const RELOADS: &str = "hookgate_config_reloads_total";
 pub const REJECTION_RECORDS: &str = "hookgate_rejection_records_total";
 pub const REJECTION_RECORDS_DROPPED: &str = "hookgate_rejection_records_dropped_total";
 pub const BUILD_INFO: &str = "hookgate_build_info";
+pub const FILTER_ERRORS: &str = "hookgate_filter_errors_total";
 
 /// Every series and its `# HELP` text; histograms are rendered by [`Histogram`].
 const HELP: &[(&str, &str)] = &[
@@ -52,6 +53,10 @@ const HELP: &[(&str, &str)] = &[
         "Requests refused by a rate limit, by hook and limit (hook or client).",
     ),
     (SHED, "Requests shed for load (503), by reason."),
+    (
+        FILTER_ERRORS,
+        "Requests whose ingress filter failed to evaluate (published anyway), by hook.",
+    ),
     (IN_FLIGHT, "Requests being served now."),
     (
         PAUSED,
@@ -131,6 +136,7 @@ const BYTES: &[f64] = &[
 pub const OUTCOMES: &[&str] = &[
     "accepted",
     "handshake",
+    "filtered",
     "not_found",
     "method_not_allowed",
     "unauthorized",
@@ -230,6 +236,11 @@ pub fn producer_replaced() {
 /// `timestamp`, `replay`).
 pub fn auth_failure(hook: &str, reason: &'static str) {
     counter!(AUTH_FAILURES, "hook" => hook.to_string(), "reason" => reason).increment(1);
+}
+
+/// A request whose ingress filter failed to evaluate.
+pub fn filter_error(hook: &str) {
+    counter!(FILTER_ERRORS, "hook" => hook.to_string()).increment(1);
 }
 
 /// A request refused by a rate limit: `limit` is `hook` or `client`.

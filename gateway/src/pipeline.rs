@@ -17,8 +17,9 @@
 //! 9. the idempotency key, if the hook reads one: a repeat of a stored request is
 //!    answered with its event id, a key reused for another body is 422.
 //!
-//! Then `publish`: decompress and normalize the body (413, 400), write the
-//! event ([`crate::envelope`]), hand the record to the sink, and wait for the broker's
+//! Then `publish`: decompress and normalize the body (413, 400), apply the hook's
+//! ingress filter ([`crate::filter`]: 204 and nothing published when it does not match),
+//! write the event ([`crate::envelope`]), hand the record to the sink, and wait for the broker's
 //! acknowledgement: 202 with the event id; a full queue, a failed delivery or an ack
 //! timeout is 503 with `Retry-After`.
 //!
@@ -41,6 +42,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use crate::client::{client_ip, CidrList};
 use crate::envelope::{self, header_str, Event};
 use crate::error::Rejection;
+use crate::filter::Decision;
 use crate::handshake::Outcome as HandshakeOutcome;
 use crate::hook::{ClientKey, Hook, Mode};
 use crate::in_flight::InFlight;
@@ -133,6 +135,8 @@ pub enum Accepted {
     Stored { id: uuid::Uuid },
     /// A provider handshake's answer.
     Handshake(Response<Full<Bytes>>),
+    /// The hook's filter dropped it: `204`, nothing published.
+    Filtered,
 }
 
 impl Gateway {
@@ -210,6 +214,13 @@ impl Gateway {
                     status = resp.status().as_u16(),
                     "answered a provider handshake"
                 );
+                resp
+            }
+            Ok(Accepted::Filtered) => {
+                hook_metrics.request("filtered", started.elapsed());
+                tracing::debug!(hook, "filtered out");
+                let mut resp = Response::new(Full::new(Bytes::new()));
+                *resp.status_mut() = StatusCode::NO_CONTENT;
                 resp
             }
             Err(rejection) => {
@@ -304,7 +315,7 @@ impl Gateway {
         let raw = raw.expect("admission read the body");
         let delivered = Instant::now();
         let event_id = envelope::event_id(now);
-        let pending = self.publish(
+        let Some(pending) = self.publish(
             hook,
             Admitted {
                 parts,
@@ -316,7 +327,12 @@ impl Gateway {
                 client,
             },
             event_id,
-        )?;
+        )?
+        else {
+            // Filtered out. Dropping the tickets releases their claims: a redelivery is
+            // filtered again rather than answered as stored.
+            return Ok(Accepted::Filtered);
+        };
         // Nothing of the request is held from here on: its head and body (which share
         // the connection's read buffer) went with `Admitted`.
         let result = pending.wait(hook.ack_timeout).await;
@@ -492,15 +508,15 @@ impl Gateway {
         }
     }
 
-    /// Normalizes an admitted request, writes its event and hands the record to the sink.
-    /// Takes the request by value so that it is dropped before the caller awaits the
-    /// broker.
+    /// Normalizes an admitted request, applies the hook's filter, writes its event and
+    /// hands the record to the sink; `None` when the filter dropped it. Takes the request
+    /// by value so that it is dropped before the caller awaits the broker.
     fn publish(
         &self,
         hook: &Hook,
         admitted: Admitted,
         event_id: uuid::Uuid,
-    ) -> Result<crate::sink::Pending<'_>, Rejection> {
+    ) -> Result<Option<crate::sink::Pending<'_>>, Rejection> {
         let Admitted {
             parts,
             raw,
@@ -524,7 +540,7 @@ impl Gateway {
         };
         let content_type = header_str(&parts.headers, CONTENT_TYPE);
         let pointers: Vec<&Pointer> = hook.pointers.iter().collect();
-        let (normalized, found) = match hook.mode {
+        let (read, found) = match hook.mode {
             Mode::Structured => {
                 let decoded = normalize::decode_content(coding, raw.clone(), hook.max_body)
                     .map_err(|e| refused(Rejection::BadEncoding(e)))?;
@@ -533,15 +549,39 @@ impl Gateway {
                 (Some(n), found)
             }
             // Binary mode publishes the bytes as received; its body only feeds the
-            // pointers, and a body they cannot read leaves them empty.
-            Mode::Binary if !pointers.is_empty() => {
-                let found = normalize::decode_content(coding, raw.clone(), hook.max_body)
+            // pointers and the filter, and a body they cannot read leaves the pointers
+            // empty and the filter's body null.
+            Mode::Binary if !pointers.is_empty() || hook.filter.is_some() => {
+                normalize::decode_content(coding, raw.clone(), hook.max_body)
                     .ok()
                     .and_then(|d| normalize::normalize(content_type, &d, &pointers).ok())
-                    .map_or_else(|| vec![None; pointers.len()], |(_, found)| found);
-                (None, found)
+                    .map_or_else(
+                        || (None, vec![None; pointers.len()]),
+                        |(n, found)| (Some(n), found),
+                    )
             }
             Mode::Binary => (None, Vec::new()),
+        };
+        if let Some(filter) = &hook.filter {
+            let decision = filter.decide(
+                &hook.id,
+                read.as_ref().map(|n| &n.json[..]),
+                &envelope::redacted_headers(&hook.redaction, &parts.headers),
+                &envelope::redacted_query(&hook.redaction, parts.uri.query()),
+                now,
+            );
+            match decision {
+                Decision::Pass => {}
+                Decision::Drop => return Ok(None),
+                Decision::Failed(why) => {
+                    metrics::filter_error(&hook.id);
+                    tracing::warn!(hook = %hook.id, error = %why, "filter failed; publishing");
+                }
+            }
+        }
+        let normalized = match hook.mode {
+            Mode::Structured => read,
+            Mode::Binary => None,
         };
         let event = Event {
             hook,
@@ -561,7 +601,7 @@ impl Gateway {
             }
             Ok(self.sink.enqueue(record))
         });
-        written.map_err(refused)
+        written.map(Some).map_err(refused)
     }
 
     fn unauthorized(&self, hook: &Hook, failure: crate::auth::Failure) -> Rejection {

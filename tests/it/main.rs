@@ -12,6 +12,7 @@ mod contract;
 mod deploy;
 mod docs;
 mod drain;
+mod filters;
 mod flows;
 mod handshake;
 mod idempotency;

@@ -34,8 +34,8 @@ use tokio::sync::watch;
 use super::state::{now_ms, PollState};
 use super::Poller;
 use crate::config::KafkaSettings;
-use hookgate_expression::Engine;
 use crate::outbound::Client;
+use hookgate_expression::Engine;
 
 /// How long a record (an event, a state) may wait for the broker's acknowledgement.
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::{Deps, Prepared, RetryConfig, TaskError};
-use hookgate_expression::{Context, Engine};
 use crate::outbound::Request;
 use crate::request::{RequestConfig, RequestTemplate};
+use hookgate_expression::{Context, Engine};
 
 /// An `http` task as written: its id, the request's keys (see [`RequestConfig`]), the
 /// statuses that count as success, and retries.

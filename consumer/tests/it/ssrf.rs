@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use hookgate_common::config::Problems;
-use hookgate_expression::{Context, Engine, Secrets};
 use hookgate_consumer::outbound::{Client, OutboundConfig};
 use hookgate_consumer::poller::PollerConfig;
 use hookgate_consumer::task::{Deps, TaskConfig};
+use hookgate_expression::{Context, Engine, Secrets};
 use hookgate_testkit::server::{Reply, Seen, TestServer};
 use tokio::net::TcpListener;
 

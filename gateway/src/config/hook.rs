@@ -86,6 +86,10 @@ pub struct HookConfig {
     /// Idempotency keys: `{ header = "Idempotency-Key", window = "24h" }` (see
     /// [`crate::idempotency`]).
     pub idempotency: Option<crate::idempotency::IdempotencyConfig>,
+    /// An ingress filter: a condition over `trigger.body`, `trigger.headers` and
+    /// `trigger.parameters`; requests it does not match are answered 204 and not
+    /// published (see [`crate::filter`]).
+    pub filter: Option<crate::filter::FilterConfig>,
 }
 
 /// `rate_limit` in a hook: a sustained rate and a burst.
@@ -531,6 +535,7 @@ impl HookConfig {
             .idempotency
             .as_ref()
             .and_then(|i| i.build(&at("idempotency"), p));
+        let filter = self.filter.as_ref().and_then(|f| f.build(&at("filter"), p));
         let allow_sources = match crate::client::CidrList::parse(&self.allow_sources) {
             Ok(list) => list,
             Err(errors) => {
@@ -572,6 +577,7 @@ impl HookConfig {
             limits: std::sync::Arc::new(limits?),
             allow_sources,
             idempotency,
+            filter,
             pointers,
             metrics: Default::default(),
         })
