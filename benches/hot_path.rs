@@ -140,6 +140,7 @@ fn bench_encode(c: &mut Criterion) {
         signed: None,
         deliveryid: None,
         traceparent: None,
+        respond: None,
     };
     let request = WebhookRequest {
         method: "POST",

@@ -203,6 +203,17 @@ impl KafkaSettings {
         c.create().context("creating the Kafka producer")
     }
 
+    /// A producer that sends each record at once (`linger.ms = 0`): for the replies a
+    /// synchronous hook's caller is waiting for.
+    pub fn prompt_producer(&self) -> anyhow::Result<rdkafka::producer::FutureProducer> {
+        use anyhow::Context as _;
+        let mut c = self.producer_config();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "0");
+        c.create().context("creating the Kafka producer for replies")
+    }
+
     pub fn producer_config(&self) -> rdkafka::ClientConfig {
         let mut c = self.client_config();
         for (k, v) in &self.producer_properties {
@@ -334,6 +345,20 @@ impl ConsumerConfig {
             }
             if let Some(flow) = f.build(at, &engine, &self.secrets, &mut p) {
                 flows.push(flow);
+            }
+        }
+        let responders: Vec<&(String, FlowConfig)> =
+            all.iter().filter(|(_, f)| f.response.is_some()).collect();
+        for (i, (at, f)) in responders.iter().enumerate() {
+            if let Some((first, _)) = responders[..i]
+                .iter()
+                .find(|(_, g)| crate::reply::share_a_hook(&g.trigger, &f.trigger))
+            {
+                p.push(
+                    format!("{at}.response"),
+                    format!("{first} already answers the callers of a hook this flow is triggered by"),
+                    "keep [flows.response] in one flow per hook",
+                );
             }
         }
         let mut poller_ids: BTreeMap<String, String> = BTreeMap::new();

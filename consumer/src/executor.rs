@@ -66,6 +66,10 @@ pub struct Execution {
     /// Set when an operator asked for this run (`hookgate-consumer redrive`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redrive: Option<Redrive>,
+    /// The answer for the caller of a synchronous hook, when this run is the one that
+    /// answers it (see [`crate::reply`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<crate::reply::Reply>,
 }
 
 /// The triggering event.
@@ -265,6 +269,28 @@ pub async fn execute(
     redrive: Option<Redrive>,
     deps: &Deps,
 ) -> Execution {
+    run(flow, event, origin, redrive, deps, false).await
+}
+
+/// [`execute`], and when the flow runs (its conditions hold), the reply for a
+/// synchronous hook's caller in [`Execution::reply`].
+pub async fn execute_replying(
+    flow: &Flow,
+    event: &Event,
+    origin: &Origin,
+    deps: &Deps,
+) -> Execution {
+    run(flow, event, origin, None, deps, true).await
+}
+
+async fn run(
+    flow: &Flow,
+    event: &Event,
+    origin: &Origin,
+    redrive: Option<Redrive>,
+    deps: &Deps,
+    respond: bool,
+) -> Execution {
     let started = Instant::now();
     let id = uuid::Uuid::now_v7().hyphenated().to_string();
     let mut exec = Execution {
@@ -286,6 +312,7 @@ pub async fn execute(
         error: None,
         duration_ms: 0,
         redrive,
+        reply: None,
     };
     exec.change(State::Created);
     let trace = event.extension("traceparent").and_then(Trace::parse);
@@ -327,6 +354,27 @@ pub async fn execute(
                 None => exec.change(State::Success),
             }
         }
+    }
+    if respond && exec.state != State::Skipped {
+        let failed_task = exec
+            .tasks
+            .iter()
+            .rfind(|t| t.state == State::Failed)
+            .map(|t| t.id.as_str());
+        let outputs: serde_json::Map<String, Json> = exec
+            .tasks
+            .iter()
+            .filter_map(|t| Some((t.id.clone(), t.outputs.clone()?)))
+            .collect();
+        let qualified = flow.qualified_id();
+        let outcome = crate::reply::Outcome {
+            event_id: &event.id,
+            flow: &qualified,
+            outputs: Json::Object(outputs),
+            failure: (exec.state == State::Failed)
+                .then(|| (failed_task, exec.error.as_deref().unwrap_or_default())),
+        };
+        exec.reply = Some(crate::reply::render(flow.response.as_ref(), &ctx, &outcome));
     }
     exec.duration_ms = started.elapsed().as_millis() as u64;
     crate::metrics::flow_finished(&flow.qualified_id(), exec.state.as_str(), started.elapsed());

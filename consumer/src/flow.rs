@@ -48,6 +48,9 @@ pub struct FlowConfig {
     #[serde(default)]
     pub vars: Vec<VarConfig>,
     pub tasks: Vec<TaskConfig>,
+    /// What a synchronous hook's caller is answered when this flow runs for it (see
+    /// [`crate::reply`]).
+    pub response: Option<crate::reply::ResponseConfig>,
 }
 
 fn default_namespace() -> String {
@@ -91,6 +94,8 @@ pub struct Flow {
     pub secrets: BTreeSet<String>,
     /// A hash of the definition: runs of the same revision ran the same flow.
     pub revision: String,
+    /// `[flows.response]`: this flow answers its hooks' synchronous callers.
+    pub response: Option<crate::reply::Response>,
 }
 
 /// Flow ids, namespaces and poller ids: letters, digits, `-`, `_` and `.`, at most 128.
@@ -177,6 +182,10 @@ impl FlowConfig {
                 tasks.push(task);
             }
         }
+        let response = self
+            .response
+            .as_ref()
+            .and_then(|r| r.build(&at("response"), engine, p));
         let used = secret_names(self);
         // Reported where each use is: the template's own path.
         let uses = engine.secret_uses(path);
@@ -207,6 +216,7 @@ impl FlowConfig {
             tasks,
             secrets: used,
             revision: revision(self),
+            response,
         })
     }
 }
@@ -271,6 +281,11 @@ impl Flow {
     /// `namespace.id`.
     pub fn qualified_id(&self) -> String {
         format!("{}.{}", self.namespace, self.id)
+    }
+
+    /// The trigger: which hooks, pollers and types start the flow.
+    pub fn trigger(&self) -> &TriggerConfig {
+        &self.trigger
     }
 
     /// Whether `event` triggers this flow.

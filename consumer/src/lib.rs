@@ -15,6 +15,7 @@
 //! - [`executor`]: runs one flow for one event and makes its execution record (the run
 //!   log); [`dry_run`]: what it would do, with nothing sent;
 //! - [`runtime`]: the consumer group, ordering, concurrency, commits and dead letters;
+//! - [`reply`]: the answers flows give synchronous hooks' callers;
 //! - [`redrive`]: one flow run again for chosen events, through their topic;
 //! - [`scan`]: topics read back over a time window (how redrive and dry-run find events);
 //! - [`subscription`]: which topics are read (listed, or matching a pattern, never the
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod poller;
 pub mod redrive;
+pub mod reply;
 pub mod request;
 pub mod runtime;
 pub mod scan;

@@ -323,6 +323,7 @@ impl Poller {
             signed: None,
             deliveryid: None,
             traceparent: None,
+            respond: None,
         };
         let mut headers = Fields::with_capacity(response.headers.len());
         for (name, value) in &response.headers {

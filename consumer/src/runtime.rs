@@ -98,6 +98,9 @@ struct Shared {
     deps: Deps,
     dead_letter_topic: String,
     executions_topic: Option<String>,
+    /// Sends the records synchronous callers wait for without lingering; present with
+    /// an executions topic.
+    replies: Option<rdkafka::producer::FutureProducer>,
 }
 
 /// What a finished record reports back to the loop.
@@ -240,6 +243,10 @@ pub async fn run(
         flows: settings.flows,
         dead_letter_topic: kafka.dead_letter_topic.clone(),
         executions_topic: kafka.executions_topic.clone(),
+        replies: match &kafka.executions_topic {
+            Some(_) => Some(kafka.prompt_producer()?),
+            None => None,
+        },
     });
     tracing::info!(topics = %hookgate_common::logging::List(&topics), group = %kafka.group, flows = shared.flows.len(), "consumer started");
     let pollers = if settings.pollers.is_empty() {
@@ -461,9 +468,21 @@ async fn process(m: &OwnedMessage, shared: &Shared) {
     if let (Some((id, _)), true) = (&redrive, flows.is_empty()) {
         tracing::info!(flow = %id, event_id = %event.id, "redriven event for a flow this consumer does not have; skipped");
     }
+    // A synchronous hook's caller waits for one run's reply: the flow that declares a
+    // response runs first, and the first run whose conditions hold answers.
+    let mut flows = flows;
+    let mut awaiting_reply =
+        redrive.is_none() && event.extension(hookgate_event::RESPOND) == Some("flow");
+    if awaiting_reply {
+        flows.sort_by_key(|f| f.response.is_none());
+    }
     for flow in flows {
         let redrive = redrive.as_ref().map(|(_, r)| r.clone());
-        let execution = executor::execute(flow, &event, &origin, redrive, &shared.deps).await;
+        let execution = if awaiting_reply {
+            executor::execute_replying(flow, &event, &origin, &shared.deps).await
+        } else {
+            executor::execute(flow, &event, &origin, redrive, &shared.deps).await
+        };
         let record = execution.to_json(&shared.deps);
         tracing::info!(
             flow = %flow.qualified_id(),
@@ -473,7 +492,10 @@ async fn process(m: &OwnedMessage, shared: &Shared) {
             duration_ms = execution.duration_ms,
             "flow finished"
         );
-        if let Some(topic) = &shared.executions_topic {
+        if execution.reply.is_some() {
+            awaiting_reply = false;
+            publish_reply(shared, &execution.id, &record).await;
+        } else if let Some(topic) = &shared.executions_topic {
             let value = record.to_string();
             let rec = FutureRecord::to(topic).key(&execution.id).payload(&value);
             if let Err((e, _)) = shared.deps.producer.send(rec, PRODUCE_TIMEOUT).await {
@@ -491,6 +513,25 @@ async fn process(m: &OwnedMessage, shared: &Shared) {
             )
             .await;
         }
+    }
+    if awaiting_reply {
+        tracing::info!(event_id = %event.id, hook = event.extension("hook").unwrap_or_default(), "no flow matched a synchronous event; its caller is answered 204");
+        publish_reply(shared, &event.id, &crate::reply::no_match_record(&event)).await;
+    }
+}
+
+/// Publishes a record a synchronous caller waits for (a run with its reply, or "no flow
+/// matched") to the executions topic, at once. Without an executions topic the caller
+/// cannot be answered, which is said once per record.
+async fn publish_reply(shared: &Shared, key: &str, record: &serde_json::Value) {
+    let (Some(topic), Some(producer)) = (&shared.executions_topic, &shared.replies) else {
+        tracing::warn!(key, "a synchronous caller waits, but kafka.executions_topic is empty: it will not be answered");
+        return;
+    };
+    let value = record.to_string();
+    let rec = FutureRecord::to(topic).key(key).payload(&value);
+    if let Err((e, _)) = producer.send(rec, PRODUCE_TIMEOUT).await {
+        tracing::warn!(error = %e, key, "reply not published; its caller will not be answered");
     }
 }
 

@@ -36,6 +36,7 @@ pub fn webhook_headers(
         ("signed", attrs.signed),
         ("deliveryid", attrs.deliveryid),
         ("traceparent", attrs.traceparent),
+        ("respond", attrs.respond),
     ] {
         if let Some(value) = value {
             ce(attr, value);
@@ -113,6 +114,7 @@ mod tests {
             signed: Some("body"),
             deliveryid: None,
             traceparent: None,
+            respond: None,
         };
         let request = WebhookRequest {
             method: "POST",

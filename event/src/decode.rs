@@ -264,6 +264,7 @@ mod tests {
             signed: None,
             deliveryid: None,
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            respond: None,
         }
     }
 

@@ -52,6 +52,9 @@ pub const DATA_CONTENT_TYPE: &str = "application/json";
 pub const DEFAULT_TYPE: &str = "hookgate.webhook";
 /// What stands in for a secret wherever one was removed.
 pub const REDACTED: &str = "[redacted]";
+/// The extension attribute of an event whose sender waits for a flow's answer (a
+/// synchronous hook): its value is `flow`.
+pub const RESPOND: &str = "respond";
 /// Header names always redacted in events, records and run logs: credentials and
 /// session tokens.
 pub const REDACTED_HEADERS: &[&str] = &[
@@ -170,6 +173,8 @@ pub struct Attributes<'a> {
     pub deliveryid: Option<&'a str>,
     /// W3C trace context of the request.
     pub traceparent: Option<&'a str>,
+    /// `flow` when the sender waits for a flow's answer ([`RESPOND`]).
+    pub respond: Option<&'a str>,
 }
 
 /// The HTTP request an event was made from, as the contract exposes it.

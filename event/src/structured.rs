@@ -141,6 +141,7 @@ fn write_attributes(attrs: &Attributes<'_>, out: &mut Vec<u8>) {
         ("signed", attrs.signed),
         ("deliveryid", attrs.deliveryid),
         ("traceparent", attrs.traceparent),
+        ("respond", attrs.respond),
     ] {
         if let Some(value) = value {
             write_str(out, name, value);
@@ -184,6 +185,7 @@ mod tests {
             signed: None,
             deliveryid: Some("d-1"),
             traceparent: None,
+            respond: None,
         };
         let request = WebhookRequest {
             method: "POST",
@@ -233,6 +235,7 @@ mod tests {
             signed: None,
             deliveryid: None,
             traceparent: None,
+            respond: None,
         };
         let response = PollResponse {
             uri: "https://api.example/stock?sku=1",
@@ -274,6 +277,7 @@ mod tests {
             signed: None,
             deliveryid: None,
             traceparent: None,
+            respond: None,
         };
         let request = WebhookRequest {
             method: "GET",
@@ -303,6 +307,7 @@ mod tests {
             signed: None,
             deliveryid: None,
             traceparent: None,
+            respond: None,
         };
         let encode = |sample: Option<&[u8]>| {
             let refused = RefusedRequest {

@@ -165,6 +165,7 @@ impl Rejections {
             signed: None,
             deliveryid: None,
             traceparent: envelope::traceparent(&parts.headers),
+            respond: None,
         };
         let mut out = Vec::with_capacity(1024);
         structured::encode_rejection(&attrs, &refused, &mut out);

@@ -184,6 +184,7 @@ impl Producer {
             signed: None,
             deliveryid: None,
             traceparent: None,
+            respond: None,
         };
         let path = format!("/hooks/{hook}");
         let request = WebhookRequest {
