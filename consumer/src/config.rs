@@ -211,7 +211,8 @@ impl KafkaSettings {
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "0");
-        c.create().context("creating the Kafka producer for replies")
+        c.create()
+            .context("creating the Kafka producer for replies")
     }
 
     pub fn producer_config(&self) -> rdkafka::ClientConfig {
@@ -356,7 +357,9 @@ impl ConsumerConfig {
             {
                 p.push(
                     format!("{at}.response"),
-                    format!("{first} already answers the callers of a hook this flow is triggered by"),
+                    format!(
+                        "{first} already answers the callers of a hook this flow is triggered by"
+                    ),
                     "keep [flows.response] in one flow per hook",
                 );
             }

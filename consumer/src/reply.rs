@@ -225,7 +225,9 @@ impl Answer {
         for (name, t) in &self.headers {
             let value = t.render(ctx).map_err(|e| e.to_string())?;
             if http::HeaderValue::from_str(&value).is_err() {
-                return Err(format!("response header `{name}` renders to an invalid value"));
+                return Err(format!(
+                    "response header `{name}` renders to an invalid value"
+                ));
             }
             headers.insert(name.clone(), value);
         }
@@ -313,7 +315,11 @@ mod tests {
         let config: ResponseConfig = toml::from_str(toml_text).unwrap();
         let mut p = Problems::default();
         config
-            .build("flows[0].response", &Engine::new(Secrets::default()), &mut p)
+            .build(
+                "flows[0].response",
+                &Engine::new(Secrets::default()),
+                &mut p,
+            )
             .unwrap()
     }
 
@@ -350,7 +356,10 @@ mod tests {
         let reply = render(None, &ctx(), &failed);
         assert_eq!(reply.status, 502);
         let body: Json = serde_json::from_str(&reply.body).unwrap();
-        assert_eq!((body["task"].as_str(), body["error"].as_str()), (Some("ticket"), Some("HTTP 500")));
+        assert_eq!(
+            (body["task"].as_str(), body["error"].as_str()),
+            (Some("ticket"), Some("HTTP 500"))
+        );
     }
 
     #[test]

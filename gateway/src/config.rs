@@ -39,7 +39,7 @@ const LAYERS: Layers<'static> = Layers {
     defaults: DEFAULTS,
     env_prefix: "HOOKGATE_",
     env_ignore: &["HOOKGATE_CONSUMER_", "HOOKGATE_CONSOLE_"],
-    env_tables: &["server", "admin", "kafka", "rejections"],
+    env_tables: &["server", "admin", "kafka", "rejections", "replies"],
     missing_file_fix:
         "pass an existing file with --config, or run `hookgate local` to try it without one",
 };
@@ -54,6 +54,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Records of refused requests.
     pub rejections: RejectionsConfig,
+    /// Where synchronous hooks' answers are read, and how long they are kept.
+    pub replies: RepliesConfig,
     /// The hooks, one `[[hooks]]` table each.
     #[serde(default)]
     pub hooks: Vec<HookConfig>,
@@ -67,6 +69,8 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     /// Where records of refused requests go; `None`: they are not made.
     pub rejections: Option<crate::rejections::RejectionSettings>,
+    /// `[replies]`, validated.
+    pub replies: crate::replies::RepliesSettings,
     pub hooks: Vec<Hook>,
     /// `server.trusted_proxies`, parsed.
     pub trusted_proxies: crate::client::CidrList,
@@ -98,6 +102,7 @@ impl Config {
         self.server.validate(&mut p);
         self.admin.validate(env, &mut p);
         let rejections = self.rejections.build(&mut p);
+        let replies = self.replies.build(&mut p);
         let mut hooks = Vec::with_capacity(self.hooks.len());
         if self.hooks.is_empty() {
             p.push(
@@ -169,10 +174,42 @@ impl Config {
                 properties,
             },
             rejections,
+            replies,
             hooks,
             trusted_proxies: crate::client::CidrList::parse(&self.server.trusted_proxies)
                 .unwrap_or_default(),
         })
+    }
+}
+
+/// `[replies]`: the topic synchronous hooks' answers come on (the consumer's
+/// `kafka.executions_topic`) and how long each replica keeps them for polls.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RepliesConfig {
+    pub topic: String,
+    /// How long an answer (or a request still waiting for one) is kept for
+    /// `GET /executions/{id}`.
+    pub keep: ConfigDuration,
+    /// Bytes of answers kept at most; the oldest go first.
+    pub max_bytes: ByteSize,
+}
+
+impl RepliesConfig {
+    fn build(&self, p: &mut Problems) -> crate::replies::RepliesSettings {
+        if !hook::valid_topic(&self.topic) {
+            p.push(
+                "replies.topic",
+                format!("`{}` is not a valid Kafka topic name", self.topic),
+                "name the consumer's kafka.executions_topic",
+            );
+        }
+        p.nonzero("replies.keep", self.keep, "\"10m\"");
+        crate::replies::RepliesSettings {
+            topic: self.topic.clone(),
+            keep: self.keep.get(),
+            max_bytes: self.max_bytes.bytes(),
+        }
     }
 }
 

@@ -65,7 +65,7 @@ impl Event<'_> {
             signed: self.verified.signed.as_deref(),
             deliveryid: self.verified.delivery_id.as_deref(),
             traceparent: traceparent(&parts.headers),
-            respond: None,
+            respond: hook.respond.map(|_| "flow"),
         };
         let request = WebhookRequest {
             method: parts.method.as_str(),

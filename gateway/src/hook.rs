@@ -55,6 +55,8 @@ pub struct Hook {
     pub idempotency: Option<crate::idempotency::Idempotency>,
     /// The ingress filter, if any: requests it drops are answered 204, unpublished.
     pub filter: Option<crate::filter::Filter>,
+    /// A synchronous hook's wait for its flow's answer (see [`crate::replies`]).
+    pub respond: Option<Duration>,
     /// The JSON pointers the key and the type read from bodies, in one list so that a
     /// body is scanned once for all of them ([`Field::Pointer`] indexes into it).
     pub pointers: Vec<Pointer>,

@@ -25,7 +25,8 @@
 //! per-client limits, source allowlists), [`replay`] (delivery ids already accepted),
 //! [`handshake`] (provider endpoint checks), [`tls`], [`topics`] and [`health`] (startup
 //! checks and readiness), [`admin`] (health, readiness, metrics, reload), [`metrics`],
-//! [`shutdown`], [`hex`] (the hex digits signatures and escapes use), and [`sender`]
+//! [`filter`] (ingress filters), [`replies`] (synchronous hooks: flows' answers and
+//! `GET /executions/{id}`), [`shutdown`], [`hex`] (the hex digits signatures and escapes use), and [`sender`]
 //! (what a sender sends, signed: for trying a hook and for the load harness).
 
 pub mod admin;
@@ -49,6 +50,7 @@ pub mod ratelimit;
 pub mod rejections;
 pub mod reload;
 pub mod replay;
+pub mod replies;
 pub mod router;
 pub mod sender;
 pub mod server;
@@ -160,6 +162,12 @@ pub async fn run(
     );
     if let Some(rejections) = &settings.rejections {
         gateway = gateway.with_rejections(Rejections::new(rejections));
+    }
+    if sink_kind == SinkKind::Kafka {
+        let client =
+            crate::sink::kafka::base_config(&settings.kafka.brokers, &settings.kafka.properties);
+        let replies = Arc::new(crate::replies::Replies::new(&settings.replies, client));
+        gateway = gateway.with_replies(replies, shutdown.clone());
     }
     let gateway = Arc::new(gateway);
     let reloader = Arc::new(Reloader::new(

@@ -137,6 +137,7 @@ pub const OUTCOMES: &[&str] = &[
     "accepted",
     "handshake",
     "filtered",
+    "polled",
     "not_found",
     "method_not_allowed",
     "unauthorized",

@@ -51,7 +51,9 @@ use crate::metrics;
 use crate::normalize::{self, ContentCoding};
 use crate::rejections::{Refusal, Rejections};
 use crate::replay::Admission;
+use crate::replies::{Found, Replies, Reply};
 use crate::router::Router;
+use crate::shutdown::Shutdown;
 use crate::sink::Sink;
 
 /// How much longer than the first attempt's ack timeout a duplicate waits for it.
@@ -65,6 +67,8 @@ pub struct Gateway {
     limits: Limits,
     /// Records of refused requests, when the gateway publishes them.
     rejections: Option<Rejections>,
+    /// Synchronous hooks' answers, read once a synchronous hook is configured.
+    replies: Option<(Arc<Replies>, Shutdown)>,
 }
 
 /// What a reload replaces: the hooks and the trusted proxies.
@@ -80,6 +84,15 @@ impl Live {
             router: Router::new(hooks.into_iter().map(Arc::new)),
             trusted_proxies,
         }
+    }
+
+    /// The synchronous hooks, as (id, topic).
+    fn synchronous(&self) -> Vec<(String, String)> {
+        self.router
+            .hooks()
+            .filter(|h| h.respond.is_some())
+            .map(|h| (h.id.clone(), h.topic.clone()))
+            .collect()
     }
 }
 
@@ -137,6 +150,12 @@ pub enum Accepted {
     Handshake(Response<Full<Bytes>>),
     /// The hook's filter dropped it: `204`, nothing published.
     Filtered,
+    /// A synchronous hook's flow answered.
+    Replied(Arc<Reply>),
+    /// A synchronous hook's flow has not answered in time: `202` and where to poll.
+    Waiting { id: uuid::Uuid },
+    /// The answer to a poll of `GET /executions/{id}`.
+    Polled(Response<Full<Bytes>>),
 }
 
 impl Gateway {
@@ -147,7 +166,18 @@ impl Gateway {
             in_flight: Arc::new(InFlight::new(limits.max_in_flight)),
             limits,
             rejections: None,
+            replies: None,
         }
+    }
+
+    /// Answers synchronous hooks with their flows' answers (see [`crate::replies`]); the
+    /// topic is read from the first configuration, or reload, that has such a hook.
+    pub fn with_replies(mut self, replies: Arc<Replies>, shutdown: Shutdown) -> Gateway {
+        if !self.live.load().synchronous().is_empty() {
+            replies.start(shutdown.clone());
+        }
+        self.replies = Some((replies, shutdown));
+        self
     }
 
     /// Publishes a record of each refused request (see [`crate::rejections`]).
@@ -173,6 +203,11 @@ impl Gateway {
     /// Swaps in reloaded hooks. Requests already running finish with the hooks they
     /// started with.
     pub fn replace(&self, live: Live) {
+        if let Some((replies, shutdown)) = &self.replies {
+            if !live.synchronous().is_empty() {
+                replies.start(shutdown.clone());
+            }
+        }
         self.live.store(Arc::new(live));
     }
 
@@ -214,6 +249,24 @@ impl Gateway {
                     status = resp.status().as_u16(),
                     "answered a provider handshake"
                 );
+                resp
+            }
+            Ok(Accepted::Replied(reply)) => {
+                hook_metrics.request("accepted", started.elapsed());
+                tracing::debug!(
+                    hook,
+                    status = reply.status,
+                    "answered with the flow's reply"
+                );
+                reply.response()
+            }
+            Ok(Accepted::Waiting { id }) => {
+                hook_metrics.request("accepted", started.elapsed());
+                let mut id_buf = uuid::Uuid::encode_buffer();
+                crate::replies::pending_response(id.hyphenated().encode_lower(&mut id_buf))
+            }
+            Ok(Accepted::Polled(resp)) => {
+                hook_metrics.request("polled", started.elapsed());
                 resp
             }
             Ok(Accepted::Filtered) => {
@@ -269,6 +322,11 @@ impl Gateway {
         let live = self.live.load_full();
         let now = SystemTime::now();
         let client = peer.map(|peer| client_ip(peer.ip(), &parts.headers, &live.trusted_proxies));
+        if let (Some(rest), Some((replies, _))) =
+            (parts.uri.path().strip_prefix("/executions/"), &self.replies)
+        {
+            return self.poll(replies, &live, rest, &parts, now, matched).await;
+        }
         let Some(route) = live.router.route(parts.uri.path()) else {
             let rejection = Rejection::NotFound;
             self.record_refusal(&Refusal {
@@ -290,6 +348,10 @@ impl Gateway {
             .await
         {
             Ok(Verdict::Publish(entry)) => entry,
+            // A repeat of a synchronous request gets the first one's answer.
+            Ok(Verdict::Answer(Accepted::Stored { id })) if hook.respond.is_some() => {
+                return Ok(self.answer_again(hook, id).await)
+            }
             Ok(Verdict::Answer(answer)) => return Ok(answer),
             Err(rejection) => {
                 self.record_refusal(&Refusal {
@@ -315,6 +377,15 @@ impl Gateway {
         let raw = raw.expect("admission read the body");
         let delivered = Instant::now();
         let event_id = envelope::event_id(now);
+        // Registered before the record is handed over: the flow's answer can come back
+        // before the acknowledgement does.
+        let waiter = match (&self.replies, hook.respond) {
+            (Some((replies, _)), Some(_)) => {
+                let mut id_buf = uuid::Uuid::encode_buffer();
+                Some(replies.register(event_id.hyphenated().encode_lower(&mut id_buf), &hook.id))
+            }
+            _ => None,
+        };
         let Some(pending) = self.publish(
             hook,
             Admitted {
@@ -343,6 +414,12 @@ impl Gateway {
         result?;
         for ticket in [ticket, idempotency].into_iter().flatten() {
             ticket.accepted(event_id);
+        }
+        if let (Some(waiter), Some(timeout)) = (waiter, hook.respond) {
+            return Ok(match waiter.wait(timeout).await {
+                Some(reply) => Accepted::Replied(reply),
+                None => Accepted::Waiting { id: event_id },
+            });
         }
         match handshake_answer {
             Some(answer) => Ok(Accepted::Handshake(answer)),
@@ -495,6 +572,80 @@ impl Gateway {
             handshake_answer,
             slot,
         }))
+    }
+
+    /// A repeat of a synchronous request (its delivery id or idempotency key already
+    /// stored): the first request's answer when this replica holds it, waiting for it as
+    /// the first request would; otherwise where to poll.
+    async fn answer_again(&self, hook: &Hook, id: uuid::Uuid) -> Accepted {
+        let (Some((replies, _)), Some(timeout)) = (&self.replies, hook.respond) else {
+            return Accepted::Stored { id };
+        };
+        let mut id_buf = uuid::Uuid::encode_buffer();
+        let text = id.hyphenated().encode_lower(&mut id_buf);
+        match replies.local(text, timeout).await {
+            Some(Found::Answered { reply, .. }) => Accepted::Replied(reply),
+            _ => Accepted::Waiting { id },
+        }
+    }
+
+    /// `GET /executions/{id}` (a `url_key` hook's caller appends its key:
+    /// `/executions/{id}/{key}`): the answer of a synchronous request, authenticated with
+    /// the credentials of the hook it came to and charged to its rate limit.
+    async fn poll(
+        &self,
+        replies: &Replies,
+        live: &Live,
+        rest: &str,
+        parts: &http::request::Parts,
+        now: SystemTime,
+        matched: &mut Option<Arc<Hook>>,
+    ) -> Result<Accepted, Rejection> {
+        if !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
+            return Err(Rejection::MethodNotAllowed(HeaderValue::from_static(
+                "GET, HEAD",
+            )));
+        }
+        let (id, key) = match rest.split_once('/') {
+            Some((id, key)) => (id, Some(key)),
+            None => (rest, None),
+        };
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Err(Rejection::NotFound);
+        }
+        let found = replies.find(id, live.synchronous()).await;
+        let (hook_id, answer) = match found {
+            Found::Answered { hook, reply } => (hook, reply.response()),
+            Found::Running { hook } => (hook, crate::replies::pending_response(id)),
+            Found::Unknown => return Err(Rejection::NotFound),
+            Found::Busy => {
+                metrics::shed("read_back");
+                return Err(Rejection::Overloaded);
+            }
+        };
+        let Some(hook) = live.router.hooks().find(|h| h.id == hook_id) else {
+            return Err(Rejection::NotFound);
+        };
+        let hook: &Hook = matched.insert(hook.clone());
+        if let crate::auth::Auth::UrlKey(check) = &hook.auth {
+            check.verify(key, now).map_err(|f| {
+                metrics::auth_failure(&hook.id, f.as_str());
+                Rejection::WrongUrlKey(f)
+            })?;
+        }
+        hook.auth
+            .verify_head(parts, now)
+            .map_err(|f| self.unauthorized(hook, f))?;
+        hook.auth
+            .verify_body(parts, b"", now)
+            .map_err(|f| self.unauthorized(hook, f))?;
+        if let Some((_, limiter)) = &hook.limits.rate {
+            limiter.check().map_err(|wait| {
+                metrics::rate_limited(&hook.id, "hook");
+                Rejection::RateLimited(wait, "hook")
+            })?;
+        }
+        Ok(Accepted::Polled(answer))
     }
 
     /// Publishes the rejection record of a refusal the sender can fix (4xx), if the

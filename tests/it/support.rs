@@ -21,6 +21,7 @@ pub struct GatewayBuilder {
     server: Vec<String>,
     admin: Vec<String>,
     rejections: Vec<String>,
+    replies: Vec<String>,
     hooks: Vec<String>,
     env: Vec<(String, String)>,
     sink: SinkKind,
@@ -37,6 +38,7 @@ impl GatewayBuilder {
             server: Vec::new(),
             admin: Vec::new(),
             rejections: Vec::new(),
+            replies: Vec::new(),
             hooks: Vec::new(),
             env: Vec::new(),
             sink: SinkKind::Kafka,
@@ -83,6 +85,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Adds a line to `[replies]`.
+    pub fn replies(mut self, line: &str) -> Self {
+        self.replies.push(line.to_string());
+        self
+    }
+
     /// Sets a variable in the environment the config sees (secrets).
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.into(), value.into()));
@@ -96,12 +104,13 @@ impl GatewayBuilder {
 
     pub fn toml(&self) -> String {
         let mut t = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n# Tests stop at once: no load balancer to drain from.\ndrain_delay = \"0s\"\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}\n[kafka]\nbrokers = \"{}\"\n{}\n[rejections]\n{}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n# Tests stop at once: no load balancer to drain from.\ndrain_delay = \"0s\"\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}\n[kafka]\nbrokers = \"{}\"\n{}\n[rejections]\n{}\n[replies]\n{}\n",
             self.server.join("\n"),
             self.admin.join("\n"),
             self.brokers,
             self.kafka.join("\n"),
-            self.rejections.join("\n")
+            self.rejections.join("\n"),
+            self.replies.join("\n")
         );
         for h in &self.hooks {
             t.push_str("\n[[hooks]]\n");

@@ -90,7 +90,27 @@ pub struct HookConfig {
     /// `trigger.parameters`; requests it does not match are answered 204 and not
     /// published (see [`crate::filter`]).
     pub filter: Option<crate::filter::FilterConfig>,
+    /// A synchronous hook: `{ with = "flow", timeout = "10s" }` answers the sender with
+    /// a flow's answer, waiting at most `timeout` after the broker's acknowledgement
+    /// (see [`crate::replies`]).
+    pub respond: Option<RespondConfig>,
 }
+
+/// `respond` in a hook.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RespondConfig {
+    /// What answers: `"flow"`.
+    pub with: String,
+    /// How long to wait for the flow's answer before answering 202 with where to poll;
+    /// default `10s`, at most `120s`.
+    pub timeout: Option<ConfigDuration>,
+}
+
+/// A synchronous hook's wait for its flow's answer unless it says otherwise.
+pub const DEFAULT_RESPOND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest wait a synchronous hook may set.
+pub const MAX_RESPOND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `rate_limit` in a hook: a sustained rate and a burst.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
@@ -536,6 +556,31 @@ impl HookConfig {
             .as_ref()
             .and_then(|i| i.build(&at("idempotency"), p));
         let filter = self.filter.as_ref().and_then(|f| f.build(&at("filter"), p));
+        let respond = self.respond.as_ref().map(|r| {
+            if r.with != "flow" {
+                p.push(
+                    at("respond.with"),
+                    format!("`{}` cannot answer a hook", r.with),
+                    "write with = \"flow\"",
+                );
+            }
+            if self.response.is_some() {
+                p.push(
+                    at("respond"),
+                    "a hook answers either with `response` (fixed) or with a flow (`respond`)",
+                    "remove one of the two",
+                );
+            }
+            let timeout = r.timeout.map_or(DEFAULT_RESPOND_TIMEOUT, |t| t.get());
+            if timeout.is_zero() || timeout > MAX_RESPOND_TIMEOUT {
+                p.push(
+                    at("respond.timeout"),
+                    format!("{timeout:?} is out of range"),
+                    "choose a wait above 0 and at most 120s",
+                );
+            }
+            timeout
+        });
         let allow_sources = match crate::client::CidrList::parse(&self.allow_sources) {
             Ok(list) => list,
             Err(errors) => {
@@ -578,6 +623,7 @@ impl HookConfig {
             allow_sources,
             idempotency,
             filter,
+            respond,
             pointers,
             metrics: Default::default(),
         })

@@ -1,0 +1,167 @@
+//! Synchronous hooks end to end: a request into the gateway, its event through the real
+//! broker, the flow consumer and the local stand-in APIs, and the flow's answer back to
+//! the caller through the executions topic. The war-room scenario answers with the
+//! ticket number and the channel id; no matching flow is 204; a failed task is the
+//! flow's error answer; a timeout is 202 with where to poll; two replicas are each
+//! woken by what they read from Kafka; a consumer that was down answers once it runs.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::flows::{apis_with, consumer_config};
+use crate::support::{brokers, http, topic, GatewayBuilder, RunningConsumer, RunningGateway};
+
+const SCENARIOS: &str = include_str!("../../config/flows/scenarios.toml");
+
+async fn alert(gw: &RunningGateway, cpu: &str) -> http::Reply {
+    http::post(&gw.hook_url("/hooks/alerts/k3y"))
+        .content_type("application/x-www-form-urlencoded")
+        .body(format!("cpu={cpu}&host=web-1"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A gateway whose `alerts` hook is synchronous, reading answers from `executions`.
+async fn gateway(alerts: &str, executions: &str, timeout: &str) -> RunningGateway {
+    GatewayBuilder::tansu()
+        .kafka("partitions = 1")
+        .replies(&format!("topic = \"{executions}\""))
+        .hook(&format!(
+            "id = \"alerts\"\ntopic = \"{alerts}\"\n\
+             auth = {{ scheme = \"url_key\", secrets = [{{ value = \"k3y\" }}] }}\n\
+             respond = {{ with = \"flow\", timeout = \"{timeout}\" }}"
+        ))
+        .start()
+        .await
+}
+
+/// Polls `GET /executions/{id}/k3y` until it is no longer 202.
+async fn poll(gw: &RunningGateway, id: &str) -> http::Reply {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = http::get(&gw.hook_url(&format!("/executions/{id}/k3y")))
+            .await
+            .unwrap();
+        if reply.status != 202 || Instant::now() > deadline {
+            return reply;
+        }
+        assert_eq!(
+            reply.header("location"),
+            Some(&*format!("/executions/{id}"))
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_synchronous_hook_answers_with_the_flows_outputs_204_or_its_error() {
+    let alerts = topic("alerts-sync");
+    let pager_refuses = Arc::new(AtomicBool::new(false));
+    let server = apis_with(pager_refuses.clone()).await;
+    let (executions, config, env) = consumer_config(&server, &[&alerts], SCENARIOS, None).await;
+    // The gateway first: it creates the hook's topic the consumer subscribes to.
+    let gw = gateway(&alerts, &executions, "20s").await;
+    let consumer = RunningConsumer::start(config.build(&env, "test consumer").unwrap());
+
+    let started = Instant::now();
+    let answer = alert(&gw, "0.93").await;
+    let took = started.elapsed();
+    assert_eq!(answer.status, 201, "{:?}", answer.body);
+    assert_eq!(
+        answer.json(),
+        json!({"ticket": "INC0012042", "channel": "C7702", "host": "web-1"})
+    );
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    eprintln!("synchronous war room answered in {took:?}");
+
+    // Below the threshold no flow runs: 204, as Kestra answers.
+    let quiet = alert(&gw, "0.2").await;
+    assert_eq!(quiet.status, 204, "{:?}", quiet.body);
+    assert!(quiet.body.is_empty());
+
+    // PagerDuty refuses: the flow's error answer, naming the task.
+    pager_refuses.store(true, std::sync::atomic::Ordering::SeqCst);
+    let failed = alert(&gw, "0.95").await;
+    assert_eq!(failed.status, 502, "{:?}", failed.body);
+    assert_eq!(
+        failed.json(),
+        json!({"error": "the war room could not be opened", "task": "page"})
+    );
+
+    consumer.stop().await.unwrap();
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_answers_202_with_where_to_poll_and_the_poll_gives_the_answer() {
+    let alerts = topic("alerts-poll");
+    let server = apis_with(Arc::new(AtomicBool::new(false))).await;
+    let (executions, config, env) = consumer_config(&server, &[&alerts], SCENARIOS, None).await;
+    let settings = config.build(&env, "test consumer").unwrap();
+    // The consumer is down when the request comes: no answer can come in time.
+    let gw = gateway(&alerts, &executions, "300ms").await;
+    let pending = alert(&gw, "0.91").await;
+    assert_eq!(pending.status, 202, "{:?}", pending.body);
+    let id = pending.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        pending.header("location"),
+        Some(&*format!("/executions/{id}"))
+    );
+    assert_eq!(pending.json()["state"], "RUNNING");
+
+    // Still running: 202 again. The wrong key, an unknown id: 404.
+    let again = http::get(&gw.hook_url(&format!("/executions/{id}/k3y")))
+        .await
+        .unwrap();
+    assert_eq!(again.status, 202);
+    let wrong = http::get(&gw.hook_url(&format!("/executions/{id}/nope")))
+        .await
+        .unwrap();
+    assert_eq!(wrong.status, 404);
+    let unknown = http::get(&gw.hook_url(&format!("/executions/{}/k3y", uuid::Uuid::now_v7())))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status, 404);
+
+    // The consumer starts and runs the flow at least once; the poll finds the answer.
+    let consumer = RunningConsumer::start(settings);
+    let done = poll(&gw, &id).await;
+    assert_eq!(done.status, 201, "{:?}", done.body);
+    assert_eq!(done.json()["ticket"], "INC0012042");
+
+    consumer.stop().await.unwrap();
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_are_each_answered_from_kafka_and_either_answers_a_poll() {
+    let alerts = topic("alerts-fleet");
+    let server = apis_with(Arc::new(AtomicBool::new(false))).await;
+    let (executions, config, env) = consumer_config(&server, &[&alerts], SCENARIOS, None).await;
+    let a = gateway(&alerts, &executions, "20s").await;
+    let b = gateway(&alerts, &executions, "20s").await;
+    let consumer = RunningConsumer::start(config.build(&env, "test consumer").unwrap());
+
+    for gw in [&a, &b, &a, &b] {
+        let answer = alert(gw, "0.97").await;
+        assert_eq!(answer.status, 201, "{:?}", answer.body);
+        assert_eq!(answer.json()["channel"], "C7702");
+    }
+    // Replica `b` never saw this request: it reads the answer back from the executions
+    // topic.
+    let first = alert(&a, "0.99").await;
+    assert_eq!(first.status, 201);
+    let events = hookgate_testkit::kafka::read_n(&brokers(), &alerts, 5);
+    let id = events[4].event().id;
+    let elsewhere = poll(&b, &id).await;
+    assert_eq!(elsewhere.status, 201, "{:?}", elsewhere.body);
+    assert_eq!(elsewhere.json(), first.json());
+
+    consumer.stop().await.unwrap();
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
