@@ -27,13 +27,18 @@ async fn alert(gw: &RunningGateway, cpu: &str) -> http::Reply {
 
 /// A gateway whose `alerts` hook is synchronous, reading answers from `executions`.
 async fn gateway(alerts: &str, executions: &str, timeout: &str) -> RunningGateway {
+    gateway_with(alerts, executions, timeout, "").await
+}
+
+/// [`gateway`], with more lines in the hook's table.
+async fn gateway_with(alerts: &str, executions: &str, timeout: &str, more: &str) -> RunningGateway {
     GatewayBuilder::tansu()
         .kafka("partitions = 1")
         .replies(&format!("topic = \"{executions}\""))
         .hook(&format!(
             "id = \"alerts\"\ntopic = \"{alerts}\"\n\
              auth = {{ scheme = \"url_key\", secrets = [{{ value = \"k3y\" }}] }}\n\
-             respond = {{ with = \"flow\", timeout = \"{timeout}\" }}"
+             respond = {{ with = \"flow\", timeout = \"{timeout}\" }}\n{more}"
         ))
         .start()
         .await
@@ -164,4 +169,46 @@ async fn two_replicas_are_each_answered_from_kafka_and_either_answers_a_poll() {
     consumer.stop().await.unwrap();
     a.stop().await.unwrap();
     b.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_synchronous_request_gets_the_first_answer_and_publishes_nothing() {
+    let alerts = topic("alerts-idem");
+    let server = apis_with(Arc::new(AtomicBool::new(false))).await;
+    let (executions, config, env) = consumer_config(&server, &[&alerts], SCENARIOS, None).await;
+    let gw = gateway_with(
+        &alerts,
+        &executions,
+        "20s",
+        "idempotency = { header = \"Idempotency-Key\", window = \"1h\" }",
+    )
+    .await;
+    let consumer = RunningConsumer::start(config.build(&env, "test consumer").unwrap());
+    let send = |key: &'static str| {
+        http::post(&gw.hook_url("/hooks/alerts/k3y"))
+            .content_type("application/x-www-form-urlencoded")
+            .header("idempotency-key", key)
+            .body("cpu=0.93&host=web-1")
+            .send()
+    };
+    let first = send("incident-77").await.unwrap();
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let calls = server.hits();
+    let again = send("incident-77").await.unwrap();
+    assert_eq!(again.status, 201);
+    assert_eq!(again.json(), first.json());
+    // Another key runs the flow again; the repeat did not.
+    let other = send("incident-78").await.unwrap();
+    assert_eq!(other.status, 201);
+    let events = hookgate_testkit::kafka::read_until(
+        &brokers(),
+        &alerts,
+        Duration::from_secs(3),
+        |read| read.len() > 2,
+    );
+    assert_eq!(events.len(), 2, "the repeat published nothing");
+    assert_eq!(server.hits(), calls * 2, "the repeat made no calls");
+
+    consumer.stop().await.unwrap();
+    gw.stop().await.unwrap();
 }
