@@ -170,6 +170,15 @@ impl Running {
         let _ = self.stop.send(());
         self.task.await?
     }
+
+    /// Ends its loop at once, as a crash would: nothing more is committed, and the
+    /// partitions go back to the group with the runs in progress uncommitted, to be run
+    /// again by whoever takes them. (Runs already started in this process are not waited
+    /// for; a crashed process would lose them, which is what a restart repeats.)
+    pub async fn abort(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
 }
 
 /// Runs until `stop` resolves, then drains and commits.

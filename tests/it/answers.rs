@@ -3,7 +3,8 @@
 //! the caller through the executions topic. The war-room scenario answers with the
 //! ticket number and the channel id; no matching flow is 204; a failed task is the
 //! flow's error answer; a timeout is 202 with where to poll; two replicas are each
-//! woken by what they read from Kafka; a consumer that was down answers once it runs.
+//! woken by what they read from Kafka; a consumer that was down answers once it runs,
+//! and one that crashes mid-run is replaced by one that runs the flow again.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::flows::{apis_with, consumer_config};
+use crate::flows::{api_reply, apis_with, consumer_config};
 use crate::support::{brokers, http, topic, GatewayBuilder, RunningConsumer, RunningGateway};
 
 const SCENARIOS: &str = include_str!("../../config/flows/scenarios.toml");
@@ -200,15 +201,58 @@ async fn a_repeated_synchronous_request_gets_the_first_answer_and_publishes_noth
     // Another key runs the flow again; the repeat did not.
     let other = send("incident-78").await.unwrap();
     assert_eq!(other.status, 201);
-    let events = hookgate_testkit::kafka::read_until(
-        &brokers(),
-        &alerts,
-        Duration::from_secs(3),
-        |read| read.len() > 2,
-    );
+    let events =
+        hookgate_testkit::kafka::read_until(&brokers(), &alerts, Duration::from_secs(3), |read| {
+            read.len() > 2
+        });
     assert_eq!(events.len(), 2, "the repeat published nothing");
     assert_eq!(server.hits(), calls * 2, "the repeat made no calls");
 
     consumer.stop().await.unwrap();
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_that_crashes_mid_run_is_replaced_and_the_poll_finds_the_answer() {
+    let alerts = topic("alerts-crash");
+    // The first ticket request hangs far longer than the test: only a run started by
+    // the replacement consumer can answer in time.
+    let first_ticket = Arc::new(AtomicBool::new(true));
+    let hang = first_ticket.clone();
+    let server = hookgate_testkit::server::TestServer::start(move |seen| {
+        let reply = api_reply(seen, &AtomicBool::new(false));
+        if seen.target.ends_with("/api/now/table/incident")
+            && hang.swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return hookgate_testkit::server::delayed(reply, Duration::from_secs(120));
+        }
+        reply
+    })
+    .await;
+    let (executions, config, env) = consumer_config(&server, &[&alerts], SCENARIOS, None).await;
+    let gw = gateway(&alerts, &executions, "300ms").await;
+    let first = RunningConsumer::start(config.build(&env, "test consumer").unwrap());
+
+    let pending = alert(&gw, "0.92").await;
+    assert_eq!(pending.status, 202, "{:?}", pending.body);
+    let id = pending.json()["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.hits() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached the ticket API"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Mid-run: the ticket request is out. The consumer dies.
+    first.abort().await;
+    let second = RunningConsumer::start(config.build(&env, "test consumer").unwrap());
+
+    let done = poll(&gw, &id).await;
+    assert_eq!(done.status, 201, "{:?}", done.body);
+    assert_eq!(done.json()["ticket"], "INC0012042");
+    assert!(!first_ticket.load(std::sync::atomic::Ordering::SeqCst));
+
+    second.stop().await.unwrap();
     gw.stop().await.unwrap();
 }

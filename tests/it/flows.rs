@@ -44,10 +44,18 @@ async fn apis() -> TestServer {
 
 /// [`apis`], with PagerDuty refusing every event (its 400) while `pager_refuses` is set.
 pub(crate) async fn apis_with(pager_refuses: Arc<AtomicBool>) -> TestServer {
-    TestServer::start(move |seen: &Seen| {
+    TestServer::start(move |seen: &Seen| api_reply(seen, &pager_refuses)).await
+}
+
+/// What the stand-in APIs of [`apis_with`] answer to `seen`.
+pub(crate) fn api_reply(seen: &Seen, pager_refuses: &AtomicBool) -> Reply {
+    {
         let path = seen.target.split('?').next().unwrap_or("");
         if path.ends_with("/api/stock/m8-bolts") {
-            reply(200, json!({"product": "M8 bolts", "warehouse": "east", "stock_value": 4}))
+            reply(
+                200,
+                json!({"product": "M8 bolts", "warehouse": "east", "stock_value": 4}),
+            )
         } else if path.ends_with("/api/workbooks/wb-42/usage") {
             reply(
                 200,
@@ -94,8 +102,7 @@ pub(crate) async fn apis_with(pager_refuses: Arc<AtomicBool>) -> TestServer {
         } else {
             reply(404, json!({"error": "no such API"}))
         }
-    })
-    .await
+    }
 }
 
 fn body(seen: &Seen) -> Value {
