@@ -16,6 +16,7 @@
 
 pub mod address;
 mod connect;
+pub mod oauth2;
 pub mod policy;
 mod redirect;
 mod target;
@@ -98,6 +99,9 @@ pub enum OutboundError {
     Redirects { limit: u32 },
     #[error("HTTP: {0}")]
     Http(String),
+    /// No access token: the token endpoint refused or answered something unusable.
+    #[error("OAuth2: {message}")]
+    OAuth2 { message: String, transient: bool },
 }
 
 impl OutboundError {
@@ -110,6 +114,10 @@ impl OutboundError {
                 | OutboundError::Resolve { .. }
                 | OutboundError::Connect(_)
                 | OutboundError::Http(_)
+                | OutboundError::OAuth2 {
+                    transient: true,
+                    ..
+                }
         )
     }
 }
@@ -124,6 +132,9 @@ pub struct Request {
     pub body: Bytes,
     /// The whole exchange: DNS, connect, TLS, request, redirects and reading the body.
     pub timeout: Duration,
+    /// An OAuth2 grant: the client adds `Authorization: Bearer` with its token (see
+    /// [`oauth2`]).
+    pub oauth2: Option<Arc<oauth2::Grant>>,
 }
 
 impl Request {
@@ -135,7 +146,14 @@ impl Request {
             headers: Vec::new(),
             body: Bytes::new(),
             timeout: DEFAULT_TIMEOUT,
+            oauth2: None,
         }
+    }
+
+    /// Authenticates the request with an access token of `grant`.
+    pub fn oauth2(mut self, grant: Arc<oauth2::Grant>) -> Request {
+        self.oauth2 = Some(grant);
+        self
     }
 
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
@@ -199,6 +217,8 @@ pub struct Client {
 struct Inner {
     policy: Policy,
     tls: TlsConnector,
+    /// OAuth2 access tokens, by grant.
+    tokens: oauth2::Tokens,
 }
 
 impl fmt::Debug for Client {
@@ -224,6 +244,7 @@ impl Client {
             inner: Arc::new(Inner {
                 policy,
                 tls: TlsConnector::from(connect::tls_config(roots)),
+                tokens: oauth2::Tokens::default(),
             }),
         }
     }
@@ -233,8 +254,30 @@ impl Client {
     }
 
     /// Sends `req`, following redirects as the policy allows. The URL and headers are
-    /// validated before any I/O; the timeout covers everything after.
+    /// validated before any I/O; the timeout covers everything after. A request with an
+    /// OAuth2 grant gets its access token first, and a `401` is tried once more with a
+    /// fresh one.
     pub async fn send(&self, req: Request) -> Result<Response, OutboundError> {
+        let Some(grant) = req.oauth2.clone() else {
+            return self.send_once(req).await;
+        };
+        let tokens = &self.inner.tokens;
+        let token = tokens.token(&grant, None, |r| self.send_once(r)).await?;
+        let first = req
+            .clone()
+            .header("authorization", format!("Bearer {token}"));
+        let resp = self.send_once(first).await?;
+        if resp.status != 401 {
+            return Ok(resp);
+        }
+        let fresh = tokens
+            .token(&grant, Some(&token), |r| self.send_once(r))
+            .await?;
+        self.send_once(req.header("authorization", format!("Bearer {fresh}")))
+            .await
+    }
+
+    async fn send_once(&self, req: Request) -> Result<Response, OutboundError> {
         let after = req.timeout;
         let hop = Hop {
             target: Target::parse(&req.url)?,

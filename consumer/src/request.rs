@@ -90,14 +90,49 @@ fn default_timeout() -> ConfigDuration {
 }
 
 /// `auth = { basic = { username, password } }`, `{ bearer = "…" }`,
-/// `{ header = { name, value } }` or `{ query = { name, value } }`.
+/// `{ header = { name, value } }`, `{ query = { name, value } }` or
+/// `{ oauth2 = { token_url, client_id, client_secret, … } }`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthConfig {
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     Bearer(String),
-    Header { name: String, value: String },
-    Query { name: String, value: String },
+    Header {
+        name: String,
+        value: String,
+    },
+    Query {
+        name: String,
+        value: String,
+    },
+    #[serde(rename = "oauth2")]
+    OAuth2(OAuth2Config),
+}
+
+/// `auth = { oauth2 = { … } }`: an access token from the client credentials grant, or
+/// from the refresh token grant when `refresh_token` is given (see
+/// [`crate::outbound::oauth2`]). Every string is a template.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Config {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scope: Option<String>,
+    pub audience: Option<String>,
+    /// Other parameters of the token request.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// `"basic"` (default) or `"body"`.
+    #[serde(default)]
+    pub client_auth: crate::outbound::oauth2::ClientAuth,
+    /// The refresh token grant's token, usually `{{ secret('…') }}`.
+    pub refresh_token: Option<String>,
+    /// Where a rotated refresh token is written (the file the secret reads).
+    pub refresh_token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug)]
@@ -106,6 +141,20 @@ enum Auth {
     Bearer(Template),
     Header(String, Template),
     Query(String, Template),
+    OAuth2(Box<OAuth2Template>),
+}
+
+#[derive(Debug)]
+struct OAuth2Template {
+    token_url: Template,
+    client_id: Template,
+    client_secret: Template,
+    scope: Option<Template>,
+    audience: Option<Template>,
+    params: Vec<(String, Template)>,
+    client_auth: crate::outbound::oauth2::ClientAuth,
+    refresh_token: Option<Template>,
+    refresh_token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug)]
@@ -180,6 +229,41 @@ impl RequestConfig {
                 name.clone(),
                 template("auth.query.value", value)?,
             )),
+            AuthConfig::OAuth2(o) => {
+                // `None` when absent; a template that does not compile is reported and
+                // leaves the whole auth out.
+                let mut optional = |key: &str, source: &Option<String>| match source {
+                    None => Some(None),
+                    Some(source) => template(key, source).map(Some),
+                };
+                let scope = optional("auth.oauth2.scope", &o.scope);
+                let audience = optional("auth.oauth2.audience", &o.audience);
+                let refresh = optional("auth.oauth2.refresh_token", &o.refresh_token);
+                let mut params = Vec::new();
+                for (k, v) in &o.params {
+                    params.push((
+                        k.clone(),
+                        template(&format!("auth.oauth2.params.\"{k}\""), v),
+                    ));
+                }
+                let token_url = template("auth.oauth2.token_url", &o.token_url);
+                let client_id = template("auth.oauth2.client_id", &o.client_id);
+                let client_secret = template("auth.oauth2.client_secret", &o.client_secret);
+                Some(Auth::OAuth2(Box::new(OAuth2Template {
+                    token_url: token_url?,
+                    client_id: client_id?,
+                    client_secret: client_secret?,
+                    scope: scope?,
+                    audience: audience?,
+                    params: params
+                        .into_iter()
+                        .map(|(k, v)| Some((k, v?)))
+                        .collect::<Option<Vec<_>>>()?,
+                    client_auth: o.client_auth,
+                    refresh_token: refresh?,
+                    refresh_token_file: o.refresh_token_file.clone(),
+                })))
+            }
         });
         let form: Option<Vec<_>> = self.form.as_ref().map(|f| {
             f.iter()
@@ -302,6 +386,25 @@ impl RequestTemplate {
             }
             Some(Auth::Header(name, value)) => {
                 req = req.header(name.clone(), render(value)?);
+            }
+            Some(Auth::OAuth2(o)) => {
+                let optional = |t: &Option<Template>| t.as_ref().map(render).transpose();
+                let mut params = Vec::with_capacity(o.params.len());
+                for (k, v) in &o.params {
+                    params.push((k.clone(), render(v)?));
+                }
+                req = req.oauth2(std::sync::Arc::new(crate::outbound::oauth2::Grant {
+                    token_url: render(&o.token_url)?,
+                    client_id: render(&o.client_id)?,
+                    client_secret: render(&o.client_secret)?,
+                    scope: optional(&o.scope)?,
+                    audience: optional(&o.audience)?,
+                    params,
+                    client_auth: o.client_auth,
+                    refresh_token: optional(&o.refresh_token)?,
+                    refresh_file: o.refresh_token_file.clone(),
+                    timeout: self.timeout,
+                }));
             }
             Some(Auth::Query(..)) | None => {}
         }

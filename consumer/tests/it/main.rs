@@ -3,6 +3,7 @@
 
 mod connections;
 mod flows;
+mod oauth2;
 mod outbound;
 mod pollers;
 mod redrive;
