@@ -353,7 +353,7 @@ impl ConsumerConfig {
         for (i, (at, f)) in responders.iter().enumerate() {
             if let Some((first, _)) = responders[..i]
                 .iter()
-                .find(|(_, g)| crate::reply::share_a_hook(&g.trigger, &f.trigger))
+                .find(|(_, g)| g.trigger.shares_a_hook_with(&f.trigger))
             {
                 p.push(
                     format!("{at}.response"),

@@ -72,6 +72,20 @@ pub struct TriggerConfig {
     pub types: Vec<String>,
 }
 
+impl TriggerConfig {
+    /// Whether a hook can start flows of both triggers.
+    pub fn shares_a_hook_with(&self, other: &TriggerConfig) -> bool {
+        let any_hook = |t: &TriggerConfig| t.hooks.is_empty() && t.pollers.is_empty();
+        if any_hook(self) {
+            return !other.hooks.is_empty() || any_hook(other);
+        }
+        if any_hook(other) {
+            return !self.hooks.is_empty();
+        }
+        self.hooks.iter().any(|h| other.hooks.contains(h))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VarConfig {
@@ -323,6 +337,21 @@ impl Flow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flows_share_a_hook_when_their_triggers_overlap() {
+        let t = |hooks: &[&str], pollers: &[&str]| TriggerConfig {
+            hooks: hooks.iter().map(|s| s.to_string()).collect(),
+            pollers: pollers.iter().map(|s| s.to_string()).collect(),
+            types: vec![],
+        };
+        let shared = |a: TriggerConfig, b: TriggerConfig| a.shares_a_hook_with(&b);
+        assert!(shared(t(&["a"], &[]), t(&["b", "a"], &[])));
+        assert!(!shared(t(&["a"], &[]), t(&["b"], &[])));
+        assert!(shared(t(&[], &[]), t(&["b"], &[])));
+        assert!(shared(t(&[], &[]), t(&[], &[])));
+        assert!(!shared(t(&[], &["p"]), t(&["b"], &[])));
+    }
 
     #[test]
     fn secret_references_are_found_in_templates_only() {

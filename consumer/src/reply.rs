@@ -293,18 +293,6 @@ pub fn no_match_record(event: &hookgate_event::Event) -> Json {
     })
 }
 
-/// Whether two flows' triggers can be started by the same hook.
-pub fn share_a_hook(a: &crate::flow::TriggerConfig, b: &crate::flow::TriggerConfig) -> bool {
-    let any_hook = |t: &crate::flow::TriggerConfig| t.hooks.is_empty() && t.pollers.is_empty();
-    if any_hook(a) {
-        return !b.hooks.is_empty() || any_hook(b);
-    }
-    if any_hook(b) {
-        return !a.hooks.is_empty();
-    }
-    a.hooks.iter().any(|h| b.hooks.contains(h))
-}
-
 #[cfg(test)]
 mod tests {
     use hookgate_expression::Secrets;
@@ -405,19 +393,5 @@ mod tests {
         let reply = render(Some(&r), &big, &ok());
         assert_eq!(reply.status, 502);
         assert!(reply.body.contains("more than"), "{}", reply.body);
-    }
-
-    #[test]
-    fn flows_share_a_hook_when_their_triggers_overlap() {
-        let t = |hooks: &[&str], pollers: &[&str]| crate::flow::TriggerConfig {
-            hooks: hooks.iter().map(|s| s.to_string()).collect(),
-            pollers: pollers.iter().map(|s| s.to_string()).collect(),
-            types: vec![],
-        };
-        assert!(share_a_hook(&t(&["a"], &[]), &t(&["b", "a"], &[])));
-        assert!(!share_a_hook(&t(&["a"], &[]), &t(&["b"], &[])));
-        assert!(share_a_hook(&t(&[], &[]), &t(&["b"], &[])));
-        assert!(share_a_hook(&t(&[], &[]), &t(&[], &[])));
-        assert!(!share_a_hook(&t(&[], &["p"]), &t(&["b"], &[])));
     }
 }

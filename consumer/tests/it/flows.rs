@@ -614,6 +614,26 @@ fn check_validates_the_example_and_names_what_is_wrong() {
         "retry on a kafka task is accepted: {stderr}"
     );
 
+    // Two flows answering one synchronous hook's callers; an answer that cannot compile.
+    std::fs::write(
+        &bad,
+        "[kafka]\ntopics = [\"t\"]\n\
+         [[flows]]\nid = \"a\"\ntrigger = { hooks = [\"chat\"] }\n[[flows.tasks]]\nid = \"l\"\ntype = \"log\"\nmessage = \"x\"\n\
+         [flows.response]\nbody = { ok = true }\n\
+         [[flows]]\nid = \"b\"\ntrigger = { hooks = [\"chat\", \"forms\"] }\n[[flows.tasks]]\nid = \"l\"\ntype = \"log\"\nmessage = \"x\"\n\
+         [flows.response]\nstatus = \"{{ 201 \"\n",
+    )
+    .unwrap();
+    let out = check(&bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for want in [
+        "flows[1].response: flows[0] already answers the callers of a hook this flow is triggered by",
+        "flows[1].response.status: invalid template or expression",
+    ] {
+        assert!(stderr.contains(want), "{want} missing from:\n{stderr}");
+    }
+
     // The consumer's own topics: listed, an error; matched by the pattern, a note.
     std::fs::write(
         &bad,
