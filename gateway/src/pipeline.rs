@@ -446,15 +446,10 @@ impl Gateway {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if let crate::auth::Auth::UrlKey(check) = &hook.auth {
-            // Checked before anything else about the request, so that a wrong key looks
-            // exactly like an unknown hook, whatever the method or size. The operator's
-            // metrics and logs still name the hook and the reason.
-            check.verify(url_key, now).map_err(|f| {
-                metrics::auth_failure(&hook.id, f.as_str());
-                Rejection::WrongUrlKey(f)
-            })?;
-        }
+        // Checked before anything else about the request, so that a wrong key looks exactly
+        // like an unknown hook, whatever the method or size. The operator's metrics and
+        // logs still name the hook and the reason.
+        check_url_key(hook, url_key, now)?;
         if let Some(hs) = &hook.handshake {
             if let HandshakeOutcome::Answer(resp) = hs.before_auth(parts, now) {
                 return Ok(Verdict::Answer(Accepted::Handshake(resp)));
@@ -508,14 +503,9 @@ impl Gateway {
             .verify_body(parts, body, now)
             .map_err(|f| self.unauthorized(hook, f))?;
 
-        if let Some((_, limiter)) = &hook.limits.rate {
-            // Charged only now that the request is authenticated: forged floods cannot
-            // spend a real sender's quota.
-            limiter.check().map_err(|wait| {
-                metrics::rate_limited(&hook.id, "hook");
-                Rejection::RateLimited(wait, "hook")
-            })?;
-        }
+        // Charged only now that the request is authenticated: forged floods cannot spend
+        // a real sender's quota.
+        charge_rate(hook)?;
         let mut handshake_answer = None;
         if let Some(hs) = &hook.handshake {
             match hs.after_auth(&hook.auth, body, now) {
@@ -627,24 +617,14 @@ impl Gateway {
             return Err(Rejection::NotFound);
         };
         let hook: &Hook = matched.insert(hook.clone());
-        if let crate::auth::Auth::UrlKey(check) = &hook.auth {
-            check.verify(key, now).map_err(|f| {
-                metrics::auth_failure(&hook.id, f.as_str());
-                Rejection::WrongUrlKey(f)
-            })?;
-        }
+        check_url_key(hook, key, now)?;
         hook.auth
             .verify_head(parts, now)
             .map_err(|f| self.unauthorized(hook, f))?;
         hook.auth
             .verify_body(parts, b"", now)
             .map_err(|f| self.unauthorized(hook, f))?;
-        if let Some((_, limiter)) = &hook.limits.rate {
-            limiter.check().map_err(|wait| {
-                metrics::rate_limited(&hook.id, "hook");
-                Rejection::RateLimited(wait, "hook")
-            })?;
-        }
+        charge_rate(hook)?;
         Ok(Accepted::Polled(answer))
     }
 
@@ -781,6 +761,28 @@ impl Gateway {
             Err(_) => Err(Rejection::BodyRead),
         }
     }
+}
+
+/// A `url_key` hook's key: a wrong one is answered as an unknown path.
+fn check_url_key(hook: &Hook, key: Option<&str>, now: SystemTime) -> Result<(), Rejection> {
+    if let crate::auth::Auth::UrlKey(check) = &hook.auth {
+        check.verify(key, now).map_err(|f| {
+            metrics::auth_failure(&hook.id, f.as_str());
+            Rejection::WrongUrlKey(f)
+        })?;
+    }
+    Ok(())
+}
+
+/// Charges one request to the hook's rate limit, if it has one.
+fn charge_rate(hook: &Hook) -> Result<(), Rejection> {
+    if let Some((_, limiter)) = &hook.limits.rate {
+        limiter.check().map_err(|wait| {
+            metrics::rate_limited(&hook.id, "hook");
+            Rejection::RateLimited(wait, "hook")
+        })?;
+    }
+    Ok(())
 }
 
 fn accepted_response(id: &str) -> Response<Full<Bytes>> {
