@@ -20,9 +20,11 @@
 //! - [`scan`]: topics read back over a time window (how redrive and dry-run find events);
 //! - [`subscription`]: which topics are read (listed, or matching a pattern, never the
 //!   consumer's own);
+//! - [`authorize`]: the OAuth2 authorization code grant, run once for a connection;
 //! - [`admin`]: health, readiness and metrics; [`metrics`].
 
 pub mod admin;
+pub mod authorize;
 pub mod config;
 pub mod connection;
 pub mod dry_run;

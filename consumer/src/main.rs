@@ -55,6 +55,9 @@ enum Command {
         /// The connection's name (`[connections.NAME]`).
         name: String,
     },
+    /// OAuth2 for a connection.
+    #[command(subcommand)]
+    Oauth2(Oauth2Command),
     /// Show what a flow would do for an event (conditions, variables, every task's
     /// rendered request, secrets masked) without sending anything.
     DryRun {
@@ -70,6 +73,23 @@ enum Command {
         /// The id of an event on the topics the consumer reads.
         #[arg(long)]
         event_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Oauth2Command {
+    /// Obtain a connection's refresh token with the authorization code grant (PKCE):
+    /// prints the URL to open, serves the redirect on loopback, exchanges the code and
+    /// writes the refresh token to the connection's `refresh_token_file`.
+    Authorize {
+        #[arg(long, short, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+        /// The connection's name (`[connections.NAME]`).
+        #[arg(long)]
+        connection: String,
+        /// How long to wait for the redirect, e.g. `5m`.
+        #[arg(long, default_value = "5m", value_parser = parse_since)]
+        wait: std::time::Duration,
     },
 }
 
@@ -209,6 +229,31 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     report["response"]["status"]
                 );
             }
+            Ok(())
+        }
+        Command::Oauth2(Oauth2Command::Authorize {
+            config,
+            connection,
+            wait,
+        }) => {
+            let settings = config::load(&Source::File(config), &env)?;
+            let file = hookgate_consumer::authorize::authorize(
+                &settings.connections,
+                &settings.engine,
+                &settings.policy,
+                &connection,
+                wait,
+                |url| {
+                    println!("open this URL to authorize connection `{connection}`:\n{url}");
+                    use std::io::Write as _;
+                    let _ = std::io::stdout().flush();
+                },
+            )
+            .await?;
+            println!(
+                "stored the refresh token of connection `{connection}` in {}",
+                file.display()
+            );
             Ok(())
         }
         Command::DryRun {

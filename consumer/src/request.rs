@@ -131,8 +131,14 @@ pub struct OAuth2Config {
     pub client_auth: crate::outbound::oauth2::ClientAuth,
     /// The refresh token grant's token, usually `{{ secret('…') }}`.
     pub refresh_token: Option<String>,
-    /// Where a rotated refresh token is written (the file the secret reads).
+    /// Where a rotated refresh token is written (the file the secret reads), and where
+    /// `hookgate-consumer oauth2 authorize` stores the first one.
     pub refresh_token_file: Option<std::path::PathBuf>,
+    /// The authorization endpoint, for `hookgate-consumer oauth2 authorize`.
+    pub authorization_url: Option<String>,
+    /// The loopback port of the redirect `authorize` serves
+    /// (`http://127.0.0.1:PORT/callback`, as registered with the provider).
+    pub redirect_port: Option<u16>,
 }
 
 #[derive(Debug)]

@@ -101,17 +101,22 @@ impl Grant {
         h.finalize().into()
     }
 
-    /// The token request: a form POST to the token URL.
+    /// The token request of the client credentials or refresh token grant.
     fn token_request(&self, refresh_token: Option<&str>) -> Request {
-        let mut form = form_urlencoded::Serializer::new(String::new());
         match refresh_token {
             Some(token) => {
-                form.append_pair("grant_type", "refresh_token");
-                form.append_pair("refresh_token", token);
+                self.request_token(&[("grant_type", "refresh_token"), ("refresh_token", token)])
             }
-            None => {
-                form.append_pair("grant_type", "client_credentials");
-            }
+            None => self.request_token(&[("grant_type", "client_credentials")]),
+        }
+    }
+
+    /// A form POST to the token URL: `grant` (the grant type and its parameters), the
+    /// scope, audience and other parameters, and the client's authentication.
+    pub fn request_token(&self, grant: &[(&str, &str)]) -> Request {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in grant {
+            form.append_pair(k, v);
         }
         if let Some(scope) = &self.scope {
             form.append_pair("scope", scope);
@@ -272,7 +277,7 @@ impl Tokens {
 }
 
 /// Replaces `path` with `bytes` at once: a reader sees the old file or the new one.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));

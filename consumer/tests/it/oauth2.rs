@@ -223,3 +223,148 @@ async fn a_refused_client_is_reported_without_its_secret() {
     assert!(!message.contains("wrong-secret-77") && !message.contains("bad secret"));
     assert_eq!(s.api.hits(), 0, "no call without a token");
 }
+
+/// A GET over a fresh connection; the status.
+async fn get_status(url: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = url::Url::parse(url).unwrap();
+    let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let target = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    stream
+        .write_all(
+            format!("GET {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn authorize_completes_the_code_grant_with_pkce_and_refuses_a_wrong_state() {
+    use tokio::io::AsyncBufReadExt;
+    // The challenge the authorization URL carried, as the authorization server keeps it.
+    let challenge: Arc<Mutex<String>> = Arc::default();
+    let kept = challenge.clone();
+    let auth = TestServer::start(move |seen| {
+        let basic = format!(
+            "Basic {}",
+            base64_encode(&format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+        );
+        if seen.header("authorization") != Some(basic.as_str()) {
+            return json_reply(401, &json!({"error": "invalid_client"}));
+        }
+        let form = form(seen);
+        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let verifier = get("code_verifier").unwrap_or_default();
+        let computed = {
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(verifier.as_bytes()))
+        };
+        if get("grant_type").as_deref() != Some("authorization_code")
+            || get("code").as_deref() != Some("code-7f1e")
+            || !get("redirect_uri")
+                .unwrap_or_default()
+                .starts_with("http://127.0.0.1:")
+            || computed != *kept.lock().unwrap()
+        {
+            return json_reply(400, &json!({"error": "invalid_grant"}));
+        }
+        json_reply(
+            200,
+            &json!({"access_token": "at-1", "refresh_token": "r-first", "expires_in": 3600}),
+        )
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("hookgate-authorize-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let refresh_file = dir.join("tickets.refresh");
+    let config = dir.join("consumer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[kafka]
+topics = ["t"]
+[outbound]
+allow = ["127.0.0.1/32"]
+[connections.tickets]
+base_url = "https://tickets.example"
+auth = {{ oauth2 = {{ token_url = "{token}", client_id = "{CLIENT_ID}", client_secret = "{CLIENT_SECRET}", scope = "useraccount", authorization_url = "https://tickets.example/oauth_auth.do", redirect_port = 0, refresh_token_file = "{file}" }} }}
+"#,
+            token = auth.url("/oauth_token.do"),
+            file = refresh_file.display(),
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookgate-consumer"))
+        .args([
+            "oauth2",
+            "authorize",
+            "--connection",
+            "tickets",
+            "--wait",
+            "30s",
+            "--config",
+        ])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the URL is printed");
+        if line.starts_with("https://") {
+            break url::Url::parse(&line).unwrap();
+        }
+    };
+    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(url.path(), "/oauth_auth.do");
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["client_id"], CLIENT_ID);
+    assert_eq!(q["scope"], "useraccount");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(q["state"].len() >= 20, "a random state");
+    *challenge.lock().unwrap() = q["code_challenge"].clone();
+    let redirect = &q["redirect_uri"];
+
+    // A redirect with another state (a forged one) is refused, and nothing is exchanged.
+    let forged = format!("{redirect}?code=code-7f1e&state=forged-{}", q["state"]);
+    assert_eq!(get_status(&forged).await, 400);
+    assert_eq!(auth.hits(), 0);
+    // The provider's redirect.
+    let real = format!("{redirect}?code=code-7f1e&state={}", q["state"]);
+    assert_eq!(get_status(&real).await, 200);
+
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let rest = {
+        let mut out = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            out.push_str(&line);
+        }
+        out
+    };
+    assert!(status.success(), "{rest}");
+    assert!(
+        rest.contains("stored the refresh token of connection `tickets`"),
+        "{rest}"
+    );
+    assert_eq!(std::fs::read_to_string(&refresh_file).unwrap(), "r-first");
+    assert_eq!(auth.hits(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
