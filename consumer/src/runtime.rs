@@ -114,6 +114,11 @@ struct Done {
     key: Option<Vec<u8>>,
 }
 
+/// Records of a partition fetched and not started, at most, before it is paused.
+const READ_AHEAD: usize = 2048;
+/// Their payload bytes at most.
+const READ_AHEAD_BYTES: usize = 16 * 1024 * 1024;
+
 /// A partition's records between fetch and commit.
 #[derive(Default)]
 struct PartitionState {
@@ -123,6 +128,8 @@ struct PartitionState {
     running: BTreeSet<i64>,
     /// Keys with a record running.
     busy_keys: HashSet<Vec<u8>>,
+    /// Payload bytes of `waiting`.
+    waiting_bytes: usize,
     /// One past the highest offset fetched.
     next: Option<i64>,
     paused: bool,
@@ -130,8 +137,18 @@ struct PartitionState {
 }
 
 impl PartitionState {
-    fn load(&self) -> usize {
-        self.waiting.len() + self.running.len()
+    /// Whether enough is fetched and not started that fetching should pause. The
+    /// read-ahead is deliberately far above the running cap: pausing a partition drops
+    /// what the client had prefetched for it, and each resume costs a fetch round trip
+    /// (the broker's whole `fetch.wait.max.ms` on some), so pausing at the cap would
+    /// cost one round trip per `cap` records.
+    fn backlogged(&self) -> bool {
+        self.waiting.len() >= READ_AHEAD || self.waiting_bytes >= READ_AHEAD_BYTES
+    }
+
+    /// Whether a paused partition has drained enough to fetch again.
+    fn drained(&self) -> bool {
+        self.waiting.len() <= READ_AHEAD / 2 && self.waiting_bytes <= READ_AHEAD_BYTES / 2
     }
 
     /// The offset to commit: the lowest one not finished.
@@ -293,9 +310,10 @@ pub async fn run(
                         }
                     });
                     state.next = Some(m.offset() + 1);
+                    state.waiting_bytes += m.payload().map_or(0, <[u8]>::len);
                     state.waiting.push_back(m);
                     start_ready(state, &shared, &done_tx, cap);
-                    if state.load() >= cap && !state.paused {
+                    if state.backlogged() && !state.paused {
                         set_paused(&consumer, &key, true);
                         state.paused = true;
                     }
@@ -385,6 +403,7 @@ fn start_ready(
             continue;
         }
         let m = state.waiting.remove(i).expect("index in range");
+        state.waiting_bytes -= m.payload().map_or(0, <[u8]>::len);
         let epoch = state.epoch;
         if let Some(k) = m.key() {
             state.busy_keys.insert(k.to_vec());
@@ -437,7 +456,7 @@ fn finish(
     }
     if cap > 0 {
         start_ready(state, shared, done_tx, cap);
-        if state.paused && state.load() < cap {
+        if state.paused && state.drained() {
             set_paused(consumer, &key, false);
             state.paused = false;
         }
@@ -505,10 +524,22 @@ async fn process(m: &OwnedMessage, shared: &Shared) {
             awaiting_reply = false;
             publish_reply(shared, &execution.id, &record).await;
         } else if let Some(topic) = &shared.executions_topic {
+            // A run log, not an event: the event's offset does not wait for it, and the
+            // producer batches it with the others.
             let value = record.to_string();
             let rec = FutureRecord::to(topic).key(&execution.id).payload(&value);
-            if let Err((e, _)) = shared.deps.producer.send(rec, PRODUCE_TIMEOUT).await {
-                tracing::warn!(error = %e, execution = %execution.id, "execution record not published");
+            match shared.deps.producer.send_result(rec) {
+                Ok(delivery) => {
+                    let id = execution.id.clone();
+                    tokio::spawn(async move {
+                        if let Ok(Err((e, _))) = delivery.await {
+                            tracing::warn!(error = %e, execution = %id, "execution record not published");
+                        }
+                    });
+                }
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, execution = %execution.id, "execution record not published")
+                }
             }
         }
         if execution.state == State::Failed {

@@ -1,0 +1,204 @@
+//! The flow consumer's throughput against a real broker: how many events a second it gets
+//! through when their conditions do not match, and how many runs of a flow with one
+//! `log` task.
+//!
+//! ```text
+//! # a fresh broker on 127.0.0.1:19092, pinned away from the consumer:
+//! taskset -c 0 tansu broker --listener-url tcp://127.0.0.1:19092 ... &
+//! TEST_KAFKA_BROKERS=127.0.0.1:19092 taskset -c 1 cargo bench -p hookgate-consumer --bench consumer
+//! CONSUMER_BENCH_EVENTS=50000 ...                            # fewer events
+//! ```
+//!
+//! Tansu answers a fetch when `fetch.wait.max.ms` ends, not when data arrives, so the
+//! consumer here waits 5 ms (librdkafka's default 500 ms would cap any consumer at about
+//! 2,800 events/s per partition, 1 MiB per fetch); Apache Kafka answers at once.
+//!
+//! Each case gets its own topic (3 partitions) filled beforehand with gateway-shaped
+//! events (structured CloudEvents, ~700 bytes), then a consumer in its own group reads
+//! it from the start; the rate is events over the time from the consumer's start to its
+//! last run, as the `hookgate_consumer_flows_total` counter shows it.
+
+use std::time::{Duration, Instant};
+
+use hookgate_common::config::{Environment, Source};
+use hookgate_consumer::config::ConsumerConfig;
+use hookgate_event::{
+    structured, Attributes, BodyEncoding, Fields, WebhookRequest, WEBHOOK_SCHEMA,
+};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let Ok(brokers) = std::env::var("TEST_KAFKA_BROKERS") else {
+        eprintln!("consumer bench: set TEST_KAFKA_BROKERS to a broker (a fresh Tansu)");
+        return;
+    };
+    let events: usize = std::env::var("CONSUMER_BENCH_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    hookgate_consumer::metrics::install();
+    for (case, flow, state) in [
+        (
+            "conditions that do not match",
+            "condition = \"trigger.body.n < 0\"\n[[flows.tasks]]\nid = \"note\"\ntype = \"log\"\nmessage = \"{{ trigger.id }}\"",
+            "skipped",
+        ),
+        (
+            "one log task",
+            "[[flows.tasks]]\nid = \"note\"\ntype = \"log\"\nmessage = \"{{ trigger.id }}\"",
+            "success",
+        ),
+    ] {
+        let topic = format!("bench-consumer-{}", uuid::Uuid::new_v4().simple());
+        let filled = Instant::now();
+        runtime.block_on(fill(&brokers, &topic, events));
+        let fill_secs = filled.elapsed().as_secs_f64();
+        eprintln!("consumer/{case}: {events} events written in {fill_secs:.1} s");
+        let cap: usize = std::env::var("CONSUMER_BENCH_CAP").ok().and_then(|n| n.parse().ok()).unwrap_or(16);
+        let name = format!("bench.{}", if state == "skipped" { "nomatch" } else { "log" });
+        let toml = format!(
+            "[kafka]\nbrokers = \"{brokers}\"\ngroup = \"{topic}-group\"\ntopics = [\"{topic}\"]\n\
+             dead_letter_topic = \"{topic}-dead\"\nexecutions_topic = \"{topic}-runs\"\ncontrol_topic = \"{topic}-control\"\n\
+             consumer_properties = {{ \"fetch.wait.max.ms\" = 5 }}\n[limits]\nmax_in_flight_per_partition = {cap}\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\
+             [[flows]]\nid = \"{}\"\nnamespace = \"bench\"\ntrigger = {{ hooks = [\"orders\"] }}\n{flow}\n",
+            &name[6..]
+        );
+        let config = ConsumerConfig::load(
+            &Source::Text {
+                name: "bench".into(),
+                toml,
+            },
+            &Environment::default(),
+        )
+        .unwrap();
+        let settings = config.build(&Environment::default(), "bench").unwrap();
+        let series = format!("hookgate_consumer_flows_total{{flow=\"{name}\",state=\"{state}\"}}");
+        let took = runtime.block_on(async {
+            let started = Instant::now();
+            let running = hookgate_consumer::runtime::Running::start(settings);
+            let deadline = started + Duration::from_secs(600);
+            let mut last = (0usize, started);
+            let mut first: Option<(usize, Instant)> = None;
+            let mut told = Instant::now();
+            while last.0 < events && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let done = count(&series);
+                if told.elapsed() >= Duration::from_secs(5) {
+                    told = Instant::now();
+                    eprintln!("consumer/{case}: {done} of {events} after {:.0} s", started.elapsed().as_secs_f64());
+                }
+                if done > last.0 {
+                    last = (done, Instant::now());
+                    first.get_or_insert(last);
+                }
+            }
+            running.stop().await.unwrap();
+            assert!(last.0 >= events, "{case}: {} of {events} events in 10 minutes", last.0);
+            let first = first.expect("some progress");
+            // From the first runs seen (the group join and first fetch left out) to the last.
+            (last.0 - first.0, last.1 - first.1, last.1 - started)
+        });
+        let (counted, steady, total) = took;
+        println!(
+            "consumer/{case}: {counted} events in {:.2} s = {:.0} events/s ({events} in {:.2} s from the consumer's start; filling the topic took {fill_secs:.1} s)",
+            steady.as_secs_f64(),
+            counted as f64 / steady.as_secs_f64(),
+            total.as_secs_f64(),
+        );
+    }
+}
+
+/// The value of a counter line in the consumer's metrics page.
+fn count(series: &str) -> usize {
+    hookgate_consumer::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as usize
+}
+
+/// Writes `n` gateway-shaped events of hook `orders` to a new 3-partition topic.
+async fn fill(brokers: &str, topic: &str, n: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    admin
+        .create_topics(
+            &[NewTopic::new(topic, 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let mut headers = Fields::new();
+    headers.push("content-type", "application/json");
+    headers.push("user-agent", "Shopify-Captain-Hook");
+    headers.push("x-request-id", "5c0d2f8e-1b7a-4d3e-9a61-2f4c8b7e9d10");
+    let query = Fields::new();
+    let time = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    for i in 0..n {
+        let id = uuid::Uuid::now_v7().hyphenated().to_string();
+        let attrs = Attributes {
+            id: &id,
+            source: "/hooks/orders",
+            event_type: "order.created",
+            time: &time,
+            dataschema: WEBHOOK_SCHEMA,
+            hook: "orders",
+            authscheme: "none",
+            signed: None,
+            deliveryid: None,
+            traceparent: None,
+            respond: None,
+        };
+        let request = WebhookRequest {
+            method: "POST",
+            path: "/hooks/orders",
+            query: &query,
+            headers: &headers,
+        };
+        let body = serde_json::json!({
+            "n": i, "order_id": format!("A-{i}"), "total": 42.5, "currency": "EUR",
+            "customer": {"id": i % 977, "email": "buyer@example.com"},
+            "items": [{"sku": "M8-BOLT", "qty": 4}, {"sku": "WASHER", "qty": 8}],
+        });
+        let body = serde_json::to_vec(&body).unwrap();
+        let mut value = Vec::with_capacity(800);
+        structured::encode_webhook(&attrs, &request, &body, BodyEncoding::Json, &mut value);
+        let key = format!("A-{i}");
+        loop {
+            let record = BaseRecord::to(topic).key(&key).payload(&value).headers(
+                rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                    key: "content-type",
+                    value: Some(hookgate_event::STRUCTURED_CONTENT_TYPE),
+                }),
+            );
+            match producer.send(record) {
+                Ok(()) => break,
+                Err(_) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        if i % 1000 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+}
