@@ -64,11 +64,13 @@ fn main() {
         let fill_secs = filled.elapsed().as_secs_f64();
         eprintln!("consumer/{case}: {events} events written in {fill_secs:.1} s");
         let cap: usize = std::env::var("CONSUMER_BENCH_CAP").ok().and_then(|n| n.parse().ok()).unwrap_or(16);
+        // More consumer properties to try, e.g. `, "fetch.queue.backoff.ms" = 1`.
+        let props = std::env::var("CONSUMER_BENCH_PROPERTIES").unwrap_or_default();
         let name = format!("bench.{}", if state == "skipped" { "nomatch" } else { "log" });
         let toml = format!(
             "[kafka]\nbrokers = \"{brokers}\"\ngroup = \"{topic}-group\"\ntopics = [\"{topic}\"]\n\
              dead_letter_topic = \"{topic}-dead\"\nexecutions_topic = \"{topic}-runs\"\ncontrol_topic = \"{topic}-control\"\n\
-             consumer_properties = {{ \"fetch.wait.max.ms\" = 5 }}\n[limits]\nmax_in_flight_per_partition = {cap}\n\
+             consumer_properties = {{ \"fetch.wait.max.ms\" = 5{props} }}\n[limits]\nmax_in_flight_per_partition = {cap}\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n\
              [[flows]]\nid = \"{}\"\nnamespace = \"bench\"\ntrigger = {{ hooks = [\"orders\"] }}\n{flow}\n",
             &name[6..]
