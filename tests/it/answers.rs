@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::flows::{api_reply, apis_with, consumer_config};
-use crate::support::{brokers, http, topic, GatewayBuilder, RunningConsumer, RunningGateway};
+use crate::support::{
+    brokers, http, metric, topic, GatewayBuilder, RunningConsumer, RunningGateway,
+};
 
 const SCENARIOS: &str = include_str!("../../config/flows/scenarios.toml");
 
@@ -254,5 +256,51 @@ async fn a_consumer_that_crashes_mid_run_is_replaced_and_the_poll_finds_the_answ
     assert!(!first_ticket.load(std::sync::atomic::Ordering::SeqCst));
 
     second.stop().await.unwrap();
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn polls_are_charged_to_the_hooks_rate_limit_and_counted() {
+    // No consumer: the request is answered 202 and stays running.
+    // A hook id of its own: counters are per process when tests share one.
+    let gw = GatewayBuilder::tansu()
+        .kafka("partitions = 1")
+        .replies(&format!("topic = \"{}\"", topic("executions-polls")))
+        .hook(&format!(
+            "id = \"polled\"\ntopic = \"{}\"\nauth = {{ scheme = \"url_key\", secrets = [{{ value = \"k3y\" }}] }}\n\
+             respond = {{ with = \"flow\", timeout = \"200ms\" }}\n\
+             rate_limit = {{ per_second = 0.1, burst = 3 }}",
+            topic("alerts-polls")
+        ))
+        .start()
+        .await;
+    let pending = http::post(&gw.hook_url("/hooks/polled/k3y"))
+        .content_type("application/x-www-form-urlencoded")
+        .body("cpu=0.9&host=web-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pending.status, 202);
+    assert_eq!(pending.header("retry-after"), Some("1"));
+    let id = pending.json()["id"].as_str().unwrap().to_string();
+    let url = gw.hook_url(&format!("/executions/{id}/k3y"));
+    for _ in 0..2 {
+        let poll = http::get(&url).await.unwrap();
+        assert_eq!(poll.status, 202);
+        assert_eq!(poll.header("retry-after"), Some("1"));
+    }
+    // The request and two polls spent the burst of 3.
+    let limited = http::get(&url).await.unwrap();
+    assert_eq!(limited.status, 429);
+    assert!(limited.header("retry-after").is_some());
+    // A poll is not a webhook: POST is refused.
+    let wrong_method = http::post(&url).send().await.unwrap();
+    assert_eq!(wrong_method.status, 405);
+    let polled = metric(
+        &gw.admin_url,
+        "hookgate_requests_total{hook=\"polled\",outcome=\"polled\"}",
+    )
+    .await;
+    assert_eq!(polled, Some(2.0));
     gw.stop().await.unwrap();
 }

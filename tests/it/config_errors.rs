@@ -335,3 +335,41 @@ fn secret_problems_say_what_to_do_and_expires_takes_a_toml_date_time() {
         "{p}"
     );
 }
+
+#[test]
+fn synchronous_hooks_filters_and_replies_are_checked_with_the_key_and_the_fix() {
+    let p = one_problem(&format!("{BASE}{HOOK}respond = {{ with = \"script\" }}\n"));
+    assert_eq!(
+        p,
+        "hooks[0].respond.with: `script` cannot answer a hook (fix: write with = \"flow\")"
+    );
+    let p = one_problem(&format!(
+        "{BASE}{HOOK}respond = {{ with = \"flow\", timeout = \"5m\" }}\n"
+    ));
+    assert!(
+        p.starts_with("hooks[0].respond.timeout") && p.contains("at most 120s"),
+        "{p}"
+    );
+    let p = one_problem(&format!(
+        "{BASE}{HOOK}respond = {{ with = \"flow\" }}\nresponse = {{ status = 200 }}\n"
+    ));
+    assert!(
+        p.starts_with("hooks[0].respond") && p.contains("either with `response`"),
+        "{p}"
+    );
+    let p = one_problem(&format!("{BASE}{HOOK}filter = \"trigger.body.n <\"\n"));
+    assert!(
+        p.starts_with("hooks[0].filter: invalid template or expression"),
+        "{p}"
+    );
+    let p = one_problem(&format!("{BASE}[replies]\nkeep = \"0s\"\n{HOOK}"));
+    assert!(
+        p.starts_with("replies.keep: must be longer than zero"),
+        "{p}"
+    );
+    let p = one_problem(&format!("{BASE}[replies]\ntopic = \"no way\"\n{HOOK}"));
+    assert!(
+        p.starts_with("replies.topic") && p.contains("executions_topic"),
+        "{p}"
+    );
+}

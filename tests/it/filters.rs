@@ -1,6 +1,7 @@
 //! Ingress filters against the real broker: a request the hook's filter does not match is
 //! answered 204 and never reaches the topic, one it matches is published as usual,
-//! payload text is never evaluated, and filtered requests are counted per hook.
+//! payload text is never evaluated, filtered requests are counted per hook, and a filter
+//! that cannot be evaluated lets the request through and is counted.
 
 use crate::support::{brokers, http, kafka, metric, topic, GatewayBuilder};
 
@@ -18,6 +19,7 @@ async fn post(url: &str, event: &str, body: &str) -> http::Reply {
 async fn requests_the_filter_does_not_match_get_204_and_are_not_published() {
     let events = topic("filtered");
     let injected = topic("filtered-injection");
+    let failing = topic("filtered-failing");
     let gw = GatewayBuilder::tansu()
         .kafka("partitions = 1")
         .hook(&format!(
@@ -28,6 +30,10 @@ async fn requests_the_filter_does_not_match_get_204_and_are_not_published() {
         .hook(&format!(
             "id = \"calc-filter\"\ntopic = \"{injected}\"\nauth = {{ scheme = \"none\" }}\n\
              filter = {{ criteria = {{ \"trigger.body.n\" = {{ equals = 49 }} }} }}"
+        ))
+        .hook(&format!(
+            "id = \"broken-filter\"\ntopic = \"{failing}\"\nauth = {{ scheme = \"none\" }}\n\
+             filter = \"trigger.body.n + 'x' == 1\""
         ))
         .start()
         .await;
@@ -60,6 +66,21 @@ async fn requests_the_filter_does_not_match_get_204_and_are_not_published() {
     let number = post(&calc, "x", r#"{"n":49}"#).await.event_id();
     let ids = kafka::ids_until(&brokers(), &injected, &number);
     assert_eq!(ids, vec![number], "only the real 49 is published");
+
+    // Adding text to a number fails: the request is published, and the failure counted.
+    let through = post(&gw.hook_url("/hooks/broken-filter"), "x", r#"{"n":1}"#)
+        .await
+        .event_id();
+    assert_eq!(
+        kafka::ids_until(&brokers(), &failing, &through),
+        vec![through]
+    );
+    let errors = metric(
+        &gw.admin_url,
+        "hookgate_filter_errors_total{hook=\"broken-filter\"}",
+    )
+    .await;
+    assert_eq!(errors, Some(1.0));
 
     let filtered = metric(
         &gw.admin_url,
