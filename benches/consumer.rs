@@ -14,7 +14,7 @@
 //! 2,800 events/s per partition, 1 MiB per fetch); Apache Kafka answers at once.
 //!
 //! Each case gets its own topic (3 partitions) filled beforehand with gateway-shaped
-//! events (structured CloudEvents, ~700 bytes), then a consumer in its own group reads
+//! events (structured CloudEvents, ~600 bytes), then a consumer in its own group reads
 //! it from the start; the rate is events over the time from the consumer's start to its
 //! last run, as the `hookgate_consumer_flows_total` counter shows it.
 
@@ -22,9 +22,6 @@ use std::time::{Duration, Instant};
 
 use hookgate_common::config::{Environment, Source};
 use hookgate_consumer::config::ConsumerConfig;
-use hookgate_event::{
-    structured, Attributes, BodyEncoding, Fields, WebhookRequest, WEBHOOK_SCHEMA,
-};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 
@@ -148,41 +145,13 @@ async fn fill(brokers: &str, topic: &str, n: usize) {
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .unwrap();
-    let mut headers = Fields::new();
-    headers.push("content-type", "application/json");
-    headers.push("user-agent", "Shopify-Captain-Hook");
-    headers.push("x-request-id", "5c0d2f8e-1b7a-4d3e-9a61-2f4c8b7e9d10");
-    let query = Fields::new();
-    let time = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
     for i in 0..n {
-        let id = uuid::Uuid::now_v7().hyphenated().to_string();
-        let attrs = Attributes {
-            id: &id,
-            source: "/hooks/orders",
-            event_type: "order.created",
-            time: &time,
-            dataschema: WEBHOOK_SCHEMA,
-            hook: "orders",
-            authscheme: "none",
-            signed: None,
-            deliveryid: None,
-            traceparent: None,
-            respond: None,
-        };
-        let request = WebhookRequest {
-            method: "POST",
-            path: "/hooks/orders",
-            query: &query,
-            headers: &headers,
-        };
         let body = serde_json::json!({
             "n": i, "order_id": format!("A-{i}"), "total": 42.5, "currency": "EUR",
             "customer": {"id": i % 977, "email": "buyer@example.com"},
             "items": [{"sku": "M8-BOLT", "qty": 4}, {"sku": "WASHER", "qty": 8}],
         });
-        let body = serde_json::to_vec(&body).unwrap();
-        let mut value = Vec::with_capacity(800);
-        structured::encode_webhook(&attrs, &request, &body, BodyEncoding::Json, &mut value);
+        let (_, value) = hookgate_testkit::kafka::webhook_event("orders", "order.created", &body);
         let key = format!("A-{i}");
         loop {
             let record = BaseRecord::to(topic).key(&key).payload(&value).headers(

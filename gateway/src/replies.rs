@@ -248,11 +248,10 @@ impl Replies {
             return Found::Busy;
         };
         let (client, topic, id) = (self.client.clone(), self.topic.clone(), event_id.to_owned());
-        let found =
-            tokio::task::spawn_blocking(move || read_back(&client, &topic, &id, time, &hooks))
-                .await
-                .unwrap_or(Found::Unknown);
-        found
+        // The permit is held until the read-back ends.
+        tokio::task::spawn_blocking(move || read_back(&client, &topic, &id, time, &hooks))
+            .await
+            .unwrap_or(Found::Unknown)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

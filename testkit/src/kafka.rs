@@ -163,45 +163,8 @@ impl Producer {
         event_type: &str,
         body: &serde_json::Value,
     ) -> String {
-        use hookgate_event::{
-            structured, Attributes, BodyEncoding, Fields, WebhookRequest, WEBHOOK_SCHEMA,
-        };
-        let id = uuid::Uuid::now_v7().hyphenated().to_string();
-        let source = format!("/hooks/{hook}");
-        // Stamped now, as the gateway stamps the events it makes.
-        let time = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-        let mut headers = Fields::new();
-        headers.push("content-type", "application/json");
-        let query = Fields::new();
-        let attrs = Attributes {
-            id: &id,
-            source: &source,
-            event_type,
-            time: &time,
-            dataschema: WEBHOOK_SCHEMA,
-            hook,
-            authscheme: "none",
-            signed: None,
-            deliveryid: None,
-            traceparent: None,
-            respond: None,
-        };
-        let path = format!("/hooks/{hook}");
-        let request = WebhookRequest {
-            method: "POST",
-            path: &path,
-            query: &query,
-            headers: &headers,
-        };
-        let body_json = serde_json::to_vec(body).unwrap();
-        let mut value = Vec::new();
-        structured::encode_webhook(&attrs, &request, &body_json, BodyEncoding::Json, &mut value);
-        let record_headers =
-            rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
-                key: "content-type",
-                value: Some(hookgate_event::STRUCTURED_CONTENT_TYPE),
-            });
-        self.send(topic, key.map(str::as_bytes), &value, record_headers);
+        let (id, value) = webhook_event(hook, event_type, body);
+        self.send(topic, key.map(str::as_bytes), &value, event_headers());
         id
     }
 
@@ -269,4 +232,49 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
         )
         .await
         .expect("create topic");
+}
+
+/// A structured-mode webhook event of `hook` as the gateway makes it, stamped now: its id
+/// and the record value.
+pub fn webhook_event(hook: &str, event_type: &str, body: &serde_json::Value) -> (String, Vec<u8>) {
+    use hookgate_event::{
+        structured, Attributes, BodyEncoding, Fields, WebhookRequest, WEBHOOK_SCHEMA,
+    };
+    let id = uuid::Uuid::now_v7().hyphenated().to_string();
+    let source = format!("/hooks/{hook}");
+    let time = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    let mut headers = Fields::new();
+    headers.push("content-type", "application/json");
+    let query = Fields::new();
+    let attrs = Attributes {
+        id: &id,
+        source: &source,
+        event_type,
+        time: &time,
+        dataschema: WEBHOOK_SCHEMA,
+        hook,
+        authscheme: "none",
+        signed: None,
+        deliveryid: None,
+        traceparent: None,
+        respond: None,
+    };
+    let request = WebhookRequest {
+        method: "POST",
+        path: &source,
+        query: &query,
+        headers: &headers,
+    };
+    let body_json = serde_json::to_vec(body).unwrap();
+    let mut value = Vec::new();
+    structured::encode_webhook(&attrs, &request, &body_json, BodyEncoding::Json, &mut value);
+    (id, value)
+}
+
+/// The record headers of a structured-mode event.
+pub fn event_headers() -> rdkafka::message::OwnedHeaders {
+    rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+        key: "content-type",
+        value: Some(hookgate_event::STRUCTURED_CONTENT_TYPE),
+    })
 }
