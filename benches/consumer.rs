@@ -1,11 +1,14 @@
 //! The flow consumer's throughput against a real broker: how many events a second it gets
-//! through when their conditions do not match, and how many runs of a flow with one
-//! `log` task.
+//! through when their conditions do not match, how many runs of a flow with one `log`
+//! task, and — given a stand-in API — how many runs of a flow with one `http` task; with
+//! the consumer's CPU time per event.
 //!
 //! ```text
-//! # a fresh broker on 127.0.0.1:19092, pinned away from the consumer:
+//! # a fresh broker and the bare-hyper stand-in API, pinned away from the consumer:
 //! taskset -c 0 tansu broker --listener-url tcp://127.0.0.1:19092 ... &
-//! TEST_KAFKA_BROKERS=127.0.0.1:19092 taskset -c 1 cargo bench -p hookgate-consumer --bench consumer
+//! taskset -c 0 target/release/hookgate-loadtest baseline --listen 127.0.0.1:18080 &
+//! TEST_KAFKA_BROKERS=127.0.0.1:19092 CONSUMER_BENCH_HTTP_URL=http://127.0.0.1:18080/orders \
+//!   taskset -c 1 cargo bench -p hookgate-consumer --bench consumer
 //! CONSUMER_BENCH_EVENTS=50000 ...                            # fewer events
 //! ```
 //!
@@ -43,32 +46,51 @@ fn main() {
         .build()
         .unwrap();
     hookgate_consumer::metrics::install();
-    for (case, flow, state) in [
+    let mut cases = vec![
         (
             "conditions that do not match",
-            "condition = \"trigger.body.n < 0\"\n[[flows.tasks]]\nid = \"note\"\ntype = \"log\"\nmessage = \"{{ trigger.id }}\"",
+            "nomatch",
+            "condition = \"trigger.body.n < 0\"\n[[flows.tasks]]\nid = \"note\"\ntype = \"log\"\nmessage = \"{{ trigger.id }}\"".to_string(),
             "skipped",
         ),
         (
             "one log task",
-            "[[flows.tasks]]\nid = \"note\"\ntype = \"log\"\nmessage = \"{{ trigger.id }}\"",
+            "log",
+            "[[flows.tasks]]\nid = \"note\"\ntype = \"log\"\nmessage = \"{{ trigger.id }}\"".to_string(),
             "success",
         ),
-    ] {
+    ];
+    match std::env::var("CONSUMER_BENCH_HTTP_URL") {
+        Ok(url) => cases.push((
+            "one http task",
+            "http",
+            format!(
+                "[[flows.tasks]]\nid = \"call\"\ntype = \"http\"\nmethod = \"POST\"\nuri = \"{url}\"\n\
+                 body = {{ order = \"{{{{ trigger.body.order_id }}}}\", total = \"{{{{ trigger.body.total }}}}\" }}\n\
+                 expect = [200, 202]"
+            ),
+            "success",
+        )),
+        Err(_) => eprintln!("consumer bench: set CONSUMER_BENCH_HTTP_URL to a stand-in API (hookgate-loadtest baseline) to measure http tasks"),
+    }
+    for (case, short, flow, state) in cases {
         let topic = format!("bench-consumer-{}", uuid::Uuid::new_v4().simple());
         let filled = Instant::now();
         runtime.block_on(fill(&brokers, &topic, events));
         let fill_secs = filled.elapsed().as_secs_f64();
         eprintln!("consumer/{case}: {events} events written in {fill_secs:.1} s");
-        let cap: usize = std::env::var("CONSUMER_BENCH_CAP").ok().and_then(|n| n.parse().ok()).unwrap_or(16);
+        let cap: usize = std::env::var("CONSUMER_BENCH_CAP")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(16);
         // More consumer properties to try, e.g. `, "fetch.queue.backoff.ms" = 1`.
         let props = std::env::var("CONSUMER_BENCH_PROPERTIES").unwrap_or_default();
-        let name = format!("bench.{}", if state == "skipped" { "nomatch" } else { "log" });
+        let name = format!("bench.{short}");
         let toml = format!(
             "[kafka]\nbrokers = \"{brokers}\"\ngroup = \"{topic}-group\"\ntopics = [\"{topic}\"]\n\
              dead_letter_topic = \"{topic}-dead\"\nexecutions_topic = \"{topic}-runs\"\ncontrol_topic = \"{topic}-control\"\n\
              consumer_properties = {{ \"fetch.wait.max.ms\" = 5{props} }}\n[limits]\nmax_in_flight_per_partition = {cap}\n\
-             [admin]\nlisten = \"127.0.0.1:0\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n[outbound]\nallow = [\"127.0.0.1/32\"]\n\
              [[flows]]\nid = \"{}\"\nnamespace = \"bench\"\ntrigger = {{ hooks = [\"orders\"] }}\n{flow}\n",
             &name[6..]
         );
@@ -86,35 +108,66 @@ fn main() {
             let started = Instant::now();
             let running = hookgate_consumer::runtime::Running::start(settings);
             let deadline = started + Duration::from_secs(600);
-            let mut last = (0usize, started);
-            let mut first: Option<(usize, Instant)> = None;
+            let mut last = (0usize, started, 0.0);
+            let mut first: Option<(usize, Instant, f64)> = None;
             let mut told = Instant::now();
             while last.0 < events && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let done = count(&series);
                 if told.elapsed() >= Duration::from_secs(5) {
                     told = Instant::now();
-                    eprintln!("consumer/{case}: {done} of {events} after {:.0} s", started.elapsed().as_secs_f64());
+                    eprintln!(
+                        "consumer/{case}: {done} of {events} after {:.0} s",
+                        started.elapsed().as_secs_f64()
+                    );
                 }
                 if done > last.0 {
-                    last = (done, Instant::now());
+                    last = (done, Instant::now(), cpu_seconds());
                     first.get_or_insert(last);
                 }
             }
             running.stop().await.unwrap();
-            assert!(last.0 >= events, "{case}: {} of {events} events in 10 minutes", last.0);
+            assert!(
+                last.0 >= events,
+                "{case}: {} of {events} events in 10 minutes",
+                last.0
+            );
             let first = first.expect("some progress");
             // From the first runs seen (the group join and first fetch left out) to the last.
-            (last.0 - first.0, last.1 - first.1, last.1 - started)
+            (
+                last.0 - first.0,
+                last.1 - first.1,
+                last.1 - started,
+                last.2 - first.2,
+            )
         });
-        let (counted, steady, total) = took;
+        let (counted, steady, total, cpu) = took;
         println!(
-            "consumer/{case}: {counted} events in {:.2} s = {:.0} events/s ({events} in {:.2} s from the consumer's start; filling the topic took {fill_secs:.1} s)",
+            "consumer/{case}: {counted} events in {:.2} s = {:.0} events/s, {:.1} µs CPU per event ({events} in {:.2} s from the consumer's start; filling the topic took {fill_secs:.1} s)",
             steady.as_secs_f64(),
             counted as f64 / steady.as_secs_f64(),
+            cpu * 1e6 / counted as f64,
             total.as_secs_f64(),
         );
     }
+}
+
+/// This process's CPU time (user + system) so far, from /proc/self/stat; 0 elsewhere.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// The value of a counter line in the consumer's metrics page.

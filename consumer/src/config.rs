@@ -314,7 +314,8 @@ impl ConsumerConfig {
                 ),
             }
         }
-        for name in self.connections.keys() {
+        let mut transports = BTreeMap::new();
+        for (name, conn) in &self.connections {
             if !crate::connection::valid_name(name) {
                 p.push(
                     format!("connections.\"{name}\""),
@@ -322,17 +323,26 @@ impl ConsumerConfig {
                     "use letters, digits, `-`, `_` and `.` (at most 64)",
                 );
             }
+            if let Some(transport) = conn.transport(&format!("connections.{name}"), &mut p) {
+                transports.insert(name.clone(), transport);
+            }
         }
         for (at, f) in &mut all {
             for (i, task) in f.tasks.iter_mut().enumerate() {
                 if let crate::task::TaskConfig::Http(http) = task {
                     let at = format!("{at}.tasks[{i}]");
-                    crate::connection::resolve(&mut http.request, &self.connections, &at, &mut p);
+                    crate::connection::resolve(
+                        &mut http.request,
+                        &self.connections,
+                        &transports,
+                        &at,
+                        &mut p,
+                    );
                 }
             }
         }
         for (at, c) in &mut all_pollers {
-            crate::connection::resolve(&mut c.request, &self.connections, at, &mut p);
+            crate::connection::resolve(&mut c.request, &self.connections, &transports, at, &mut p);
         }
         let mut ids: BTreeMap<String, String> = BTreeMap::new();
         let mut flows = Vec::new();

@@ -9,6 +9,8 @@
 //! headers = { accept = "application/json" }
 //! timeout = "15s"
 //! test = { path = "/api/now/table/incident?sysparm_limit=1" }
+//! tls = { ca_file = "/etc/hookgate/corp-ca.pem" }    # and cert_file + key_file for mTLS
+//! proxy = "http://proxy.corp.internal:3128"          # or "direct"; default [outbound] proxy
 //!
 //! [[flows.tasks]]
 //! id = "ticket"
@@ -26,10 +28,12 @@
 //! `test` request (a `GET` of `base_url` unless it says otherwise) and reports the answer.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use hookgate_common::config::{ConfigDuration, Problems};
 use serde::{Deserialize, Serialize};
 
+use crate::outbound::transport::{TlsFiles, Transport};
 use crate::request::{AuthConfig, RequestConfig};
 
 /// A `[connections.NAME]` table.
@@ -48,6 +52,11 @@ pub struct ConnectionConfig {
     /// What `test-connection` sends.
     #[serde(default)]
     pub test: TestRequest,
+    /// The CAs trusted instead of the public roots, and a client certificate (mTLS).
+    pub tls: Option<TlsFiles>,
+    /// `http://host:port` to go through that proxy, `"direct"` to bypass
+    /// `[outbound] proxy`.
+    pub proxy: Option<String>,
 }
 
 /// `test = { method = "GET", path = "" }`: a request under `base_url`.
@@ -93,8 +102,21 @@ fn join(base: &str, path: &str) -> String {
 }
 
 impl ConnectionConfig {
-    /// `request` made whole with this connection; problems go to `p` under `at`.
-    pub fn apply(&self, request: &RequestConfig, at: &str, p: &mut Problems) -> RequestConfig {
+    /// The connection's transport, its files read; problems go to `p` under `at`
+    /// (`connections.NAME`).
+    pub fn transport(&self, at: &str, p: &mut Problems) -> Option<Arc<Transport>> {
+        Transport::build(self.tls.as_ref(), self.proxy.as_deref(), at, p)
+    }
+
+    /// `request` made whole with this connection (whose built transport is
+    /// `transport`); problems go to `p` under `at`.
+    pub fn apply(
+        &self,
+        request: &RequestConfig,
+        transport: Option<Arc<Transport>>,
+        at: &str,
+        p: &mut Problems,
+    ) -> RequestConfig {
         if request.uri.starts_with("http://") || request.uri.starts_with("https://") {
             p.push(
                 format!("{at}.uri"),
@@ -121,11 +143,12 @@ impl ConnectionConfig {
             auth: request.auth.clone().or_else(|| self.auth.clone()),
             timeout,
             connection: None,
+            transport,
         }
     }
 
     /// The request `test-connection` sends.
-    pub fn test_request(&self) -> RequestConfig {
+    pub fn test_request(&self, transport: Option<Arc<Transport>>) -> RequestConfig {
         let bare = RequestConfig {
             method: self.test.method.clone(),
             uri: self.test.path.clone(),
@@ -136,8 +159,9 @@ impl ConnectionConfig {
             auth: None,
             timeout: ConfigDuration(RequestConfig::DEFAULT_TIMEOUT),
             connection: None,
+            transport: None,
         };
-        self.apply(&bare, "test", &mut Problems::default())
+        self.apply(&bare, transport, "test", &mut Problems::default())
     }
 }
 
@@ -162,8 +186,9 @@ pub async fn test(
         );
     };
     let mut p = Problems::default();
+    let transport = conn.transport(&format!("connections.{name}"), &mut p);
     let template = conn
-        .test_request()
+        .test_request(transport)
         .build(&format!("connections.{name}.test"), engine, &mut p)
         .ok_or_else(|| anyhow::anyhow!("{}", p.into_error("the connection")))?;
     let request = template
@@ -199,10 +224,12 @@ pub async fn test(
     Ok(report)
 }
 
-/// Resolves `request`'s `connection`, if it names one, among `connections`.
+/// Resolves `request`'s `connection`, if it names one, among `connections` (whose
+/// transports, built once, are in `transports`).
 pub fn resolve(
     request: &mut RequestConfig,
     connections: &BTreeMap<String, ConnectionConfig>,
+    transports: &BTreeMap<String, Arc<Transport>>,
     at: &str,
     p: &mut Problems,
 ) {
@@ -210,7 +237,10 @@ pub fn resolve(
         return;
     };
     match connections.get(&name) {
-        Some(conn) => *request = conn.apply(request, at, p),
+        Some(conn) => {
+            let transport = transports.get(&name).cloned();
+            *request = conn.apply(request, transport, at, p)
+        }
         None => {
             let known: Vec<&str> = connections.keys().map(String::as_str).collect();
             p.push(
@@ -253,6 +283,7 @@ timeout = "15s"
             &request(
                 "uri = \"/api/incident\"\nheaders = { \"x-team\" = \"sre\" }\nconnection = \"t\"",
             ),
+            None,
             "flows[0].tasks[0]",
             &mut p,
         );
@@ -263,9 +294,9 @@ timeout = "15s"
         assert!(matches!(r.auth, Some(AuthConfig::Bearer(_))));
         assert_eq!(r.timeout.get(), std::time::Duration::from_secs(15));
         assert_eq!(r.connection, None);
-        let own = conn().apply(&request("uri = \"x\"\ntimeout = \"2s\""), "t", &mut p);
+        let own = conn().apply(&request("uri = \"x\"\ntimeout = \"2s\""), None, "t", &mut p);
         assert_eq!(own.timeout.get(), std::time::Duration::from_secs(2));
-        assert_eq!(conn().test_request().uri, "https://tickets.example");
+        assert_eq!(conn().test_request(None).uri, "https://tickets.example");
     }
 
     #[test]
@@ -273,13 +304,14 @@ timeout = "15s"
         let mut p = Problems::default();
         conn().apply(
             &request("uri = \"https://other.example/x\""),
+            None,
             "flows[0].tasks[1]",
             &mut p,
         );
         let mut r = request("uri = \"/x\"\nconnection = \"jira\"");
         let mut connections = BTreeMap::new();
         connections.insert("tickets".to_string(), conn());
-        resolve(&mut r, &connections, "pollers[0]", &mut p);
+        resolve(&mut r, &connections, &BTreeMap::new(), "pollers[0]", &mut p);
         let text: Vec<String> = p.iter().map(|x| x.to_string()).collect();
         assert!(text[0].contains("flows[0].tasks[1].uri"), "{text:?}");
         assert!(

@@ -1,6 +1,7 @@
 //! The consumer's metrics: flows run and their outcome, durations, task retries, dead
-//! letters, consumer lag, polls by outcome and the pollers a replica runs. Labels are bounded: flow ids and task ids from config, and
-//! small fixed sets.
+//! letters, consumer lag, polls by outcome, the pollers a replica runs and the outbound
+//! connections opened. Labels are bounded: flow ids and task ids from config, and small
+//! fixed sets.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -17,6 +18,7 @@ pub const LAG: &str = "hookgate_consumer_lag_messages";
 pub const POLLS: &str = "hookgate_consumer_polls_total";
 pub const POLLERS_OWNED: &str = "hookgate_consumer_pollers_owned";
 pub const BUILD_INFO: &str = "hookgate_consumer_build_info";
+pub const OUTBOUND_CONNECTIONS: &str = "hookgate_consumer_outbound_connections_total";
 
 /// Every series and its `# HELP` text.
 const HELP: &[(&str, &str)] = &[
@@ -33,6 +35,10 @@ const HELP: &[(&str, &str)] = &[
     (POLLS, "Polls, by poller and outcome."),
     (POLLERS_OWNED, "Pollers this replica runs."),
     (BUILD_INFO, "Always 1; the labels tell the running version."),
+    (
+        OUTBOUND_CONNECTIONS,
+        "TCP connections opened by http tasks, pollers and token requests (kept-alive ones count once).",
+    ),
 ];
 
 /// Upper bounds of the run-duration buckets, in seconds.

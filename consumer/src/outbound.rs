@@ -10,16 +10,22 @@
 //! Everything is bounded: one timeout over DNS, connect, TLS, request and body; the body
 //! size; the response head.
 //!
+//! Connections are kept alive and reused (HTTP/1.1, or HTTP/2 where the server offers it
+//! over TLS), pooled by the address the policy checked, so reuse never skips a check.
+//!
 //! Layout: [`address`] classifies IPs; [`policy`] holds the allowlist and limits and the
 //! `[outbound]` config; `target` parses a URL and resolves and checks its host;
-//! `redirect` builds the next hop; `connect` does one TCP/TLS/HTTP-1.1 exchange.
+//! `redirect` builds the next hop; [`transport`] holds a connection's own CA, client
+//! certificate and proxy; `pool` keeps connections; `connect` does one exchange.
 
 pub mod address;
 mod connect;
 pub mod oauth2;
 pub mod policy;
+mod pool;
 mod redirect;
 mod target;
+pub mod transport;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -135,6 +141,8 @@ pub struct Request {
     /// An OAuth2 grant: the client adds `Authorization: Bearer` with its token (see
     /// [`oauth2`]).
     pub oauth2: Option<Arc<oauth2::Grant>>,
+    /// A connection's own TLS settings and proxy; the client's defaults otherwise.
+    pub transport: Option<Arc<transport::Transport>>,
 }
 
 impl Request {
@@ -147,7 +155,14 @@ impl Request {
             body: Bytes::new(),
             timeout: DEFAULT_TIMEOUT,
             oauth2: None,
+            transport: None,
         }
+    }
+
+    /// Sends the request over `transport` (see [`transport`]).
+    pub fn transport(mut self, transport: Option<Arc<transport::Transport>>) -> Request {
+        self.transport = transport;
+        self
     }
 
     /// Authenticates the request with an access token of `grant`.
@@ -208,7 +223,8 @@ impl Response {
     }
 }
 
-/// The client: the policy and the TLS config, shared; cloning is cheap.
+/// The client: the policy, the TLS config and the connection pool, shared; cloning is
+/// cheap and clones share the pool.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -217,6 +233,7 @@ pub struct Client {
 struct Inner {
     policy: Policy,
     tls: TlsConnector,
+    pool: pool::Pool,
     /// OAuth2 access tokens, by grant.
     tokens: oauth2::Tokens,
 }
@@ -232,18 +249,18 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client trusting the Mozilla root store (webpki-roots).
     pub fn new(policy: Policy) -> Client {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        Client::with_root_certificates(policy, roots)
+        Client::with_root_certificates(policy, connect::public_roots())
     }
 
     /// A client trusting `roots` instead: a private CA, or a test's self-signed cert.
     pub fn with_root_certificates(policy: Policy, roots: rustls::RootCertStore) -> Client {
+        let tls = connect::tls_config(roots, None).expect("no client certificate to refuse");
+        let pool = pool::Pool::new(policy.pool_idle_timeout(), policy.pool_max_idle_per_host());
         Client {
             inner: Arc::new(Inner {
                 policy,
-                tls: TlsConnector::from(connect::tls_config(roots)),
+                tls: TlsConnector::from(tls),
+                pool,
                 tokens: oauth2::Tokens::default(),
             }),
         }
@@ -251,6 +268,11 @@ impl Client {
 
     pub fn policy(&self) -> &Policy {
         &self.inner.policy
+    }
+
+    /// TCP connections this client has opened (reused ones count once).
+    pub fn connections_opened(&self) -> u64 {
+        self.inner.pool.opened()
     }
 
     /// Sends `req`, following redirects as the policy allows. The URL and headers are
@@ -262,7 +284,10 @@ impl Client {
             return self.send_once(req).await;
         };
         let tokens = &self.inner.tokens;
-        let token = tokens.token(&grant, None, |r| self.send_once(r)).await?;
+        // The token endpoint is reached the way the API is (its CA, its proxy).
+        let via = req.transport.clone();
+        let token_request = |r: Request| self.send_once(r.transport(via.clone()));
+        let token = tokens.token(&grant, None, token_request).await?;
         let first = req
             .clone()
             .header("authorization", format!("Bearer {token}"));
@@ -270,9 +295,7 @@ impl Client {
         if resp.status != 401 {
             return Ok(resp);
         }
-        let fresh = tokens
-            .token(&grant, Some(&token), |r| self.send_once(r))
-            .await?;
+        let fresh = tokens.token(&grant, Some(&token), token_request).await?;
         self.send_once(req.header("authorization", format!("Bearer {fresh}")))
             .await
     }
@@ -285,14 +308,26 @@ impl Client {
             method: req.method,
             body: req.body,
         };
-        match tokio::time::timeout(after, self.follow(hop)).await {
+        let transport = req.transport.as_deref();
+        match tokio::time::timeout(after, self.follow(hop, transport)).await {
             Ok(result) => result,
             Err(_) => Err(OutboundError::Timeout { after }),
         }
     }
 
-    async fn follow(&self, mut hop: Hop) -> Result<Response, OutboundError> {
+    async fn follow(
+        &self,
+        mut hop: Hop,
+        transport: Option<&transport::Transport>,
+    ) -> Result<Response, OutboundError> {
         let policy = &self.inner.policy;
+        let dial = connect::Dial {
+            pool: &self.inner.pool,
+            tls: &self.inner.tls,
+            proxy: policy.proxy(),
+            transport,
+            connect_timeout: policy.connect_limit(),
+        };
         let mut redirects = 0;
         loop {
             let addrs = hop.target.resolve(policy).await.inspect_err(|e| {
@@ -301,15 +336,9 @@ impl Client {
                 }
             })?;
             let request = build_request(&hop)?;
-            // `_conn` keeps the connection driven until the body has been read.
-            let (response, _conn) = connect::exchange(
-                &self.inner.tls,
-                policy.connect_limit(),
-                &hop.target,
-                &addrs,
-                request,
-            )
-            .await?;
+            // The lease keeps the connection until the body has been read; it goes back
+            // to the pool then, or closes if the body is not read (a redirect, an error).
+            let (response, lease) = connect::exchange(&dial, &hop.target, &addrs, request).await?;
             let status = response.status();
             let location = response.headers().get(LOCATION).cloned();
             if let (true, Some(location)) = (redirect::is_followed(status), location) {
@@ -326,6 +355,7 @@ impl Client {
                 }
             }
             let response = read_response(hop.target.url, response, policy.response_limit()).await?;
+            self.inner.pool.put_back(lease);
             tracing::debug!(host = %hop.target.host, status = response.status, bytes = response.body.len(), redirects, "outbound request done");
             return Ok(response);
         }

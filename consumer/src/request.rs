@@ -42,6 +42,9 @@ pub struct RequestConfig {
     /// base URL. Resolved when the config is built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
+    /// The connection's own TLS settings and proxy, set when `connection` is resolved.
+    #[serde(skip)]
+    pub transport: Option<std::sync::Arc<crate::outbound::transport::Transport>>,
 }
 
 impl RequestConfig {
@@ -181,6 +184,7 @@ pub struct RequestTemplate {
     body: Body,
     auth: Option<Auth>,
     timeout: Duration,
+    transport: Option<std::sync::Arc<crate::outbound::transport::Transport>>,
 }
 
 impl RequestConfig {
@@ -347,6 +351,7 @@ impl RequestConfig {
             body,
             auth,
             timeout: self.timeout.get(),
+            transport: self.transport.clone(),
         })
     }
 }
@@ -375,7 +380,9 @@ impl RequestTemplate {
         if url.query() == Some("") {
             url.set_query(None);
         }
-        let mut req = Request::new(self.method.clone(), url.as_str()).timeout(self.timeout);
+        let mut req = Request::new(self.method.clone(), url.as_str())
+            .timeout(self.timeout)
+            .transport(self.transport.clone());
         let mut has_content_type = false;
         for (name, value) in &self.headers {
             has_content_type |= name == "content-type";

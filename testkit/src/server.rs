@@ -21,6 +21,12 @@ pub struct Seen {
     pub body: Bytes,
     /// The TLS server name the client sent, for HTTPS servers.
     pub sni: Option<String>,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
+    /// The subject of the certificate the client showed (mTLS), as its DER bytes.
+    pub client_cert: Option<Vec<u8>>,
+    /// Which TCP connection it came on: 1 for the server's first, and so on.
+    pub connection: usize,
 }
 
 impl Seen {
@@ -58,6 +64,7 @@ pub type Responder = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
 pub struct TestServer {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TestServer {
@@ -77,25 +84,44 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (log, count) = (seen.clone(), connections.clone());
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                let number = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                 let (log, respond, tls) = (log.clone(), respond.clone(), tls.clone());
                 tokio::spawn(async move {
                     match tls {
-                        None => serve_one(tcp, None, log, respond).await,
+                        None => serve_one(tcp, Peer::plain(number), log, respond).await,
                         Some(acceptor) => {
                             let Ok(stream) = acceptor.accept(tcp).await else {
                                 return;
                             };
-                            let sni = stream.get_ref().1.server_name().map(str::to_owned);
-                            serve_one(stream, sni, log, respond).await
+                            let session = stream.get_ref().1;
+                            let peer = Peer {
+                                sni: session.server_name().map(str::to_owned),
+                                client_cert: session
+                                    .peer_certificates()
+                                    .and_then(|c| c.first())
+                                    .map(|c| c.to_vec()),
+                                connection: number,
+                            };
+                            serve_one(stream, peer, log, respond).await
                         }
                     }
                 });
             }
         });
-        TestServer { addr, seen }
+        TestServer {
+            addr,
+            seen,
+            connections,
+        }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn port(&self) -> u16 {
@@ -121,12 +147,31 @@ impl TestServer {
     }
 }
 
-async fn serve_one<S>(io: S, sni: Option<String>, log: Arc<Mutex<Vec<Seen>>>, respond: Responder)
+/// What the server knows of a connection.
+#[derive(Clone)]
+struct Peer {
+    sni: Option<String>,
+    client_cert: Option<Vec<u8>>,
+    connection: usize,
+}
+
+impl Peer {
+    fn plain(connection: usize) -> Peer {
+        Peer {
+            sni: None,
+            client_cert: None,
+            connection,
+        }
+    }
+}
+
+/// Serves HTTP/1.1, or HTTP/2 when the client starts with its preface (after ALPN `h2`).
+async fn serve_one<S>(io: S, peer: Peer, log: Arc<Mutex<Vec<Seen>>>, respond: Responder)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let (log, respond, sni) = (log.clone(), respond.clone(), sni.clone());
+        let (log, respond, peer) = (log.clone(), respond.clone(), peer.clone());
         async move {
             let (parts, body) = req.into_parts();
             let body = body
@@ -136,14 +181,20 @@ where
                 .unwrap_or_default();
             let seen = Seen {
                 method: parts.method.to_string(),
-                target: parts.uri.to_string(),
+                target: parts
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| parts.uri.to_string(), |p| p.to_string()),
                 headers: parts
                     .headers
                     .iter()
                     .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_owned()))
                     .collect(),
                 body,
-                sni,
+                sni: peer.sni,
+                version: format!("{:?}", parts.version),
+                client_cert: peer.client_cert,
+                connection: peer.connection,
             };
             // Recorded on arrival, so a test sees a request the server is still holding.
             log.lock().unwrap().push(seen.clone());
@@ -154,7 +205,7 @@ where
             Ok::<_, Infallible>(reply)
         }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
+    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
         .serve_connection(TokioIo::new(io), service)
         .await;
 }

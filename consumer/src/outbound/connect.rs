@@ -1,24 +1,26 @@
-//! One HTTP/1.1 exchange on a fresh connection: TCP to an address the policy already
-//! checked, TLS (rustls, SNI = the URL's host, ALPN `http/1.1`) for `https`, then hyper's
-//! connection-level client. One connection per request keeps the SSRF reasoning simple
-//! (no pool can hand a request a socket opened for another host) at the price of a
-//! handshake each time, which flows calling an API a few times per event can afford.
+//! One exchange: a pooled connection to a checked address if one is free, else a new
+//! one — TCP to the checked address (or a tunnel to it through the transport's proxy),
+//! TLS for `https` (rustls, SNI = the URL's host, ALPN `h2` then `http/1.1`), then hyper's
+//! HTTP/1.1 or HTTP/2 client, as the server chose.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::Method;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
+use super::pool::{Driver, Key, Lease, NotSent, Pool, Sender};
 use super::target::Target;
+use super::transport::{Proxy, Transport};
 use super::OutboundError;
 
 /// Response headers beyond this many fail the response (hyper's parser limit).
@@ -26,92 +28,227 @@ pub const MAX_RESPONSE_HEADERS: usize = 100;
 /// The status line and headers together may not exceed this.
 const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
 
-/// The rustls client config: the given roots, ring, TLS 1.2 and 1.3, HTTP/1.1 only.
-pub(crate) fn tls_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
-}
-
-/// The connection task; aborted when the exchange is over or abandoned (a timeout), so
-/// no socket outlives the request that opened it.
-pub(crate) struct Connection(JoinHandle<()>);
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.0.abort();
+/// The Mozilla root store (webpki-roots).
+pub(crate) fn public_roots() -> rustls::RootCertStore {
+    rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     }
 }
 
-/// Connects to the first of `addrs` that answers and sends `request`. The response body
-/// is read through the returned [`Connection`], which must be kept until it is.
+/// The rustls client config: the given roots, a client certificate if given, ring, TLS
+/// 1.2 and 1.3, ALPN offering HTTP/2 then HTTP/1.1.
+pub(crate) fn tls_config(
+    roots: rustls::RootCertStore,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default protocol versions")
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// What an exchange needs besides the request: the pool, the client's TLS and proxy
+/// defaults, the transport of the request's connection, the connect bound.
+pub(crate) struct Dial<'a> {
+    pub pool: &'a Pool,
+    pub tls: &'a TlsConnector,
+    pub proxy: Option<&'a Proxy>,
+    pub transport: Option<&'a Transport>,
+    pub connect_timeout: Duration,
+}
+
+/// Sends `request` to the first of `addrs` that takes it: over a pooled connection to
+/// one of them, else a new one. The response body is read through the returned
+/// [`Lease`], which goes back to the pool once it has been.
 pub(crate) async fn exchange(
-    tls: &TlsConnector,
-    connect_timeout: Duration,
+    dial: &Dial<'_>,
     target: &Target,
     addrs: &[SocketAddr],
     request: http::Request<Full<Bytes>>,
-) -> Result<(http::Response<Incoming>, Connection), OutboundError> {
-    let tcp = connect_any(addrs, connect_timeout).await?;
-    if target.tls {
+) -> Result<Answered, OutboundError> {
+    let transport = Transport::id(dial.transport);
+    let key = |addr: SocketAddr| Key {
+        tls: target.tls,
+        host: target.host.clone(),
+        port: target.port,
+        addr,
+        transport,
+    };
+    let mut request = match pooled(dial.pool, &key, addrs, request).await? {
+        Ok(answered) => return Ok(answered),
+        Err(request) => request,
+    };
+    // Over TLS the server may choose HTTP/2: wait for the origin's connect turn, then
+    // look again, since the request before may have opened a connection to share.
+    let origin = match addrs.first() {
+        Some(addr) if target.tls => Some(dial.pool.origin(&key(*addr))),
+        _ => None,
+    };
+    let turn = match &origin {
+        Some(origin) if !origin.http1.load(Ordering::Relaxed) => {
+            let turn = origin.turn.lock().await;
+            request = match pooled(dial.pool, &key, addrs, request).await? {
+                Ok(answered) => return Ok(answered),
+                Err(request) => request,
+            };
+            Some(turn)
+        }
+        _ => None,
+    };
+    let proxy = Transport::proxy(dial.transport, dial.proxy);
+    let (tcp, addr) = connect_any(addrs, proxy, dial.connect_timeout).await?;
+    dial.pool.count_open();
+    let key = key(addr);
+    let mut lease = if target.tls {
         let server_name = match (&target.name, target.literal) {
             (Some(name), _) => ServerName::try_from(name.clone())
                 .map_err(|e| OutboundError::Tls(format!("`{}`: {e}", target.host)))?,
             (None, Some(ip)) => ServerName::IpAddress(ip.into()),
             (None, None) => return Err(OutboundError::InvalidUrl("URL has no host".to_owned())),
         };
+        let tls = Transport::tls(dial.transport).unwrap_or(dial.tls);
         let stream = tls
             .connect(server_name, tcp)
             .await
             .map_err(|e| OutboundError::Tls(e.to_string()))?;
-        send(stream, request).await
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        if let Some(origin) = &origin {
+            origin.http1.store(!h2, Ordering::Relaxed);
+        }
+        handshake(stream, h2, key).await?
     } else {
-        send(tcp, request).await
+        handshake(tcp, false, key).await?
+    };
+    dial.pool.share(&lease);
+    drop(turn);
+    let key = lease.key.clone();
+    match lease.sender.send(&key, request).await {
+        Ok(response) => Ok((response, lease)),
+        Err(Ok(NotSent)) => Err(OutboundError::Http(
+            "connection closed before the request was sent".to_owned(),
+        )),
+        Err(Err(e)) => Err(http_error(e)),
     }
 }
 
-/// Tries the checked addresses in order, each bounded by the connect timeout.
-async fn connect_any(addrs: &[SocketAddr], limit: Duration) -> Result<TcpStream, OutboundError> {
-    let mut last = String::from("no address to connect to");
+type Answered = (http::Response<Incoming>, Lease);
+
+/// Sends `request` over a pooled connection to one of `addrs`, if there is one that
+/// takes it; otherwise gives the request back.
+async fn pooled(
+    pool: &Pool,
+    key: &impl Fn(SocketAddr) -> Key,
+    addrs: &[SocketAddr],
+    mut request: http::Request<Full<Bytes>>,
+) -> Result<Result<Answered, http::Request<Full<Bytes>>>, OutboundError> {
     for addr in addrs {
-        match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
-            Ok(Ok(tcp)) => {
-                // Requests are written whole; Nagle would only delay the last segment.
-                let _ = tcp.set_nodelay(true);
-                return Ok(tcp);
+        let key = key(*addr);
+        while let Some(mut lease) = pool.take(&key) {
+            let spare = copy(&request);
+            match lease.sender.send(&key, request).await {
+                Ok(response) => return Ok(Ok((response, lease))),
+                Err(Ok(NotSent)) => request = spare,
+                // The server may close an idle connection just as it is reused; a
+                // request that can be repeated safely gets another connection.
+                Err(Err(e)) if idempotent(spare.method()) && closed_under_us(&e) => {
+                    tracing::debug!(error = %e, "pooled connection closed; sending again");
+                    request = spare;
+                }
+                Err(Err(e)) => return Err(http_error(e)),
             }
-            Ok(Err(e)) => last = format!("{addr}: {e}"),
-            Err(_) => last = format!("{addr}: no answer within {limit:?}"),
         }
     }
-    Err(OutboundError::Connect(last))
+    Ok(Err(request))
 }
 
-async fn send<S>(
-    io: S,
-    request: http::Request<Full<Bytes>>,
-) -> Result<(http::Response<Incoming>, Connection), OutboundError>
+/// A copy of a request about to be sent, for sending it again elsewhere.
+fn copy(request: &http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
+    let mut copy = http::Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
+/// Whether a reused connection failed because the server had closed it.
+fn closed_under_us(e: &hyper::Error) -> bool {
+    e.is_incomplete_message()
+        || e.is_canceled()
+        || e.is_closed()
+        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
+}
+
+/// Tries the checked addresses in order, each bounded by the connect timeout; through
+/// the proxy when there is one.
+async fn connect_any(
+    addrs: &[SocketAddr],
+    proxy: Option<&Proxy>,
+    limit: Duration,
+) -> Result<(TcpStream, SocketAddr), OutboundError> {
+    let mut last = OutboundError::Connect("no address to connect to".to_owned());
+    for addr in addrs {
+        let tcp = match proxy {
+            Some(proxy) => proxy.tunnel(*addr, limit).await,
+            None => match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => Ok(tcp),
+                Ok(Err(e)) => Err(OutboundError::Connect(format!("{addr}: {e}"))),
+                Err(_) => Err(OutboundError::Connect(format!(
+                    "{addr}: no answer within {limit:?}"
+                ))),
+            },
+        };
+        match tcp {
+            Ok(tcp) => {
+                // Requests are written whole; Nagle would only delay the last segment.
+                let _ = tcp.set_nodelay(true);
+                return Ok((tcp, *addr));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn handshake<S>(io: S, h2: bool, key: Key) -> Result<Lease, OutboundError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_headers(MAX_RESPONSE_HEADERS)
-        .max_header_size(MAX_RESPONSE_HEAD_BYTES)
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(http_error)?;
-    let conn = Connection(tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "outbound connection ended with an error");
-        }
-    }));
-    let response = sender.send_request(request).await.map_err(http_error)?;
-    Ok((response, conn))
+    let io = TokioIo::new(io);
+    let (sender, driver) = if h2 {
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .max_header_list_size(MAX_RESPONSE_HEAD_BYTES as u32)
+            .handshake(io)
+            .await
+            .map_err(http_error)?;
+        (Sender::H2(sender), Driver::spawn(conn))
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_headers(MAX_RESPONSE_HEADERS)
+            .max_header_size(MAX_RESPONSE_HEAD_BYTES)
+            .handshake(io)
+            .await
+            .map_err(http_error)?;
+        (Sender::H1(sender), Driver::spawn(conn))
+    };
+    Ok(Lease {
+        key,
+        sender,
+        driver,
+    })
 }
 
 /// A hyper error, worded for the flow's author; hyper's own words lack the cause.

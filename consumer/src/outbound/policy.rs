@@ -11,16 +11,24 @@ pub use hookgate_common::net::Cidr;
 use serde::Deserialize;
 
 use super::address::{canonical, classify, AddressClass};
+use super::transport::Proxy;
 
 /// Bodies above this are refused unless configured otherwise: 10 MiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
 /// How long one TCP connect may take unless configured otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an unused keep-alive connection is kept unless configured otherwise: below
+/// the keep-alive of common servers, so the server rarely closes one as it is reused.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Unused connections kept per destination unless configured otherwise.
+pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 32;
 
 // Upper bounds on the configurable limits, so that a typo cannot unbound them.
 const MAX_REDIRECTS: u32 = 20;
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024 * 1024;
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
+const MAX_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+const MAX_POOL_IDLE_PER_HOST: usize = 256;
 
 /// The `[outbound]` section: the SSRF guard of the `http` task and of pollers.
 ///
@@ -30,6 +38,9 @@ const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
 /// follow_redirects = 0
 /// max_response_bytes = 10485760
 /// connect_timeout = "10s"
+/// pool_idle_timeout = "15s"
+/// pool_max_idle_per_host = 32
+/// proxy = "http://proxy.corp.internal:3128"
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +65,24 @@ pub struct OutboundConfig {
     /// The request's own timeout bounds the whole exchange on top of this.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: ConfigDuration,
+    /// How long an unused keep-alive connection is kept. Default `"15s"`, at most `"10m"`.
+    #[serde(default = "default_pool_idle_timeout")]
+    pub pool_idle_timeout: ConfigDuration,
+    /// Unused connections kept per destination; 0 opens a connection per request.
+    /// Default 32, at most 256.
+    #[serde(default = "default_pool_max_idle_per_host")]
+    pub pool_max_idle_per_host: usize,
+    /// An HTTP proxy every request goes through (`CONNECT` to the checked address), unless
+    /// its connection says otherwise: `http://[user:password@]host:port`.
+    pub proxy: Option<String>,
+}
+
+fn default_pool_idle_timeout() -> ConfigDuration {
+    ConfigDuration(DEFAULT_POOL_IDLE_TIMEOUT)
+}
+
+fn default_pool_max_idle_per_host() -> usize {
+    DEFAULT_POOL_MAX_IDLE_PER_HOST
 }
 
 fn default_max_response_bytes() -> usize {
@@ -71,6 +100,9 @@ impl Default for OutboundConfig {
             follow_redirects: 0,
             max_response_bytes: default_max_response_bytes(),
             connect_timeout: default_connect_timeout(),
+            pool_idle_timeout: default_pool_idle_timeout(),
+            pool_max_idle_per_host: default_pool_max_idle_per_host(),
+            proxy: None,
         }
     }
 }
@@ -118,11 +150,43 @@ impl OutboundConfig {
                 "choose a duration in that range",
             );
         }
+        let idle = self.pool_idle_timeout.get();
+        if idle.is_zero() || idle > MAX_POOL_IDLE_TIMEOUT {
+            p.push(
+                "outbound.pool_idle_timeout",
+                format!("{} is not between 1ms and 10m", self.pool_idle_timeout),
+                "choose a duration in that range",
+            );
+        }
+        if self.pool_max_idle_per_host > MAX_POOL_IDLE_PER_HOST {
+            p.push(
+                "outbound.pool_max_idle_per_host",
+                format!(
+                    "{} is more than the {MAX_POOL_IDLE_PER_HOST} allowed",
+                    self.pool_max_idle_per_host
+                ),
+                "lower it (0 turns keep-alive off)",
+            );
+        }
+        let proxy = match self.proxy.as_deref().map(Proxy::parse).transpose() {
+            Ok(proxy) => proxy,
+            Err(why) => {
+                p.push(
+                    "outbound.proxy",
+                    why,
+                    "write http://host:port (credentials as http://user:password@host:port)",
+                );
+                None
+            }
+        };
         (p.len() == before).then(|| {
-            policy
+            let mut policy = policy
                 .connect_timeout(timeout)
                 .max_redirects(self.follow_redirects)
                 .max_response_bytes(self.max_response_bytes)
+                .pool(idle, self.pool_max_idle_per_host);
+            policy.proxy = proxy;
+            policy
         })
     }
 }
@@ -136,6 +200,9 @@ pub struct Policy {
     max_redirects: u32,
     max_response_bytes: usize,
     connect_timeout: Duration,
+    pool_idle_timeout: Duration,
+    pool_max_idle_per_host: usize,
+    proxy: Option<Proxy>,
 }
 
 impl Default for Policy {
@@ -153,6 +220,9 @@ impl Policy {
             max_redirects: 0,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+            pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
+            proxy: None,
         }
     }
 
@@ -224,6 +294,32 @@ impl Policy {
     pub fn connect_timeout(mut self, d: Duration) -> Policy {
         self.connect_timeout = d;
         self
+    }
+
+    /// Keep unused connections `idle` long, at most `max_idle_per_host` per destination
+    /// (0: no keep-alive).
+    pub fn pool(mut self, idle: Duration, max_idle_per_host: usize) -> Policy {
+        self.pool_idle_timeout = idle;
+        self.pool_max_idle_per_host = max_idle_per_host;
+        self
+    }
+
+    /// Send every request through `proxy` unless its connection says otherwise.
+    pub fn via_proxy(mut self, proxy: Proxy) -> Policy {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    pub fn pool_idle_timeout(&self) -> Duration {
+        self.pool_idle_timeout
+    }
+
+    pub fn pool_max_idle_per_host(&self) -> usize {
+        self.pool_max_idle_per_host
+    }
+
+    pub fn proxy(&self) -> Option<&Proxy> {
+        self.proxy.as_ref()
     }
 
     pub fn redirect_limit(&self) -> u32 {
@@ -336,6 +432,9 @@ mod tests {
             follow_redirects: 50,
             max_response_bytes: 0,
             connect_timeout: ConfigDuration::from_secs(600),
+            pool_idle_timeout: ConfigDuration::from_secs(3600),
+            pool_max_idle_per_host: 1000,
+            proxy: Some("https://ops:hunter2@proxy.corp:3128".into()),
         };
         let mut problems = Problems::default();
         assert!(cfg.build(&mut problems).is_none());
@@ -354,10 +453,14 @@ mod tests {
             "outbound.follow_redirects: 50",
             "outbound.max_response_bytes: 0",
             "outbound.connect_timeout: 10m is not between",
+            "outbound.pool_idle_timeout: 1h is not between",
+            "outbound.pool_max_idle_per_host: 1000 is more than the 256 allowed",
+            "outbound.proxy: scheme `https` is not supported",
         ] {
             assert!(err.contains(want), "missing {want:?} in {err}");
         }
         assert!(!err.contains("allow[0]"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

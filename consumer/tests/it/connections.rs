@@ -1,7 +1,8 @@
 //! Named connections: a flow's task that names one calls a path under its base URL with
 //! its authentication and default headers; `hookgate-consumer test-connection` reports
-//! what the server answered with the credentials masked; the outbound policy still
-//! decides which addresses a connection may reach.
+//! what the server answered with the credentials masked; a connection's own CA and
+//! proxy carry its requests; the outbound policy still decides which addresses a
+//! connection may reach.
 
 use std::process::Command;
 use std::time::Duration;
@@ -185,6 +186,56 @@ async fn test_connection_reports_the_answer_with_credentials_masked() {
         stderr.contains("no connection is named `jira`") && stderr.contains("orders-api"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_with_its_own_ca_and_proxy_is_tested_through_them() {
+    let pki = crate::transport::Pki::new(false);
+    let server = TestServer::start_tls(std::sync::Arc::new(pki.server.clone()), |_| {
+        json_reply(200, &json!({"status": "green"}))
+    })
+    .await;
+    let proxy = crate::transport::TestProxy::start(None).await;
+    let base = server.localhost_url("").replace("http://", "https://");
+    let ca = pki.file("ca.pem").display().to_string();
+    let with = |tls: &str| {
+        config(&base, "unused", true).replace(
+            "test = { path = \"/health\" }",
+            &format!(
+                "test = {{ path = \"/health\" }}\n{tls}\nproxy = \"{}\"",
+                proxy.url("")
+            ),
+        )
+    };
+    let (ok, stdout, stderr) = test_connection(
+        &with(&format!("tls = {{ ca_file = \"{ca}\" }}")),
+        "orders-api",
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["response"]["body"], r#"{"status":"green"}"#);
+    let call = &server.seen()[0];
+    assert_eq!(call.target, "/v1/health");
+    assert_eq!(call.sni.as_deref(), Some("localhost"));
+    assert!(
+        proxy.heads()[0].starts_with(&format!("CONNECT 127.0.0.1:{} ", server.port())),
+        "{:?}",
+        proxy.heads()
+    );
+
+    // Without its CA the server's certificate is refused.
+    let (ok, _, stderr) = test_connection(&with(""), "orders-api");
+    assert!(!ok && stderr.contains("TLS"), "{stderr}");
+    // A CA file that is not there is refused at load, by key.
+    let (ok, _, stderr) = test_connection(
+        &with("tls = { ca_file = \"/nonexistent/corp-ca.pem\" }"),
+        "orders-api",
+    );
+    assert!(
+        !ok && stderr.contains("connections.orders-api.tls.ca_file"),
+        "{stderr}"
+    );
+    assert_eq!(server.hits(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,3 +10,4 @@ mod redrive;
 mod restart;
 mod ssrf;
 mod support;
+mod transport;
