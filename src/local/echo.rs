@@ -6,8 +6,10 @@
 //! - Tableau's `…/api/{version}/auth/signin`: the session token, site id and user id
 //!   under `credentials`; `PUT …/sites/{site}/workbooks/{id}/tags`: the tags, but only
 //!   with that token in `X-Tableau-Auth` and that site id (else Tableau's 401 or 404);
-//! - ServiceNow's `…/api/now/table/incident`: `201` with the record under `result`
-//!   (`number` INC0010001, a `sys_id`); without basic auth, ServiceNow's 401;
+//! - ServiceNow's `…/oauth_token.do`: an access token for the client credentials grant
+//!   (client id and secret in the form), else its `401 access_denied`;
+//!   `…/api/now/table/incident`: `201` with the record under `result` (`number`
+//!   INC0010001, a `sys_id`); without that token as a bearer, ServiceNow's 401;
 //! - Slack's `…/api/conversations.create` and `.invite`: `{"ok": true, "channel": …}`,
 //!   or Slack's `{"ok": false, "error": …}` for a missing bearer token, a channel name
 //!   Slack would refuse, or an invite to a channel other than the one created;
@@ -36,6 +38,8 @@ use tokio::net::TcpListener;
 const TABLEAU_TOKEN: &str =
     "dev-session-token|0f3ac5e1b7d94c2a8e6b1d3f5a7c9e0b|9a8b7c6d-5e4f-4a2b-8c0d-9e8f7a6b5c4d";
 const TABLEAU_SITE_ID: &str = "9a8b7c6d-5e4f-4a2b-8c0d-9e8f7a6b5c4d";
+/// The OAuth2 access token ServiceNow's token endpoint hands out.
+const SERVICENOW_TOKEN: &str = "dev-servicenow-access-token";
 /// The incident the ticket call opens.
 const INCIDENT_NUMBER: &str = "INC0010001";
 const INCIDENT_SYS_ID: &str = "46d44a5e2f0c1110a1c3e8f2f699b6d3";
@@ -154,8 +158,31 @@ fn vendor(method: &str, path: &str, headers: &HeaderMap, body: &[u8]) -> (Status
         let tags = json_body["tags"].clone();
         return (StatusCode::OK, Reply::Json(json!({ "tags": tags })));
     }
+    if method == "POST" && path.ends_with("/oauth_token.do") {
+        let granted = field("grant_type") == "client_credentials"
+            && !field("client_id").is_empty()
+            && !field("client_secret").is_empty();
+        return if granted {
+            (
+                StatusCode::OK,
+                Reply::Json(json!({
+                    "access_token": SERVICENOW_TOKEN,
+                    "scope": "useraccount",
+                    "token_type": "Bearer",
+                    "expires_in": 1799
+                })),
+            )
+        } else {
+            (
+                StatusCode::UNAUTHORIZED,
+                Reply::Json(
+                    json!({"error": "access_denied", "error_description": "access_denied"}),
+                ),
+            )
+        };
+    }
     if method == "POST" && path.ends_with("/api/now/table/incident") {
-        if !header("authorization").starts_with("Basic ") {
+        if header("authorization").strip_prefix("Bearer ") != Some(SERVICENOW_TOKEN) {
             return (
                 StatusCode::UNAUTHORIZED,
                 Reply::Json(json!({
@@ -394,10 +421,28 @@ mod tests {
 
     #[test]
     fn servicenow_slack_and_pagerduty_answer_in_their_shapes() {
+        let (status, token) = call(
+            "POST",
+            "/tickets/oauth_token.do",
+            &[],
+            "grant_type=client_credentials&client_id=c&client_secret=s",
+        );
+        assert_eq!(status, 200);
+        let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+        assert_eq!(
+            call(
+                "POST",
+                "/tickets/oauth_token.do",
+                &[],
+                "grant_type=client_credentials"
+            )
+            .0,
+            401
+        );
         let (status, ticket) = call(
             "POST",
             "/tickets/api/now/table/incident",
-            &[("authorization", "Basic dTpw")],
+            &[("authorization", &bearer)],
             r#"{"short_description":"CPU at 0.93 on web-1"}"#,
         );
         assert_eq!(status, 201);
@@ -409,6 +454,11 @@ mod tests {
         );
         assert_eq!(
             call("POST", "/tickets/api/now/table/incident", &[], "{}").0,
+            401
+        );
+        let basic = [("authorization", "Basic dTpw")];
+        assert_eq!(
+            call("POST", "/tickets/api/now/table/incident", &basic, "{}").0,
             401
         );
 

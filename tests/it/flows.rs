@@ -36,8 +36,8 @@ fn text_reply(status: u16, text: &str) -> Reply {
 }
 
 /// The APIs, answering in the vendors' shapes what the flows chain on: Slack incoming
-/// webhooks, Tableau's sign-in and tags, ServiceNow's Table API, Slack's Web API and
-/// PagerDuty's Events API v2.
+/// webhooks, Tableau's sign-in and tags, ServiceNow's OAuth token endpoint and Table API,
+/// Slack's Web API and PagerDuty's Events API v2.
 async fn apis() -> TestServer {
     apis_with(Arc::new(AtomicBool::new(false))).await
 }
@@ -47,11 +47,49 @@ pub(crate) async fn apis_with(pager_refuses: Arc<AtomicBool>) -> TestServer {
     TestServer::start(move |seen: &Seen| api_reply(seen, &pager_refuses)).await
 }
 
+/// The access token ServiceNow's stand-in token endpoint hands out.
+pub(crate) const TICKETS_ACCESS_TOKEN: &str = "sn-access-5d1f0c";
+
+/// The calls a stand-in received other than token requests: the ones flows made.
+pub(crate) fn api_calls(server: &TestServer) -> Vec<Seen> {
+    server
+        .seen()
+        .into_iter()
+        .filter(|s| !s.target.ends_with("/oauth_token.do"))
+        .collect()
+}
+
 /// What the stand-in APIs of [`apis_with`] answer to `seen`.
 pub(crate) fn api_reply(seen: &Seen, pager_refuses: &AtomicBool) -> Reply {
     {
         let path = seen.target.split('?').next().unwrap_or("");
-        if path.ends_with("/api/stock/m8-bolts") {
+        if path.ends_with("/oauth_token.do") {
+            // The client credentials grant, client authenticated in the body.
+            let form: Vec<(String, String)> =
+                form_urlencoded::parse(&seen.body).into_owned().collect();
+            let has = |k: &str, v: &str| form.iter().any(|(a, b)| a == k && b == v);
+            if has("grant_type", "client_credentials")
+                && has("client_id", "dev-client")
+                && has("client_secret", "dev-client-secret")
+            {
+                reply(
+                    200,
+                    json!({"access_token": TICKETS_ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 1799, "scope": "useraccount"}),
+                )
+            } else {
+                reply(
+                    401,
+                    json!({"error": "access_denied", "error_description": "access_denied"}),
+                )
+            }
+        } else if path.ends_with("/api/now/table/incident")
+            && seen.header("authorization") != Some(&*format!("Bearer {TICKETS_ACCESS_TOKEN}"))
+        {
+            reply(
+                401,
+                json!({"error": {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}, "status": "failure"}),
+            )
+        } else if path.ends_with("/api/stock/m8-bolts") {
             reply(
                 200,
                 json!({"product": "M8 bolts", "warehouse": "east", "stock_value": 4}),
@@ -226,7 +264,7 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
         .event_id();
 
     let deadline = Instant::now() + Duration::from_secs(40);
-    while server.hits() < 8 {
+    while api_calls(&server).len() < 8 {
         assert!(
             Instant::now() < deadline,
             "calls so far: {:#?}",
@@ -234,7 +272,7 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let seen = server.seen();
+    let seen = api_calls(&server);
     let by_prefix = |prefix: &str| -> Vec<&Seen> {
         seen.iter()
             .filter(|s| s.target.starts_with(prefix))
@@ -286,8 +324,16 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
         json!({"text": "Workbook Q3 churn had 3 views in two weeks and is now tagged archived."})
     );
 
-    // 3. War room: ServiceNow incident (Table API, basic auth) → Slack channel named after
-    //    the incident number (form, bearer) → invite into the channel id → PagerDuty.
+    // 3. War room: ServiceNow incident (Table API, an OAuth2 client-credentials token
+    //    fetched once) → Slack channel named after the incident number (form, bearer) →
+    //    invite into the channel id → PagerDuty.
+    let tokens: Vec<Seen> = server
+        .seen()
+        .into_iter()
+        .filter(|s| s.target.ends_with("/oauth_token.do"))
+        .collect();
+    assert_eq!(tokens.len(), 1, "{tokens:#?}");
+    assert_eq!(tokens[0].target, "/tickets/oauth_token.do");
     let war: Vec<&Seen> = seen
         .iter()
         .filter(|s| {
@@ -301,7 +347,7 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
     assert_eq!(war[0].target, "/tickets/api/now/table/incident");
     assert_eq!(
         war[0].header("authorization"),
-        Some("Basic ZGV2LXVzZXI6ZGV2LXBhc3N3b3Jk")
+        Some(&*format!("Bearer {TICKETS_ACCESS_TOKEN}"))
     );
     assert_eq!(war[0].header("accept"), Some("application/json"));
     assert_eq!(war[0].header("x-client-id"), None);
@@ -374,7 +420,8 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
     );
     for secret in [
         "dev-pat-secret",
-        "dev-password",
+        "dev-client-secret",
+        TICKETS_ACCESS_TOKEN,
         "dev-bot-token",
         "dev-routing-key",
     ] {
@@ -430,7 +477,8 @@ async fn the_three_scenarios_run_from_webhook_to_the_right_calls_in_order() {
         let text = report.to_string();
         for secret in [
             "dev-pat-secret",
-            "dev-password",
+            "dev-client-secret",
+            TICKETS_ACCESS_TOKEN,
             "dev-bot-token",
             "dev-routing-key",
         ] {
@@ -486,7 +534,7 @@ async fn the_three_scenarios_in_polling_form_fire_once_each_and_make_the_same_ca
 
     // Every source is past its threshold from the first poll, and stays there: edge
     // mode fires once per poller, however often it polls.
-    let calls = |s: &TestServer| s.seen().iter().filter(|x| x.method != "GET").count();
+    let calls = |s: &TestServer| api_calls(s).iter().filter(|x| x.method != "GET").count();
     let deadline = Instant::now() + Duration::from_secs(40);
     while calls(&server) < 8 {
         assert!(
@@ -509,7 +557,7 @@ async fn the_three_scenarios_in_polling_form_fire_once_each_and_make_the_same_ca
     }
     consumer.stop().await.unwrap();
 
-    let seen = server.seen();
+    let seen = api_calls(&server);
     let gets: Vec<&Seen> = seen.iter().filter(|s| s.method == "GET").collect();
     let stock = gets
         .iter()

@@ -86,22 +86,25 @@ pub(crate) async fn exchange(
         Err(request) => request,
     };
     // Over TLS the server may choose HTTP/2: wait for the origin's connect turn, then
-    // look again, since the request before may have opened a connection to share.
+    // look again, since the request before may have opened a connection to share. The
+    // turn is held while connecting only, never while a request is in flight.
     let origin = match addrs.first() {
         Some(addr) if target.tls => Some(dial.pool.origin(&key(*addr))),
         _ => None,
     };
-    let turn = match &origin {
-        Some(origin) if !origin.http1.load(Ordering::Relaxed) => {
-            let turn = origin.turn.lock().await;
+    let mut turn = None;
+    if let Some(origin) = origin.as_ref().filter(|o| !o.http1.load(Ordering::Relaxed)) {
+        let mine = origin.turn.lock().await;
+        if addrs.iter().any(|addr| dial.pool.has(&key(*addr))) {
+            drop(mine);
             request = match pooled(dial.pool, &key, addrs, request).await? {
                 Ok(answered) => return Ok(answered),
                 Err(request) => request,
             };
-            Some(turn)
+        } else {
+            turn = Some(mine);
         }
-        _ => None,
-    };
+    }
     let proxy = Transport::proxy(dial.transport, dial.proxy);
     let (tcp, addr) = connect_any(addrs, proxy, dial.connect_timeout).await?;
     dial.pool.count_open();

@@ -191,6 +191,13 @@ impl Pool {
         origins.entry(origin).or_default().clone()
     }
 
+    /// Whether a live connection to `key` is pooled.
+    pub fn has(&self, key: &Key) -> bool {
+        let idle = self.idle.lock().expect("pool lock");
+        idle.get(key)
+            .is_some_and(|list| list.iter().any(|c| !c.sender.is_closed()))
+    }
+
     /// A live connection to `key`, if one is idle (HTTP/1.1) or multiplexing (HTTP/2).
     pub fn take(&self, key: &Key) -> Option<Lease> {
         let mut idle = self.idle.lock().expect("pool lock");

@@ -240,17 +240,29 @@ impl Drop for Pki {
 async fn http2_carries_concurrent_requests_on_one_connection() {
     let pki = Pki::new(false);
     let server = TestServer::start_tls(Arc::new(pki.server.clone()), |_| {
-        delayed(ok("multiplexed"), Duration::from_millis(100))
+        delayed(ok("multiplexed"), Duration::from_secs(1))
     })
     .await;
     let client = Client::new(loopback_policy());
     let transport = pki.transport(true, false);
     let url = server.localhost_url("/h2").replace("http://", "https://");
-    let calls = (0..20).map(|_| {
-        let (client, url, transport) = (client.clone(), url.clone(), transport.clone());
-        tokio::spawn(async move { client.send(get(url).transport(transport)).await })
-    });
-    for call in calls.collect::<Vec<_>>() {
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, url, transport) = (client.clone(), url.clone(), transport.clone());
+            tokio::spawn(async move { client.send(get(url).transport(transport)).await })
+        })
+        .collect();
+    // All twenty are at the server before the first answer (held 1 s) comes back: they
+    // travel side by side, not one after another.
+    while server.hits() < 20 {
+        assert!(
+            calls.iter().all(|c| !c.is_finished()),
+            "an answer came back with only {} of 20 requests sent",
+            server.hits()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for call in calls {
         let response = call.await.unwrap().unwrap();
         assert_eq!(
             (response.status, &response.body[..]),
