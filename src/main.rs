@@ -75,9 +75,10 @@ enum Command {
     },
     /// Print the JSON Schema of the events hookgate publishes (structured mode).
     Schema {
-        /// `webhook` (urn:hookgate:webhook:v1), `poll` (urn:hookgate:poll:v1, pollers) or
-        /// `rejection` (urn:hookgate:rejection:v1, records of refused requests).
-        #[arg(default_value = "webhook", value_parser = ["webhook", "poll", "rejection"])]
+        /// `webhook` (urn:hookgate:webhook:v1), `poll` (urn:hookgate:poll:v1, pollers),
+        /// `schedule` (urn:hookgate:schedule:v1, scheduled flows' ticks) or `rejection`
+        /// (urn:hookgate:rejection:v1, records of refused requests).
+        #[arg(default_value = "webhook", value_parser = ["webhook", "poll", "schedule", "rejection"])]
         kind: String,
     },
     /// Ask a running gateway's admin listener whether it is ready (`GET /readyz`): exit
@@ -196,6 +197,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 "{}",
                 match kind.as_str() {
                     "poll" => hookgate_event::POLL_SCHEMA_JSON,
+                    "schedule" => hookgate_event::SCHEDULE_SCHEMA_JSON,
                     "rejection" => hookgate_event::REJECTION_SCHEMA_JSON,
                     _ => hookgate_event::WEBHOOK_SCHEMA_JSON,
                 }

@@ -107,6 +107,9 @@ pub struct KafkaConfig {
     /// Partitions of the control topic when it is created: the most replicas that can
     /// share the pollers.
     pub control_partitions: i32,
+    /// Where scheduled flows' ticks go, and are read from when a flow has
+    /// `trigger.schedule`. Created when missing.
+    pub schedules_topic: String,
 }
 
 /// `[admin]`: health, readiness and metrics.
@@ -153,6 +156,7 @@ pub struct KafkaSettings {
     pub executions_topic: Option<String>,
     pub control_topic: String,
     pub control_partitions: i32,
+    pub schedules_topic: String,
     /// (name, value); values that came from secrets are never printed.
     pub properties: Vec<(String, String)>,
     pub consumer_properties: Vec<(String, String)>,
@@ -388,6 +392,28 @@ impl ConsumerConfig {
                 pollers.push(poller);
             }
         }
+        let mut kafka = kafka;
+        if let Some(kafka) = kafka.as_mut() {
+            for (at, f) in &all {
+                let Some(flow) = flows.iter().find(|g| g.qualified_id() == f.qualified_id()) else {
+                    continue;
+                };
+                let Some(tick) = Poller::for_flow(flow, &kafka.schedules_topic) else {
+                    continue;
+                };
+                if let Some(first) = poller_ids.get(&tick.id) {
+                    p.push(
+                        format!("{at}.trigger.schedule"),
+                        format!("{first} is a poller with this flow's id, `{}`", tick.id),
+                        "rename the poller or the flow",
+                    );
+                }
+                pollers.push(tick);
+                if !kafka.topics.contains(&kafka.schedules_topic) {
+                    kafka.topics.push(kafka.schedules_topic.clone());
+                }
+            }
+        }
         if !p.is_empty() {
             return Err(p.into_error(source_name));
         }
@@ -442,6 +468,26 @@ impl KafkaConfig {
                 "must be between 1 and 1000",
                 "choose at least as many as the replicas that should share the pollers",
             );
+        }
+        if self.schedules_topic.trim().is_empty() {
+            p.push(
+                "kafka.schedules_topic",
+                "is empty",
+                "name the topic scheduled flows' ticks go to",
+            );
+        }
+        for (key, topic) in [
+            ("kafka.dead_letter_topic", &self.dead_letter_topic),
+            ("kafka.executions_topic", &self.executions_topic),
+            ("kafka.control_topic", &self.control_topic),
+        ] {
+            if *topic == self.schedules_topic {
+                p.push(
+                    "kafka.schedules_topic",
+                    format!("`{topic}` is also {key}"),
+                    "give the ticks a topic of their own",
+                );
+            }
         }
         if self.dead_letter_topic.trim().is_empty() {
             p.push(
@@ -506,6 +552,7 @@ impl KafkaConfig {
                 .then(|| self.executions_topic.clone()),
             control_topic: self.control_topic.clone(),
             control_partitions: self.control_partitions,
+            schedules_topic: self.schedules_topic.clone(),
             properties,
             consumer_properties,
             producer_properties,

@@ -168,6 +168,12 @@ impl Execution {
 /// The template context of an event: `trigger.*`.
 pub fn context(event: &Event, flow: &Flow, execution_id: &str) -> Context {
     let (body, headers, parameters) = match &event.data {
+        // A schedule's tick: `trigger.body` is the tick (`scheduled`, `cron`, `timezone`).
+        EventData::Json(data)
+            if event.dataschema.as_deref() == Some(hookgate_event::SCHEDULE_SCHEMA) =>
+        {
+            (data.clone(), json!({}), json!({}))
+        }
         EventData::Json(data) => (
             data.get("body").cloned().unwrap_or(Json::Null),
             data.get("headers").cloned().unwrap_or_else(|| json!({})),

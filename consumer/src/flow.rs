@@ -1,6 +1,8 @@
 //! Flows: what runs when an event arrives. A flow names the hooks (and event types) that
 //! trigger it, the conditions that must hold, its variables, and its tasks, run in order,
-//! each seeing the outputs of those before it.
+//! each seeing the outputs of those before it. A flow may instead run on a cron schedule
+//! (`trigger = { schedule = { cron = "0 6 * * MON-FRI", timezone = "Europe/Berlin" } }`):
+//! each tick is an event (see [`crate::poller::schedule`]), made once per cluster.
 //!
 //! ```toml
 //! [[flows]]
@@ -70,11 +72,17 @@ pub struct TriggerConfig {
     /// Event types; `prefix.*` matches a prefix; empty: any type.
     #[serde(default)]
     pub types: Vec<String>,
+    /// A cron schedule: the flow runs at its ticks, and on nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::poller::schedule::ScheduleConfig>,
 }
 
 impl TriggerConfig {
     /// Whether a hook can start flows of both triggers.
     pub fn shares_a_hook_with(&self, other: &TriggerConfig) -> bool {
+        if self.schedule.is_some() || other.schedule.is_some() {
+            return false;
+        }
         let any_hook = |t: &TriggerConfig| t.hooks.is_empty() && t.pollers.is_empty();
         if any_hook(self) {
             return !other.hooks.is_empty() || any_hook(other);
@@ -110,6 +118,8 @@ pub struct Flow {
     pub revision: String,
     /// `[flows.response]`: this flow answers its hooks' synchronous callers.
     pub response: Option<crate::reply::Response>,
+    /// `trigger.schedule`, parsed.
+    pub schedule: Option<crate::poller::schedule::Schedule>,
 }
 
 /// Flow ids, namespaces and poller ids: letters, digits, `-`, `_` and `.`, at most 128.
@@ -154,6 +164,26 @@ impl FlowConfig {
         }
         let conditions =
             Condition::build_all(engine, path, self.condition.as_deref(), &self.criteria, p);
+        let schedule = self.trigger.schedule.as_ref().and_then(|s| {
+            let t = &self.trigger;
+            if !(t.hooks.is_empty() && t.pollers.is_empty() && t.types.is_empty()) {
+                p.push(
+                    at("trigger.schedule"),
+                    "a scheduled flow runs at its ticks only; it cannot also name hooks, pollers or types",
+                    "keep `schedule` alone in `trigger`, or give the events' flow its own trigger",
+                );
+            }
+            if self.response.is_some() {
+                p.push(
+                    at("response"),
+                    "a scheduled flow has no caller to answer",
+                    "remove [flows.response]",
+                );
+            }
+            s.build()
+                .map_err(|(key, message)| p.push(at(&format!("trigger.schedule.{key}")), message, crate::poller::schedule::fix(key)))
+                .ok()
+        });
         let mut names = BTreeSet::new();
         for (i, v) in self.vars.iter().enumerate() {
             if !names.insert(v.name.as_str()) {
@@ -231,6 +261,7 @@ impl FlowConfig {
             secrets: used,
             revision: revision(self),
             response,
+            schedule,
         })
     }
 }
@@ -309,6 +340,10 @@ impl Flow {
             Some(rest) => rest.split_once('/').unwrap_or((rest, "")),
             None => ("", ""),
         };
+        if t.schedule.is_some() || kind == "schedules" {
+            // A schedule's ticks start its own flow and no other.
+            return t.schedule.is_some() && kind == "schedules" && id == self.qualified_id();
+        }
         let source_ok = match kind {
             "hooks" => {
                 t.hooks.iter().any(|h| h == id) || (t.hooks.is_empty() && t.pollers.is_empty())
@@ -344,6 +379,7 @@ mod tests {
             hooks: hooks.iter().map(|s| s.to_string()).collect(),
             pollers: pollers.iter().map(|s| s.to_string()).collect(),
             types: vec![],
+            schedule: None,
         };
         let shared = |a: TriggerConfig, b: TriggerConfig| a.shares_a_hook_with(&b);
         assert!(shared(t(&["a"], &[]), t(&["b", "a"], &[])));
@@ -414,5 +450,63 @@ mod tests {
             find(&flows, "c").unwrap_err(),
             "no flow `c` (the flows: x.a, y.a, default.b)"
         );
+    }
+
+    fn event_from(source: &str) -> Event {
+        let value = serde_json::json!({
+            "specversion": "1.0", "id": "01a24b59-5f31-706a-83b9-6db3bccae00d",
+            "source": source, "type": "hookgate.schedule", "time": "2026-12-06T12:34:38.001Z",
+            "datacontenttype": "application/json", "dataschema": "urn:hookgate:schedule:v1",
+            "hook": "x", "authscheme": "schedule", "data": {}
+        })
+        .to_string();
+        let content_type = hookgate_event::STRUCTURED_CONTENT_TYPE.as_bytes();
+        hookgate_event::decode(hookgate_event::Record {
+            headers: &[("content-type", content_type)],
+            value: Some(value.as_bytes()),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_schedule_starts_its_own_flow_and_nothing_else() {
+        let tasks = "[[tasks]]\nid = \"t\"\ntype = \"log\"\nmessage = \"m\"\n";
+        let scheduled = built(&format!(
+            "id = \"beat\"\nnamespace = \"ops\"\ntrigger = {{ schedule = {{ cron = \"*/5 * * * *\" }} }}\n{tasks}"
+        ));
+        let any = built(&format!("id = \"all\"\n{tasks}"));
+        assert!(scheduled.triggered_by(&event_from("/schedules/ops.beat")));
+        for other in ["/schedules/ops.other", "/hooks/beat", "/pollers/ops.beat"] {
+            assert!(!scheduled.triggered_by(&event_from(other)), "{other}");
+        }
+        assert!(any.triggered_by(&event_from("/hooks/orders")));
+        assert!(!any.triggered_by(&event_from("/schedules/ops.beat")));
+        assert!(!scheduled.trigger().shares_a_hook_with(any.trigger()));
+    }
+
+    #[test]
+    fn a_schedule_with_events_a_bad_pattern_or_an_answer_is_refused_by_key() {
+        let engine = Engine::new(Default::default());
+        let problems = |text: &str| {
+            let config: FlowConfig = toml::from_str(text).unwrap();
+            let mut p = Problems::default();
+            assert!(config
+                .build("flows[0]", &engine, &BTreeMap::new(), &mut p)
+                .is_none());
+            p.into_error("t").to_string()
+        };
+        let tasks = "[[tasks]]\nid = \"t\"\ntype = \"log\"\nmessage = \"m\"\n";
+        let mixed = problems(&format!(
+            "id = \"f\"\ntrigger = {{ hooks = [\"a\"], schedule = {{ cron = \"@daily\" }} }}\n{tasks}"
+        ));
+        assert!(mixed.contains("flows[0].trigger.schedule"), "{mixed}");
+        let bad = problems(&format!(
+            "id = \"f\"\ntrigger = {{ schedule = {{ cron = \"61 * * * *\", timezone = \"Mars/Olympus\" }} }}\n{tasks}"
+        ));
+        assert!(bad.contains("flows[0].trigger.schedule.cron"), "{bad}");
+        let answering = problems(&format!(
+            "id = \"f\"\ntrigger = {{ schedule = {{ cron = \"@daily\" }} }}\n{tasks}[response]\nstatus = \"200\"\n"
+        ));
+        assert!(answering.contains("flows[0].response"), "{answering}");
     }
 }

@@ -164,8 +164,19 @@ pub struct Poller {
     pub topic: String,
     pub event_type: String,
     max_backoff: Duration,
-    request: RequestTemplate,
-    conditions: Vec<Condition>,
+    what: What,
+}
+
+/// What a poller does at its ticks.
+#[derive(Debug)]
+enum What {
+    /// Sends the request and fires when the conditions hold.
+    Request {
+        request: Box<RequestTemplate>,
+        conditions: Vec<Condition>,
+    },
+    /// Fires a scheduled flow's tick: no request, every tick fires.
+    Tick,
 }
 
 impl PollerConfig {
@@ -198,14 +209,7 @@ impl PollerConfig {
         let schedule = self.schedule.as_ref().and_then(|s| match s.build() {
             Ok(s) => Some(s),
             Err((key, message)) => {
-                p.push(
-                    format!("{at}.schedule.{key}"),
-                    message,
-                    match key {
-                        "cron" => "write five fields (minute hour day month weekday), six with seconds first, or @hourly/@daily/@weekly/@monthly",
-                        _ => "write a zone such as \"Europe/Berlin\" or \"UTC\"",
-                    },
-                );
+                p.push(format!("{at}.schedule.{key}"), message, schedule::fix(key));
                 None
             }
         });
@@ -231,22 +235,53 @@ impl PollerConfig {
                 .max_backoff
                 .map_or(Duration::from_secs(600), |b| b.get())
                 .max(interval),
-            request: request?,
-            conditions,
+            what: What::Request {
+                request: Box::new(request?),
+                conditions,
+            },
         })
     }
 }
 
-/// What one poll got: the response, and whether the condition held.
+/// What one poll got: the response (none for a schedule's tick), and whether the
+/// condition held.
 pub struct Polled {
-    pub response: Response,
+    pub response: Option<Response>,
     pub holds: bool,
 }
 
 impl Poller {
-    /// `/pollers/{id}`.
+    /// The schedule of a flow with `trigger.schedule`, run like a poller (once per
+    /// cluster, its last tick stored): each tick is an event on `topic`, `hook` and
+    /// source naming the flow (`namespace.id`), which starts that flow only.
+    pub fn for_flow(flow: &crate::flow::Flow, topic: &str) -> Option<Poller> {
+        let schedule = flow.schedule.clone()?;
+        Some(Poller {
+            id: flow.qualified_id(),
+            description: Some(format!("the schedule of flow {}", flow.qualified_id())),
+            // A tick whose event could not be published is tried again after a minute.
+            interval: Duration::from_secs(60),
+            schedule: Some(schedule),
+            mode: Mode::Every,
+            cooldown: None,
+            topic: topic.to_string(),
+            event_type: hookgate_event::SCHEDULE_TYPE.to_string(),
+            max_backoff: Duration::from_secs(600),
+            what: What::Tick,
+        })
+    }
+
+    /// Whether this is a scheduled flow's tick rather than a poller of its own.
+    pub fn is_schedule(&self) -> bool {
+        matches!(self.what, What::Tick)
+    }
+
+    /// `/pollers/{id}`, or `/schedules/{flow}` for a scheduled flow.
     pub fn source(&self) -> String {
-        format!("/pollers/{}", self.id)
+        match self.what {
+            What::Request { .. } => format!("/pollers/{}", self.id),
+            What::Tick => format!("/schedules/{}", self.id),
+        }
     }
 
     /// The wait before the next poll after `failures` failures in a row (0: the interval).
@@ -276,17 +311,27 @@ impl Poller {
 
     /// The longest one poll can take: the request's timeout.
     pub fn timeout(&self) -> Duration {
-        self.request.timeout()
+        match &self.what {
+            What::Request { request, .. } => request.timeout(),
+            What::Tick => Duration::ZERO,
+        }
     }
 
     /// Requests the URL and evaluates the condition. An error is a failed poll, its
     /// message free of secrets.
     pub async fn poll(&self, http: &Client, engine: &Engine) -> Result<Polled, String> {
+        let What::Request {
+            request,
+            conditions,
+        } = &self.what
+        else {
+            return Ok(Polled {
+                response: None,
+                holds: true,
+            });
+        };
         let mask = |m: String| engine.mask(&m).into_owned();
-        let req = self
-            .request
-            .render(&Context::builder().build())
-            .map_err(mask)?;
+        let req = request.render(&Context::builder().build()).map_err(mask)?;
         let response = http.send(req).await.map_err(|e| mask(e.to_string()))?;
         if matches!(response.status, 408 | 429 | 500..=599) {
             return Err(format!("the server answered {}", response.status));
@@ -300,19 +345,24 @@ impl Poller {
             .build();
         let now = SystemTime::now();
         let mut holds = true;
-        for condition in &self.conditions {
+        for condition in conditions {
             holds &= condition.eval(&ctx, now).map_err(|e| mask(e.to_string()))?;
         }
-        Ok(Polled { response, holds })
+        Ok(Polled {
+            response: Some(response),
+            holds,
+        })
     }
 
-    /// The event for `response`: its id and its structured-mode record value. The URI,
-    /// headers and body have every secret value masked.
-    pub fn event(&self, response: &Response, engine: &Engine) -> (String, Vec<u8>) {
+    /// The event for what a poll got: its id and its structured-mode record value. The
+    /// URI, headers and body have every secret value masked. A schedule's event stands
+    /// for the last tick at or before now.
+    pub fn event(&self, polled: &Polled, engine: &Engine) -> (String, Vec<u8>) {
         let id = uuid::Uuid::now_v7().hyphenated().to_string();
-        let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let now = SystemTime::now();
+        let time = humantime::format_rfc3339_millis(now).to_string();
         let source = self.source();
-        let attrs = Attributes {
+        let mut attrs = Attributes {
             id: &id,
             source: &source,
             event_type: &self.event_type,
@@ -324,6 +374,30 @@ impl Poller {
             deliveryid: None,
             traceparent: None,
             respond: None,
+        };
+        let (Some(response), What::Request { .. }) = (&polled.response, &self.what) else {
+            let schedule = self.schedule.as_ref().expect("a tick has a schedule");
+            let now_ms = now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let tick = schedule.last_tick(now_ms).unwrap_or(now_ms);
+            let scheduled = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_millis(tick),
+            )
+            .to_string();
+            attrs.dataschema = hookgate_event::SCHEDULE_SCHEMA;
+            attrs.authscheme = "schedule";
+            let mut out = Vec::new();
+            hookgate_event::structured::encode_schedule(
+                &attrs,
+                &hookgate_event::ScheduleTick {
+                    scheduled: &scheduled,
+                    cron: schedule.pattern(),
+                    timezone: schedule.zone(),
+                },
+                &mut out,
+            );
+            return (id, out);
         };
         let mut headers = Fields::with_capacity(response.headers.len());
         for (name, value) in &response.headers {
@@ -398,7 +472,11 @@ pub fn table(pollers: &[Poller]) -> String {
             Some(s) => s.describe(),
             None => humantime::format_duration(p.interval).to_string(),
         };
-        out.push_str(&format!("{}\t{}\t{}\t{}\n", p.id, when, mode, p.topic));
+        let id = match p.what {
+            What::Request { .. } => p.id.clone(),
+            What::Tick => format!("{} (flow)", p.id),
+        };
+        out.push_str(&format!("{id}\t{when}\t{mode}\t{}\n", p.topic));
     }
     out
 }
@@ -461,7 +539,11 @@ mod tests {
             body: bytes::Bytes::from_static(br#"{"stock": 4, "echo": "s3cr3t-token"}"#),
             url: "https://api.example/stock?key=s3cr3t-token".into(),
         };
-        let (id, value) = p.event(&response, &engine);
+        let polled = Polled {
+            response: Some(response),
+            holds: true,
+        };
+        let (id, value) = p.event(&polled, &engine);
         let text = String::from_utf8(value.clone()).unwrap();
         assert!(!text.contains("s3cr3t-token"), "{text}");
         assert!(!text.contains("session=abc"), "{text}");

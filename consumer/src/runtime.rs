@@ -232,6 +232,9 @@ pub async fn run(
     let consumer: StreamConsumer<RuntimeContext> = config
         .create_with_context(context)
         .context("creating the Kafka consumer")?;
+    if settings.pollers.iter().any(|p| p.is_schedule()) {
+        crate::poller::cluster::ensure_schedules_topic(&kafka).await?;
+    }
     let subscription = Subscription::new(&kafka);
     let own = subscription.own_matched();
     if !own.is_empty() {

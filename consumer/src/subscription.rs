@@ -176,6 +176,7 @@ mod tests {
             executions_topic: Some("hookgate.executions".into()),
             control_topic: "hookgate.pollers".into(),
             control_partitions: 1,
+            schedules_topic: "hookgate.schedules".into(),
             properties: Vec::new(),
             consumer_properties: Vec::new(),
             producer_properties: Vec::new(),

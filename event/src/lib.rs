@@ -38,6 +38,10 @@ pub const SPEC_VERSION: &str = "1.0";
 pub const WEBHOOK_SCHEMA: &str = "urn:hookgate:webhook:v1";
 /// `dataschema` of events made by pollers.
 pub const POLL_SCHEMA: &str = "urn:hookgate:poll:v1";
+/// `dataschema` of the events that start flows on their cron schedule.
+pub const SCHEDULE_SCHEMA: &str = "urn:hookgate:schedule:v1";
+/// The `type` of a schedule's event.
+pub const SCHEDULE_TYPE: &str = "hookgate.schedule";
 /// `dataschema` of the records of refused requests (the rejections topic).
 pub const REJECTION_SCHEMA: &str = "urn:hookgate:rejection:v1";
 /// The `type` of a rejection record.
@@ -95,6 +99,9 @@ pub const WEBHOOK_SCHEMA_JSON: &str = include_str!("../schema/webhook-v1.json");
 
 /// The JSON Schema (draft 2020-12) of a poller's event, `$id` [`POLL_SCHEMA`].
 pub const POLL_SCHEMA_JSON: &str = include_str!("../schema/poll-v1.json");
+
+/// The JSON Schema (draft 2020-12) of a schedule's event, `$id` [`SCHEDULE_SCHEMA`].
+pub const SCHEDULE_SCHEMA_JSON: &str = include_str!("../schema/schedule-v1.json");
 
 /// The JSON Schema (draft 2020-12) of a rejection record, `$id` [`REJECTION_SCHEMA`].
 pub const REJECTION_SCHEMA_JSON: &str = include_str!("../schema/rejection-v1.json");
@@ -197,6 +204,17 @@ pub struct PollResponse<'a> {
     pub status: u16,
     /// Lowercased response header names, secrets already redacted.
     pub headers: &'a Fields<'a>,
+}
+
+/// The tick a schedule's event stands for.
+#[derive(Debug, Clone)]
+pub struct ScheduleTick<'a> {
+    /// The tick, RFC 3339 in UTC.
+    pub scheduled: &'a str,
+    /// The pattern as configured.
+    pub cron: &'a str,
+    /// The IANA time zone the pattern is read in.
+    pub timezone: &'a str,
 }
 
 /// A request the gateway refused, as its rejection record shows it. Secrets are already

@@ -1,13 +1,14 @@
 //! Structured mode: the record value is the whole event as one JSON object.
 //!
-//! Webhook events, pollers' events and the records of refused requests are written here.
+//! Webhook events, pollers' events, schedules' ticks and the records of refused requests
+//! are written here.
 //! The writer makes the value in a single pass into one buffer. The body arrives already as
 //! JSON text (the received bytes for a JSON body, or what a normalizer made), so it is
 //! spliced in without being parsed or re-serialized.
 
 use crate::{
-    write_json_str, Attributes, BodyEncoding, PollResponse, RefusedRequest, WebhookRequest,
-    DATA_CONTENT_TYPE,
+    write_json_str, Attributes, BodyEncoding, PollResponse, RefusedRequest, ScheduleTick,
+    WebhookRequest, DATA_CONTENT_TYPE,
 };
 
 /// Bytes the envelope adds around the body, besides the strings it quotes. An estimate for
@@ -57,6 +58,18 @@ pub fn encode_poll(
     write_key(out, "headers");
     response.headers.write_json(out);
     write_body(body_json, encoding, out);
+}
+
+/// Writes the structured-mode record value of a schedule's tick: `data` is
+/// `{scheduled, cron, timezone}` (dataschema [`crate::SCHEDULE_SCHEMA`]).
+pub fn encode_schedule(attrs: &Attributes<'_>, tick: &ScheduleTick<'_>, out: &mut Vec<u8>) {
+    out.reserve(ENVELOPE_OVERHEAD);
+    write_attributes(attrs, out);
+    out.extend_from_slice(b",\"data\":{\"scheduled\":");
+    write_json_str(out, tick.scheduled);
+    write_str(out, "cron", tick.cron);
+    write_str(out, "timezone", tick.timezone);
+    out.extend_from_slice(b"}}");
 }
 
 /// Writes the record value of a refused request (dataschema [`crate::REJECTION_SCHEMA`]):

@@ -1,7 +1,7 @@
 //! The breaking-change guard of the event contract.
 //!
 //! `samples/` holds records the gateway actually produced: one per body encoding in
-//! structured mode, and binary-mode ones; and one a poller produced. Every sample must still decode and validate
+//! structured mode, and binary-mode ones; one a poller produced, one a schedule did. Every sample must still decode and validate
 //! against the schema of its `dataschema`: a change that would reject what v1 consumers
 //! already receive fails here. And the v1 schema itself is pinned by its hash: changing
 //! it is a decision (additive changes only within v1, see docs/events.md#compatibility;
@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 
 use hookgate_event::{
     decode, BodyEncoding, EventData, Record, POLL_SCHEMA, POLL_SCHEMA_JSON, REJECTION_SCHEMA,
-    REJECTION_SCHEMA_JSON, WEBHOOK_SCHEMA, WEBHOOK_SCHEMA_JSON,
+    REJECTION_SCHEMA_JSON, SCHEDULE_SCHEMA, SCHEDULE_SCHEMA_JSON, WEBHOOK_SCHEMA,
+    WEBHOOK_SCHEMA_JSON,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -26,10 +27,12 @@ fn every_recorded_sample_decodes_and_validates() {
     };
     let (webhook, poll) = (validator(WEBHOOK_SCHEMA_JSON), validator(POLL_SCHEMA_JSON));
     let rejection = validator(REJECTION_SCHEMA_JSON);
+    let schedule = validator(SCHEDULE_SCHEMA_JSON);
     let mut encodings = BTreeSet::new();
     let mut binary = 0;
     let mut polls = 0;
     let mut rejections = 0;
+    let mut schedules = 0;
     for sample in support::samples() {
         let name = &sample.name;
         let event = decode(Record {
@@ -43,13 +46,18 @@ fn every_recorded_sample_decodes_and_validates() {
                 polls += 1;
                 &poll
             }
-            Some(REJECTION_SCHEMA) => {
-                let errors: Vec<String> = rejection
+            Some(schema @ (REJECTION_SCHEMA | SCHEDULE_SCHEMA)) => {
+                let (validator, count) = if schema == REJECTION_SCHEMA {
+                    (&rejection, &mut rejections)
+                } else {
+                    (&schedule, &mut schedules)
+                };
+                let errors: Vec<String> = validator
                     .iter_errors(&sample.json["value"])
                     .map(|e| e.to_string())
                     .collect();
                 assert!(errors.is_empty(), "{name} no longer validates: {errors:?}");
-                rejections += 1;
+                *count += 1;
                 continue;
             }
             other => panic!("{name}: dataschema {other:?}"),
@@ -80,6 +88,7 @@ fn every_recorded_sample_decodes_and_validates() {
     assert!(binary >= 1, "binary-mode samples");
     assert!(polls >= 1, "a poller's sample");
     assert!(rejections >= 1, "a rejection record's sample");
+    assert!(schedules >= 1, "a schedule's sample");
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -89,25 +98,42 @@ fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
+/// Fails unless `schema` (file `schema/{name}-v1.json`) still has the `recorded` hash.
+#[track_caller]
+fn assert_pinned(name: &str, schema: &str, recorded: &str) {
+    assert_eq!(
+        sha256_hex(schema),
+        recorded.trim(),
+        "schema/{name}-v1.json changed: the same rules as webhook-v1 apply (additive only \
+         within urn:hookgate:{name}:v1, docs/events.md#compatibility); record the new hash in \
+         schema/{name}-v1.sha256 if this change is one."
+    );
+}
+
 #[test]
 fn the_poll_v1_schema_changes_only_on_purpose() {
-    assert_eq!(
-        sha256_hex(POLL_SCHEMA_JSON),
-        include_str!("../schema/poll-v1.sha256").trim(),
-        "schema/poll-v1.json changed: the same rules as webhook-v1 apply (additive only within \
-         urn:hookgate:poll:v1, docs/events.md#compatibility); record the new hash in \
-         schema/poll-v1.sha256 if this change is one."
+    assert_pinned(
+        "poll",
+        POLL_SCHEMA_JSON,
+        include_str!("../schema/poll-v1.sha256"),
+    );
+}
+
+#[test]
+fn the_schedule_v1_schema_changes_only_on_purpose() {
+    assert_pinned(
+        "schedule",
+        SCHEDULE_SCHEMA_JSON,
+        include_str!("../schema/schedule-v1.sha256"),
     );
 }
 
 #[test]
 fn the_rejection_v1_schema_changes_only_on_purpose() {
-    assert_eq!(
-        sha256_hex(REJECTION_SCHEMA_JSON),
-        include_str!("../schema/rejection-v1.sha256").trim(),
-        "schema/rejection-v1.json changed: the same rules as webhook-v1 apply (additive only \
-         within urn:hookgate:rejection:v1, docs/events.md#compatibility); record the new hash \
-         in schema/rejection-v1.sha256 if this change is one."
+    assert_pinned(
+        "rejection",
+        REJECTION_SCHEMA_JSON,
+        include_str!("../schema/rejection-v1.sha256"),
     );
 }
 

@@ -165,34 +165,70 @@ pub fn partition_of(id: &str, partitions: i32) -> i32 {
 
 /// Creates the control topic unless it exists; returns its partition count.
 async fn ensure_topic(base: &ClientConfig, kafka: &KafkaSettings) -> anyhow::Result<i32> {
-    let topic = &kafka.control_topic;
-    if let Some(count) = partition_count(base, topic, Duration::ZERO).await? {
+    let control = Topic {
+        name: &kafka.control_topic,
+        key: "kafka.control_topic",
+        what: "control topic",
+        partitions: kafka.control_partitions,
+        compact: true,
+    };
+    ensure(base, &control).await
+}
+
+/// Creates the topic scheduled flows' ticks go to unless it exists (before the flow
+/// consumer subscribes, so the first tick is read without waiting for a metadata
+/// refresh). Its partitions are the control topic's: as many replicas can run ticks.
+pub async fn ensure_schedules_topic(kafka: &KafkaSettings) -> anyhow::Result<i32> {
+    let schedules = Topic {
+        name: &kafka.schedules_topic,
+        key: "kafka.schedules_topic",
+        what: "schedules topic",
+        partitions: kafka.control_partitions,
+        compact: false,
+    };
+    ensure(&kafka.consumer_config(), &schedules).await
+}
+
+/// A topic the consumer creates when it is missing.
+struct Topic<'a> {
+    name: &'a str,
+    /// Its config key and what it is, for errors.
+    key: &'a str,
+    what: &'a str,
+    partitions: i32,
+    compact: bool,
+}
+
+/// Creates `topic` unless it exists; returns its partition count.
+async fn ensure(base: &ClientConfig, topic: &Topic<'_>) -> anyhow::Result<i32> {
+    let Topic {
+        name, key, what, ..
+    } = *topic;
+    if let Some(count) = partition_count(base, name, Duration::ZERO).await? {
         return Ok(count);
     }
     let admin: AdminClient<DefaultClientContext> =
         base.create().context("creating the admin client")?;
-    let new = NewTopic::new(topic, kafka.control_partitions, TopicReplication::Fixed(-1))
-        .set("cleanup.policy", "compact");
+    let mut new = NewTopic::new(name, topic.partitions, TopicReplication::Fixed(-1));
+    if topic.compact {
+        new = new.set("cleanup.policy", "compact");
+    }
     let results = admin
         .create_topics(
             &[new],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         )
         .await
-        .with_context(|| format!("creating the control topic `{topic}`"))?;
+        .with_context(|| format!("creating the {what} `{name}`"))?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                anyhow::bail!("creating the control topic `{topic}` (kafka.control_topic): {code}")
-            }
+            Err((_, code)) => anyhow::bail!("creating the {what} `{name}` ({key}): {code}"),
         }
     }
-    partition_count(base, topic, Duration::from_secs(10))
+    partition_count(base, name, Duration::from_secs(10))
         .await?
-        .with_context(|| {
-            format!("the control topic `{topic}` (kafka.control_topic) has no partitions")
-        })
+        .with_context(|| format!("the {what} `{name}` ({key}) has no partitions"))
 }
 
 /// The topic's partition count once metadata shows it, asking until `patience` has
@@ -462,10 +498,11 @@ async fn poll_loop(
                 let mut next = state;
                 let fires = next.decide(poller.mode, poller.cooldown, polled.holds, now_ms());
                 let published = if fires {
-                    let (event_id, value) = poller.event(&polled.response, &deps.engine);
+                    let (event_id, value) = poller.event(&polled, &deps.engine);
                     match supervisor.publish(&poller, &value).await {
                         Ok(()) => {
-                            tracing::info!(poller = %poller.id, event_id = %event_id, status = polled.response.status, "poller fired");
+                            let status = polled.response.as_ref().map(|r| r.status);
+                            tracing::info!(poller = %poller.id, event_id = %event_id, status, "poller fired");
                             crate::metrics::poll(&poller.id, "fired");
                             true
                         }

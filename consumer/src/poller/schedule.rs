@@ -1,9 +1,10 @@
-//! Cron schedules for pollers (Kestra's Schedule trigger, Workato's scheduler): a poller
-//! with `schedule` polls at the pattern's ticks, in its time zone, instead of on an
-//! interval. It still runs on one replica of the cluster ([`super::cluster`]), and the
-//! last poll it stored tells a replica that takes it over whether a tick was missed: with
-//! `missed = "run_once"` a missed tick (or several) is made up by one poll at once, with
-//! `"skip"` (the default) the poller waits for the next tick.
+//! Cron schedules for pollers and flows (Kestra's Schedule trigger, Workato's
+//! scheduler): a poller with `schedule` polls at the pattern's ticks, in its time zone,
+//! instead of on an interval; a flow with `trigger.schedule` runs at them. Either runs on
+//! one replica of the cluster ([`super::cluster`]), and the last tick it stored tells a
+//! replica that takes it over whether a tick was missed: with `missed = "run_once"` a
+//! missed tick (or several) is made up by one poll or run at once, with `"skip"` (the
+//! default) it waits for the next tick.
 //!
 //! ```toml
 //! [[pollers]]
@@ -11,7 +12,15 @@
 //! schedule = { cron = "0 6 * * MON-FRI", timezone = "Europe/Berlin", missed = "run_once" }
 //! uri = "https://reports.example/api/daily"
 //! topic = "hookgate.polls"
+//!
+//! [[flows]]
+//! id = "nightly-cleanup"
+//! trigger = { schedule = { cron = "0 3 * * *", timezone = "Europe/Berlin" } }
 //! ```
+//!
+//! A flow's tick is an event (`urn:hookgate:schedule:v1`, type `hookgate.schedule`) on
+//! `kafka.schedules_topic`: published once by the replica that owns the schedule, then
+//! run at least once like any event; `trigger.body.scheduled` is the tick.
 //!
 //! Patterns have five fields (minute to weekday) or six (seconds first), and the
 //! nicknames `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
@@ -21,10 +30,10 @@ use std::time::Duration;
 use chrono::{TimeZone as _, Utc};
 use croner::parser::{CronParser, Seconds};
 use croner::Cron;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// `schedule` in a poller, as written.
-#[derive(Debug, Clone, Deserialize)]
+/// `schedule` in a poller or a flow's trigger, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     pub cron: String,
@@ -40,7 +49,7 @@ fn utc() -> String {
 }
 
 /// What a poller does about ticks that passed while no replica ran it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Missed {
     /// Wait for the next tick.
@@ -48,6 +57,14 @@ pub enum Missed {
     Skip,
     /// Poll once at once, however many ticks were missed.
     RunOnce,
+}
+
+/// How to fix a schedule's key that [`ScheduleConfig::build`] refused.
+pub fn fix(key: &str) -> &'static str {
+    match key {
+        "cron" => "write five fields (minute hour day month weekday), six with seconds first, or @hourly/@daily/@weekly/@monthly",
+        _ => "write a zone such as \"Europe/Berlin\" or \"UTC\"",
+    }
 }
 
 /// A schedule, parsed.
@@ -114,8 +131,18 @@ impl Schedule {
         u64::try_from(next.timestamp_millis()).ok()
     }
 
+    /// The pattern as written.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// The IANA name of the schedule's time zone.
+    pub fn zone(&self) -> &str {
+        self.tz.name()
+    }
+
     /// The last tick at or before `now_ms`.
-    fn previous(&self, now_ms: u64) -> Option<u64> {
+    pub fn last_tick(&self, now_ms: u64) -> Option<u64> {
         let now = self.at(now_ms)?;
         let prev = self.cron.find_previous_occurrence(&now, true).ok()?;
         u64::try_from(prev.timestamp_millis()).ok()
@@ -135,7 +162,7 @@ impl Schedule {
     /// policy is `run_once`, else until the next tick.
     pub fn first_wait(&self, polled_at: Option<u64>, now_ms: u64) -> Duration {
         if let (Missed::RunOnce, Some(polled_at)) = (self.missed, polled_at) {
-            if self.previous(now_ms).is_some_and(|tick| tick > polled_at) {
+            if self.last_tick(now_ms).is_some_and(|tick| tick > polled_at) {
                 return Duration::ZERO;
             }
         }

@@ -8,6 +8,7 @@ mod outbound;
 mod pollers;
 mod redrive;
 mod restart;
+mod schedules;
 mod ssrf;
 mod support;
 mod transport;

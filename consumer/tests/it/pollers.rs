@@ -91,7 +91,7 @@ async fn setup(stock: Option<i64>) -> (Api, TestServer, String) {
 
 /// A consumer config for pollers: a fresh group and control topic, the events topic,
 /// and `rest` (pollers, secrets).
-fn settings(
+pub(crate) fn settings(
     group: &str,
     control: &str,
     events: &str,

@@ -181,7 +181,7 @@ async fn via_poller(deps: &Deps, url: &str) -> Result<u16, String> {
     poller
         .poll(&deps.http, &deps.engine)
         .await
-        .map(|polled| polled.response.status)
+        .map(|polled| polled.response.expect("a request poller answers").status)
 }
 
 #[tokio::test(flavor = "multi_thread")]
