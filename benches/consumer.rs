@@ -10,6 +10,7 @@
 //! TEST_KAFKA_BROKERS=127.0.0.1:19092 CONSUMER_BENCH_HTTP_URL=http://127.0.0.1:18080/orders \
 //!   taskset -c 1 cargo bench -p hookgate-consumer --bench consumer
 //! CONSUMER_BENCH_EVENTS=50000 ...                            # fewer events
+//! CONSUMER_BENCH_PYTHON=1 ...     # and loadtest/peers/flow_consumer.py doing the http case
 //! ```
 //!
 //! Tansu answers a fetch when `fetch.wait.max.ms` ends, not when data arrives, so the
@@ -150,6 +151,46 @@ fn main() {
             total.as_secs_f64(),
         );
     }
+    if let (Ok(url), Ok(_)) = (
+        std::env::var("CONSUMER_BENCH_HTTP_URL"),
+        std::env::var("CONSUMER_BENCH_PYTHON"),
+    ) {
+        python_peer(&runtime, &brokers, &url, events);
+    }
+}
+
+/// The hand-written Python consumer (loadtest/peers/flow_consumer.py) doing the `http`
+/// case on a topic filled the same way; it runs on this process's CPUs.
+fn python_peer(runtime: &tokio::runtime::Runtime, brokers: &str, url: &str, events: usize) {
+    let topic = format!("bench-consumer-py-{}", uuid::Uuid::new_v4().simple());
+    runtime.block_on(fill(brokers, &topic, events));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../loadtest/peers/flow_consumer.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .env("PEER_BROKERS", brokers)
+        .env("PEER_TOPIC", &topic)
+        .env("PEER_URL", url)
+        .env("PEER_EVENTS", events.to_string())
+        .output()
+        .expect("python3 runs");
+    let line = String::from_utf8_lossy(&out.stdout);
+    let Ok(report) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+        eprintln!(
+            "python/one http task: no report ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    };
+    let n = report["events"].as_f64().unwrap_or(0.0);
+    let secs = report["seconds"].as_f64().unwrap_or(f64::NAN);
+    let cpu = report["cpu_seconds"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "python/one http task: {n} events in {secs:.2} s = {:.0} events/s, {:.1} µs CPU per event ({} failed)",
+        n / secs,
+        cpu * 1e6 / n,
+        report["failed"]
+    );
 }
 
 /// This process's CPU time (user + system) so far, from /proc/self/stat; 0 elsewhere.
