@@ -8,6 +8,12 @@ use hookgate_common::config::{Environment, Source};
 use hookgate_consumer::config::{self, DEFAULT_PATH};
 use hookgate_consumer::redrive;
 
+// mimalloc rather than the system allocator: a run allocates the event, its template
+// context and its record, and with glibc's malloc allocation was a third of the
+// consumer's CPU (docs/performance.md, "The flow consumer").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "hookgate-consumer",
