@@ -15,8 +15,9 @@
 //!
 //! Layout: [`address`] classifies IPs; [`policy`] holds the allowlist and limits and the
 //! `[outbound]` config; `target` parses a URL and resolves and checks its host;
-//! `redirect` builds the next hop; [`transport`] holds a connection's own CA, client
-//! certificate and proxy; `pool` keeps connections; `connect` does one exchange.
+//! `redirect` builds the next hop; [`transport`] makes the TLS configs and holds a
+//! connection's own CA, client certificate and proxy; `pool` keeps connections; `connect`
+//! does one exchange.
 
 pub mod address;
 mod connect;
@@ -249,12 +250,12 @@ impl fmt::Debug for Client {
 impl Client {
     /// A client trusting the Mozilla root store (webpki-roots).
     pub fn new(policy: Policy) -> Client {
-        Client::with_root_certificates(policy, connect::public_roots())
+        Client::with_root_certificates(policy, transport::public_roots())
     }
 
     /// A client trusting `roots` instead: a private CA, or a test's self-signed cert.
     pub fn with_root_certificates(policy: Policy, roots: rustls::RootCertStore) -> Client {
-        let tls = connect::tls_config(roots, None).expect("no client certificate to refuse");
+        let tls = transport::tls_config(roots, None).expect("no client certificate to refuse");
         let pool = pool::Pool::new(policy.pool_idle_timeout(), policy.pool_max_idle_per_host());
         Client {
             inner: Arc::new(Inner {

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,7 +12,7 @@ use http::Method;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -27,32 +26,6 @@ use super::OutboundError;
 pub const MAX_RESPONSE_HEADERS: usize = 100;
 /// The status line and headers together may not exceed this.
 const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
-
-/// The Mozilla root store (webpki-roots).
-pub(crate) fn public_roots() -> rustls::RootCertStore {
-    rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    }
-}
-
-/// The rustls client config: the given roots, a client certificate if given, ring, TLS
-/// 1.2 and 1.3, ALPN offering HTTP/2 then HTTP/1.1.
-pub(crate) fn tls_config(
-    roots: rustls::RootCertStore,
-    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default protocol versions")
-        .with_root_certificates(roots);
-    let mut config = match identity {
-        None => builder.with_no_client_auth(),
-        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
-    };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
 
 /// What an exchange needs besides the request: the pool, the client's TLS and proxy
 /// defaults, the transport of the request's connection, the connect bound.

@@ -1,6 +1,6 @@
 //! How a request reaches its server beyond the policy: which certificate authorities it
 //! trusts, which client certificate it shows (mTLS), and whether it goes through an HTTP
-//! proxy. The client has a default (the public roots, `[outbound] proxy`); a named
+//! proxy. The rustls configs (the client's default and a connection's own) are made here. The client has a default (the public roots, `[outbound] proxy`); a named
 //! connection may bring its own:
 //!
 //! ```toml
@@ -36,6 +36,32 @@ use super::OutboundError;
 
 /// A `CONNECT` answer's head may not exceed this.
 const MAX_PROXY_HEAD: usize = 8 * 1024;
+
+/// The Mozilla root store (webpki-roots).
+pub(crate) fn public_roots() -> rustls::RootCertStore {
+    rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    }
+}
+
+/// The rustls client config: the given roots, a client certificate if given, ring, TLS
+/// 1.2 and 1.3, ALPN offering HTTP/2 then HTTP/1.1.
+pub(crate) fn tls_config(
+    roots: rustls::RootCertStore,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default protocol versions")
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
 
 /// `tls = { ca_file, cert_file, key_file }`: PEM files read when the config loads.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -258,7 +284,7 @@ impl Transport {
 fn tls_connector(files: &TlsFiles, at: &str, p: &mut Problems) -> Option<TlsConnector> {
     let before = p.len();
     let roots = match &files.ca_file {
-        None => super::connect::public_roots(),
+        None => public_roots(),
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in read_certs(path, &format!("{at}.ca_file"), p) {
@@ -308,7 +334,7 @@ fn tls_connector(files: &TlsFiles, at: &str, p: &mut Problems) -> Option<TlsConn
     if p.len() > before {
         return None;
     }
-    match super::connect::tls_config(roots, identity) {
+    match tls_config(roots, identity) {
         Ok(config) => Some(TlsConnector::from(config)),
         Err(e) => {
             p.push(
