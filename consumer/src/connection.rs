@@ -11,6 +11,7 @@
 //! test = { path = "/api/now/table/incident?sysparm_limit=1" }
 //! tls = { ca_file = "/etc/hookgate/corp-ca.pem" }    # and cert_file + key_file for mTLS
 //! proxy = "http://proxy.corp.internal:3128"          # or "direct"; default [outbound] proxy
+//! allow = ["10.20.0.0/16"]                           # private addresses for this API only
 //!
 //! [[flows.tasks]]
 //! id = "ticket"
@@ -57,6 +58,11 @@ pub struct ConnectionConfig {
     /// `http://host:port` to go through that proxy, `"direct"` to bypass
     /// `[outbound] proxy`.
     pub proxy: Option<String>,
+    /// Host names or address blocks this connection may reach although the outbound
+    /// policy refuses them (a private API), as `[outbound] allow` but for its requests
+    /// only.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// `test = { method = "GET", path = "" }`: a request under `base_url`.
@@ -105,7 +111,7 @@ impl ConnectionConfig {
     /// The connection's transport, its files read; problems go to `p` under `at`
     /// (`connections.NAME`).
     pub fn transport(&self, at: &str, p: &mut Problems) -> Option<Arc<Transport>> {
-        Transport::build(self.tls.as_ref(), self.proxy.as_deref(), at, p)
+        Transport::build(self.tls.as_ref(), self.proxy.as_deref(), &self.allow, at, p)
     }
 
     /// `request` made whole with this connection (whose built transport is

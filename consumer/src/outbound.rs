@@ -321,7 +321,9 @@ impl Client {
         mut hop: Hop,
         transport: Option<&transport::Transport>,
     ) -> Result<Response, OutboundError> {
-        let policy = &self.inner.policy;
+        // A connection's own `allow` entries widen the policy for its requests only.
+        let widened = transport::Transport::widen(transport, &self.inner.policy);
+        let policy = widened.as_ref().unwrap_or(&self.inner.policy);
         let dial = connect::Dial {
             pool: &self.inner.pool,
             tls: &self.inner.tls,

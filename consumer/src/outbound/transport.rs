@@ -208,6 +208,8 @@ pub struct Transport {
     id: u64,
     tls: Option<TlsConnector>,
     route: Route,
+    /// Refused addresses this connection may reach besides `[outbound] allow`.
+    allow: Vec<String>,
 }
 
 impl fmt::Debug for Transport {
@@ -215,6 +217,7 @@ impl fmt::Debug for Transport {
         f.debug_struct("Transport")
             .field("own_tls", &self.tls.is_some())
             .field("route", &self.route)
+            .field("allow", &self.allow)
             .finish()
     }
 }
@@ -226,10 +229,20 @@ impl Transport {
     pub fn build(
         tls: Option<&TlsFiles>,
         proxy: Option<&str>,
+        allow: &[String],
         at: &str,
         p: &mut Problems,
     ) -> Option<Arc<Transport>> {
         let before = p.len();
+        for (i, entry) in allow.iter().enumerate() {
+            if let Err(e) = super::Policy::strict().allow(entry) {
+                p.push(
+                    format!("{at}.allow[{i}]"),
+                    e,
+                    "write a host name as in URLs, or an address block like \"10.0.0.0/8\"",
+                );
+            }
+        }
         let route = match proxy.map(str::trim) {
             None => Route::Default,
             Some("direct") => Route::Direct,
@@ -246,17 +259,33 @@ impl Transport {
             },
         };
         let connector = tls.and_then(|files| tls_connector(files, &format!("{at}.tls"), p));
-        if p.len() > before || (tls.is_none() && route == Route::Default) {
+        if p.len() > before || (tls.is_none() && route == Route::Default && allow.is_empty()) {
             return None;
         }
         let mut hasher = DefaultHasher::new();
         tls.hash(&mut hasher);
         route.hash(&mut hasher);
+        allow.hash(&mut hasher);
         Some(Arc::new(Transport {
             id: hasher.finish() | 1,
             tls: connector,
             route,
+            allow: allow.to_vec(),
         }))
+    }
+
+    /// `policy` with this connection's `allow` entries lifted too, when it has any.
+    pub(crate) fn widen(this: Option<&Transport>, policy: &super::Policy) -> Option<super::Policy> {
+        let entries = &this?.allow;
+        if entries.is_empty() {
+            return None;
+        }
+        // Entries were checked when the transport was built.
+        Some(
+            entries
+                .iter()
+                .fold(policy.clone(), |p, e| p.clone().allow(e).unwrap_or(p)),
+        )
     }
 
     /// Distinguishes pooled connections of different transports; 0 is the default.
@@ -406,9 +435,9 @@ mod tests {
     #[test]
     fn transports_with_equal_settings_share_an_id() {
         let mut p = Problems::default();
-        let a = Transport::build(None, Some("http://proxy:3128"), "c.a", &mut p).unwrap();
-        let b = Transport::build(None, Some("http://proxy:3128"), "c.b", &mut p).unwrap();
-        let c = Transport::build(None, Some("direct"), "c.c", &mut p).unwrap();
+        let a = Transport::build(None, Some("http://proxy:3128"), &[], "c.a", &mut p).unwrap();
+        let b = Transport::build(None, Some("http://proxy:3128"), &[], "c.b", &mut p).unwrap();
+        let c = Transport::build(None, Some("direct"), &[], "c.c", &mut p).unwrap();
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, c.id);
         assert_ne!(Transport::id(Some(&c)), Transport::id(None));
@@ -423,12 +452,20 @@ mod tests {
             cert_file: Some("/nonexistent/c.pem".into()),
             key_file: None,
         };
-        assert!(Transport::build(Some(&files), Some("ftp://x"), "connections.x", &mut p).is_none());
+        assert!(Transport::build(
+            Some(&files),
+            Some("ftp://x"),
+            &["*.corp".to_string()],
+            "connections.x",
+            &mut p
+        )
+        .is_none());
         let text = p.into_error("consumer.toml").to_string();
         for key in [
             "connections.x.proxy",
             "connections.x.tls.ca_file",
             "connections.x.tls.cert_file",
+            "connections.x.allow[0]",
         ] {
             assert!(text.contains(key), "{key} missing from {text}");
         }

@@ -155,6 +155,36 @@ async fn a_pooled_connection_never_carries_a_request_the_policy_refuses() {
     );
 }
 
+#[tokio::test]
+async fn a_connection_may_reach_what_its_own_allow_lifts_and_nothing_else_does() {
+    let server = TestServer::start(|_| ok("private api")).await;
+    let client = Client::new(Policy::strict());
+    let mut p = Problems::default();
+    let private = Transport::build(
+        None,
+        None,
+        &["127.0.0.1/32".to_string()],
+        "connections.ledger",
+        &mut p,
+    );
+    let response = client
+        .send(get(server.url("/balance")).transport(private.clone()))
+        .await
+        .unwrap();
+    assert_eq!(response.body, "private api");
+    // The same URL without the connection: refused, never reached.
+    let err = client.send(get(server.url("/balance"))).await.unwrap_err();
+    assert!(matches!(err, OutboundError::Refused { .. }), "{err}");
+    // The connection's entry lifts that block only.
+    let err = client
+        .send(get("http://127.0.0.2:9/").transport(private))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OutboundError::Refused { .. }), "{err}");
+    assert_eq!(server.hits(), 1);
+    assert!(p.is_empty());
+}
+
 // ---------------------------------------------------------------------------------------
 // TLS: HTTP/2, a private CA, client certificates
 
@@ -224,7 +254,7 @@ impl Pki {
             key_file: client_cert.then(|| self.file("client.key")),
         };
         let mut p = Problems::default();
-        let transport = Transport::build(Some(&files), None, "connections.ledger", &mut p);
+        let transport = Transport::build(Some(&files), None, &[], "connections.ledger", &mut p);
         assert!(p.is_empty(), "{p:?}");
         transport
     }
@@ -422,7 +452,7 @@ async fn requests_tunnel_through_the_proxy_to_the_checked_address() {
 
     // A connection that goes direct bypasses the default proxy.
     let mut p = Problems::default();
-    let direct = Transport::build(None, Some("direct"), "connections.d", &mut p);
+    let direct = Transport::build(None, Some("direct"), &[], "connections.d", &mut p);
     client
         .send(get(api.url("/direct")).transport(direct))
         .await
@@ -447,6 +477,7 @@ async fn tls_goes_through_the_tunnel_and_a_refusing_proxy_is_reported_without_se
     let good = Transport::build(
         Some(&files),
         Some(&proxy.url("ops:right-pass@")),
+        &[],
         "c",
         &mut p,
     );
@@ -458,6 +489,7 @@ async fn tls_goes_through_the_tunnel_and_a_refusing_proxy_is_reported_without_se
     let bad = Transport::build(
         Some(&files),
         Some(&proxy.url("ops:wrong-pass@")),
+        &[],
         "c",
         &mut p,
     );
@@ -481,7 +513,7 @@ fn a_connection_with_unreadable_tls_files_is_refused_by_key() {
         ca_file: Some(missing.to_owned()),
         ..TlsFiles::default()
     };
-    assert!(Transport::build(Some(&files), None, "connections.ledger", &mut p).is_none());
+    assert!(Transport::build(Some(&files), None, &[], "connections.ledger", &mut p).is_none());
     let text = p.into_error("consumer.toml").to_string();
     assert!(text.contains("connections.ledger.tls.ca_file"), "{text}");
     assert!(text.contains("/nonexistent/hookgate/ca.pem"), "{text}");
