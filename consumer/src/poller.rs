@@ -23,6 +23,9 @@
 //!   `{uri, status, headers, body, bodyencoding}`; secrets masked in the URI, the headers
 //!   and the body, credential headers redacted.
 //! - **Once per cluster**: see [`cluster`].
+//! - **Scheduled flows** run here too: a flow with `trigger.schedule` becomes a poller
+//!   without a request ([`Poller::for_flow`]) that fires at every tick, its event
+//!   `urn:hookgate:schedule:v1` on `kafka.schedules_topic` (see [`schedule`]).
 //!
 //! Layout: this file holds the configuration and one poll; [`state`] decides whether a
 //! poll fires (modes, cooldown); [`schedule`] when a scheduled one polls; [`cluster`]
