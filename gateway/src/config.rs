@@ -6,6 +6,7 @@
 //! error; [`Config::build`] then reports every semantic problem at once, each with its
 //! TOML path and a fix, and turns the serde data into the runtime types the hot path uses.
 
+mod cluster;
 mod hook;
 mod kafka;
 mod rejections;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use cluster::{ClusterConfig, ClusterSettings};
 pub use hook::{
     normalize_path, ClientKeyConfig, ClientLimitConfig, EnvelopeMode, HookConfig, KeySource,
     Lookup, TypeSource, DEFAULT_ACK_TIMEOUT,
@@ -39,7 +41,14 @@ const LAYERS: Layers<'static> = Layers {
     defaults: DEFAULTS,
     env_prefix: "HOOKGATE_",
     env_ignore: &["HOOKGATE_CONSUMER_", "HOOKGATE_CONSOLE_"],
-    env_tables: &["server", "admin", "kafka", "rejections", "replies"],
+    env_tables: &[
+        "server",
+        "admin",
+        "kafka",
+        "rejections",
+        "replies",
+        "cluster",
+    ],
     missing_file_fix:
         "pass an existing file with --config, or run `hookgate local` to try it without one",
 };
@@ -56,6 +65,8 @@ pub struct Config {
     pub rejections: RejectionsConfig,
     /// Where synchronous hooks' answers are read, and how long they are kept.
     pub replies: RepliesConfig,
+    /// State shared by the replicas, on Redis.
+    pub cluster: ClusterConfig,
     /// The hooks, one `[[hooks]]` table each.
     #[serde(default)]
     pub hooks: Vec<HookConfig>,
@@ -71,6 +82,8 @@ pub struct Settings {
     pub rejections: Option<crate::rejections::RejectionSettings>,
     /// `[replies]`, validated.
     pub replies: crate::replies::RepliesSettings,
+    /// `[cluster]`, validated; `None`: each replica keeps its own state.
+    pub cluster: Option<ClusterSettings>,
     pub hooks: Vec<Hook>,
     /// `server.trusted_proxies`, parsed.
     pub trusted_proxies: crate::client::CidrList,
@@ -103,6 +116,7 @@ impl Config {
         self.admin.validate(env, &mut p);
         let rejections = self.rejections.build(&mut p);
         let replies = self.replies.build(&mut p);
+        let cluster = self.cluster.build(env, &mut p);
         let mut hooks = Vec::with_capacity(self.hooks.len());
         if self.hooks.is_empty() {
             p.push(
@@ -175,6 +189,7 @@ impl Config {
             },
             rejections,
             replies,
+            cluster,
             hooks,
             trusted_proxies: crate::client::CidrList::parse(&self.server.trusted_proxies)
                 .unwrap_or_default(),

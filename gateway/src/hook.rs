@@ -147,6 +147,9 @@ impl Mode {
 pub struct HookLimits {
     pub rate: Option<(Rate, HookLimiter)>,
     pub client: Option<(ClientRate, ClientLimiter)>,
+    /// This replica's share of `rate` while the fleet's limit cannot be reached (the rate
+    /// divided by the replicas last counted), made when first needed.
+    share: std::sync::Mutex<Option<(u32, HookLimiter)>>,
 }
 
 /// A per-client limit: its rate, how clients are told apart, how many are tracked.
@@ -174,7 +177,24 @@ impl HookLimits {
                     ClientLimiter::new(c.rate.per_second, c.rate.burst.get(), c.max_clients);
                 (c, limiter)
             }),
+            share: std::sync::Mutex::default(),
         }
+    }
+
+    /// Charges one request to this replica's share of the hook's rate over `replicas`
+    /// (a fleet whose shared limit cannot be reached now).
+    pub fn check_share(&self, replicas: u32) -> Result<(), std::time::Duration> {
+        let Some((rate, _)) = &self.rate else {
+            return Ok(());
+        };
+        let mut share = self.share.lock().expect("share lock");
+        if share.as_ref().is_none_or(|(n, _)| *n != replicas) {
+            let n = f64::from(replicas.max(1));
+            let burst = (rate.burst.get() / replicas.max(1)).max(1);
+            let part = Rate::new(rate.per_second / n, Some(burst)).unwrap_or(*rate);
+            *share = Some((replicas, HookLimiter::new(part.quota())));
+        }
+        share.as_ref().expect("made above").1.check()
     }
 
     /// Whether `other` was made from the same rates (so its state can be kept).

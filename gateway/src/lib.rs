@@ -22,7 +22,7 @@
 //! the runtime types the data path uses, [`hook::Hook`] among them),
 //! [`in_flight`] (the in-flight limit, which also pauses idle connections while reached),
 //! [`reload`] (SIGHUP and `POST /reload`), [`ratelimit`] and [`client`] (per-hook and
-//! per-client limits, source allowlists), [`replay`] (delivery ids already accepted),
+//! per-client limits, source allowlists), [`replay`] (delivery ids already accepted), [`cluster`] (replay claims and rate limits shared by the replicas on Redis),
 //! [`handshake`] (provider endpoint checks), [`tls`], [`topics`] and [`health`] (startup
 //! checks and readiness), [`admin`] (health, readiness, metrics, reload), [`metrics`],
 //! [`filter`] (ingress filters), [`replies`] (synchronous hooks: flows' answers and
@@ -32,6 +32,7 @@
 pub mod admin;
 pub mod auth;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod envelope;
 pub mod error;
@@ -162,6 +163,12 @@ pub async fn run(
     );
     if let Some(rejections) = &settings.rejections {
         gateway = gateway.with_rejections(Rejections::new(rejections));
+    }
+    if let Some(shared) = &settings.cluster {
+        let cluster = crate::cluster::Cluster::new(shared)?;
+        cluster.spawn_heartbeat(shutdown.clone());
+        tracing::info!(redis = %shared.address, "replicas share replay claims and rate limits on Redis");
+        gateway = gateway.with_cluster(cluster);
     }
     if sink_kind == SinkKind::Kafka {
         let client =

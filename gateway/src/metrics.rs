@@ -28,6 +28,9 @@ pub const REJECTION_RECORDS: &str = "hookgate_rejection_records_total";
 pub const REJECTION_RECORDS_DROPPED: &str = "hookgate_rejection_records_dropped_total";
 pub const BUILD_INFO: &str = "hookgate_build_info";
 pub const FILTER_ERRORS: &str = "hookgate_filter_errors_total";
+pub const CLUSTER_DEGRADED: &str = "hookgate_cluster_degraded";
+pub const CLUSTER_REPLICAS: &str = "hookgate_cluster_replicas";
+pub const CLUSTER_FALLBACKS: &str = "hookgate_cluster_fallbacks_total";
 
 /// Every series and its `# HELP` text; histograms are rendered by [`Histogram`].
 const HELP: &[(&str, &str)] = &[
@@ -75,6 +78,18 @@ const HELP: &[(&str, &str)] = &[
         "Rejection records not made, by cause.",
     ),
     (BUILD_INFO, "Always 1; the labels tell the running version."),
+    (
+        CLUSTER_DEGRADED,
+        "1 while the cluster's Redis cannot be used and each replica decides alone, else 0.",
+    ),
+    (
+        CLUSTER_REPLICAS,
+        "Live gateway replicas, as counted on the cluster's Redis at the last heartbeat.",
+    ),
+    (
+        CLUSTER_FALLBACKS,
+        "Requests decided by their replica alone because Redis could not be used, by feature (rate_limit, replay, idempotency).",
+    ),
 ];
 
 /// The histograms and their `# HELP` text.
@@ -293,4 +308,19 @@ pub fn rejection_record(hook: &str, reason: &'static str) {
 /// `queue_full` (the producer could not take it).
 pub fn rejection_record_dropped(cause: &'static str) {
     counter!(REJECTION_RECORDS_DROPPED, "cause" => cause).increment(1);
+}
+
+/// Whether the cluster's Redis is unusable (requests decided by each replica alone).
+pub fn cluster_degraded(degraded: bool) {
+    gauge!(CLUSTER_DEGRADED).set(if degraded { 1.0 } else { 0.0 });
+}
+
+/// Live replicas counted on Redis.
+pub fn cluster_replicas(n: u32) {
+    gauge!(CLUSTER_REPLICAS).set(f64::from(n));
+}
+
+/// A request decided without Redis: `feature` is `rate_limit`, `replay` or `idempotency`.
+pub fn cluster_fallback(feature: &'static str) {
+    counter!(CLUSTER_FALLBACKS, "feature" => feature).increment(1);
 }

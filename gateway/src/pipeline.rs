@@ -40,6 +40,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 
 use crate::client::{client_ip, CidrList};
+use crate::cluster::{self, Claim, Cluster, Down, Scope};
 use crate::envelope::{self, header_str, Event};
 use crate::error::Rejection;
 use crate::filter::Decision;
@@ -69,6 +70,8 @@ pub struct Gateway {
     rejections: Option<Rejections>,
     /// Synchronous hooks' answers, read once a synchronous hook is configured.
     replies: Option<(Arc<Replies>, Shutdown)>,
+    /// The state the fleet shares, with `[cluster] redis`.
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// What a reload replaces: the hooks and the trusted proxies.
@@ -133,9 +136,9 @@ struct Entry<'a> {
     coding: ContentCoding,
     verified: crate::auth::Verified,
     /// The replay guard's claim on the delivery id, settled once the broker answers.
-    ticket: Option<crate::replay::Ticket<'a>>,
+    ticket: Option<Claim<'a>>,
     /// The claim on the request's idempotency key, settled likewise.
-    idempotency: Option<crate::replay::Ticket<'a>>,
+    idempotency: Option<Claim<'a>>,
     /// A handshake's answer that replaces the 202 once the event is stored.
     handshake_answer: Option<Response<Full<Bytes>>>,
     /// Its place under `server.max_in_flight`.
@@ -167,7 +170,15 @@ impl Gateway {
             limits,
             rejections: None,
             replies: None,
+            cluster: None,
         }
+    }
+
+    /// Shares replay claims, idempotency keys and rate limits with the other replicas
+    /// (see [`crate::cluster`]).
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Gateway {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Answers synchronous hooks with their flows' answers (see [`crate::replies`]); the
@@ -412,8 +423,8 @@ impl Gateway {
             metrics::shed("queue_full");
         }
         result?;
-        for ticket in [ticket, idempotency].into_iter().flatten() {
-            ticket.accepted(event_id);
+        for claim in [ticket, idempotency].into_iter().flatten() {
+            claim.accepted(event_id).await;
         }
         if let (Some(waiter), Some(timeout)) = (waiter, hook.respond) {
             return Ok(match waiter.wait(timeout).await {
@@ -505,7 +516,7 @@ impl Gateway {
 
         // Charged only now that the request is authenticated: forged floods cannot spend
         // a real sender's quota.
-        charge_rate(hook)?;
+        self.charge_rate(hook).await?;
         let mut handshake_answer = None;
         if let Some(hs) = &hook.handshake {
             match hs.after_auth(&hook.auth, body, now) {
@@ -518,9 +529,16 @@ impl Gateway {
         }
         let ticket = match (hook.auth.replay(), verified.delivery_id.as_deref()) {
             (Some(guard), Some(delivery)) => {
-                match guard
-                    .admit(delivery, hook.ack_timeout + REPLAY_WAIT_SLACK)
-                    .await
+                match cluster::admit(
+                    self.cluster.as_ref(),
+                    Scope::Delivery,
+                    &hook.id,
+                    guard,
+                    delivery,
+                    0,
+                    hook.ack_timeout + REPLAY_WAIT_SLACK,
+                )
+                .await
                 {
                     Admission::Duplicate(id) => {
                         // Already stored: the sender gets the same answer, nothing more
@@ -543,7 +561,17 @@ impl Gateway {
                 Ok(Some(key)) => {
                     let fingerprint = crate::idempotency::fingerprint(body);
                     let wait = hook.ack_timeout + crate::idempotency::WAIT_SLACK;
-                    match idem.guard.admit_with(key, fingerprint, wait).await {
+                    match cluster::admit(
+                        self.cluster.as_ref(),
+                        Scope::IdempotencyKey,
+                        &hook.id,
+                        &idem.guard,
+                        key,
+                        fingerprint,
+                        wait,
+                    )
+                    .await
+                    {
                         // The same request again: the first one's answer, nothing published.
                         Admission::Duplicate(id) => {
                             return Ok(Verdict::Answer(Accepted::Stored { id }))
@@ -562,6 +590,29 @@ impl Gateway {
             handshake_answer,
             slot,
         }))
+    }
+
+    /// Charges one request to the hook's rate limit, if it has one: the fleet's with
+    /// `[cluster] redis` (this replica's share of it while Redis cannot answer), else
+    /// this replica's.
+    async fn charge_rate(&self, hook: &Hook) -> Result<(), Rejection> {
+        let Some((rate, limiter)) = &hook.limits.rate else {
+            return Ok(());
+        };
+        let verdict = match &self.cluster {
+            None => limiter.check(),
+            Some(cluster) => match cluster.charge(&hook.id, *rate).await {
+                Ok(verdict) => verdict,
+                Err(Down) => {
+                    metrics::cluster_fallback("rate_limit");
+                    hook.limits.check_share(cluster.replicas())
+                }
+            },
+        };
+        verdict.map_err(|wait| {
+            metrics::rate_limited(&hook.id, "hook");
+            Rejection::RateLimited(wait, "hook")
+        })
     }
 
     /// A repeat of a synchronous request (its delivery id or idempotency key already
@@ -624,7 +675,7 @@ impl Gateway {
         hook.auth
             .verify_body(parts, b"", now)
             .map_err(|f| self.unauthorized(hook, f))?;
-        charge_rate(hook)?;
+        self.charge_rate(hook).await?;
         Ok(Accepted::Polled(answer))
     }
 
@@ -769,17 +820,6 @@ fn check_url_key(hook: &Hook, key: Option<&str>, now: SystemTime) -> Result<(), 
         check.verify(key, now).map_err(|f| {
             metrics::auth_failure(&hook.id, f.as_str());
             Rejection::WrongUrlKey(f)
-        })?;
-    }
-    Ok(())
-}
-
-/// Charges one request to the hook's rate limit, if it has one.
-fn charge_rate(hook: &Hook) -> Result<(), Rejection> {
-    if let Some((_, limiter)) = &hook.limits.rate {
-        limiter.check().map_err(|wait| {
-            metrics::rate_limited(&hook.id, "hook");
-            Rejection::RateLimited(wait, "hook")
         })?;
     }
     Ok(())

@@ -185,6 +185,9 @@ pub fn needs_restart(current: &Config, next: &Config) -> Vec<String> {
     if current.rejections != next.rejections {
         out.push("[rejections] changed".to_string());
     }
+    if current.cluster != next.cluster {
+        out.push("[cluster] changed".to_string());
+    }
     if current.kafka.brokers != next.kafka.brokers {
         out.push("kafka.brokers changed".to_string());
     } else if current.kafka != next.kafka {

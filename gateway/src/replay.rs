@@ -10,9 +10,10 @@
 //!   forgotten first, so memory stays bounded under any load (the effective window then
 //!   shrinks). A failed delivery keeps its place in that count until it expires.
 //!
-//! This protects one gateway replica: each replica remembers what it accepted. Behind a
-//! load balancer that spreads a provider's retries over replicas, a retry reaching another
-//! replica is published again; consumers that must be exactly-once deduplicate on
+//! This protects one gateway replica: each replica remembers what it accepted. With
+//! `[cluster] redis` the fleet shares its claims instead ([`crate::cluster::claim`]), and
+//! this guard decides only while Redis cannot; without it, a retry reaching another
+//! replica is published again, and consumers that must be exactly-once deduplicate on
 //! `deliveryid` downstream. Not every provider signs its delivery id (GitHub's is a plain
 //! header), so the id is a key against honest retries and replays of a signed body, not
 //! proof of origin.
@@ -135,14 +136,25 @@ impl std::fmt::Debug for ReplayGuard {
     }
 }
 
-/// The verdict on a delivery.
-pub enum Admission<'a> {
-    /// First time: go ahead, and report the outcome through the ticket.
-    Fresh(Ticket<'a>),
+/// The verdict on a delivery; `T` is the claim a fresh one holds.
+pub enum Admission<T> {
+    /// First time: go ahead, and report the outcome through the claim.
+    Fresh(T),
     /// Already accepted: answer with this event id and publish nothing.
     Duplicate(uuid::Uuid),
     /// Already accepted with another fingerprint: the key was reused for another request.
     Conflict,
+}
+
+impl<T> Admission<T> {
+    /// The same verdict with the claim turned into another.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Admission<U> {
+        match self {
+            Admission::Fresh(t) => Admission::Fresh(f(t)),
+            Admission::Duplicate(id) => Admission::Duplicate(id),
+            Admission::Conflict => Admission::Conflict,
+        }
+    }
 }
 
 /// The right to publish a delivery. Dropping it without [`Ticket::accepted`] records a
@@ -181,6 +193,11 @@ impl ReplayGuard {
         (a.window, a.capacity) == (b.window, b.capacity)
     }
 
+    /// How long an accepted delivery is remembered.
+    pub fn window(&self) -> Duration {
+        Duration::from_nanos(self.inner.lock().expect("replay lock").window)
+    }
+
     /// Deliveries remembered now (in flight or accepted).
     pub fn len(&self) -> usize {
         self.inner.lock().expect("replay lock").index.len()
@@ -201,7 +218,7 @@ impl ReplayGuard {
 
     /// Admits a delivery, or says it is a duplicate; waits while a first attempt of the
     /// same id is in flight (at most `wait`, then it is treated as failed).
-    pub async fn admit(&self, delivery_id: &str, wait: Duration) -> Admission<'_> {
+    pub async fn admit(&self, delivery_id: &str, wait: Duration) -> Admission<Ticket<'_>> {
         self.admit_with(delivery_id, 0, wait).await
     }
 
@@ -213,7 +230,7 @@ impl ReplayGuard {
         delivery_id: &str,
         fingerprint: u64,
         wait: Duration,
-    ) -> Admission<'_> {
+    ) -> Admission<Ticket<'_>> {
         let key = self.digest(delivery_id);
         // Read off the clock only by a duplicate that has to wait.
         let mut deadline = None;
@@ -375,7 +392,7 @@ impl Drop for Ticket<'_> {
 mod tests {
     use super::*;
 
-    fn fresh(a: Admission) -> Ticket {
+    fn fresh(a: Admission<Ticket>) -> Ticket {
         match a {
             Admission::Fresh(t) => t,
             Admission::Duplicate(id) => panic!("unexpected duplicate of {id}"),

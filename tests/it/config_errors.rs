@@ -373,3 +373,44 @@ fn synchronous_hooks_filters_and_replies_are_checked_with_the_key_and_the_fix() 
         "{p}"
     );
 }
+
+#[test]
+fn a_cluster_redis_is_checked_and_its_password_never_echoed() {
+    let cluster = |body: &str| problems(&format!("{BASE}[cluster]\n{body}\n{HOOK}"), &[]);
+    let p = cluster("redis = \"http://cache:6379\"");
+    assert!(
+        p.len() == 1 && p[0].starts_with("cluster.redis") && p[0].contains("rediss://"),
+        "{p:?}"
+    );
+    let p = cluster("redis = \"redis://:hunter2@cache:6379/0\"");
+    assert!(
+        p.len() == 1 && p[0].contains("cluster.password") && !p[0].contains("hunter2"),
+        "{p:?}"
+    );
+    let p = cluster("redis = \"redis://cache:6379\"\ntimeout = \"10s\"\nprefix = \"a b\"");
+    assert!(p.iter().any(|x| x.starts_with("cluster.timeout")), "{p:?}");
+    assert!(p.iter().any(|x| x.starts_with("cluster.prefix")), "{p:?}");
+    let p =
+        cluster("redis = \"redis://cache:6379\"\npassword = { env = \"NO_SUCH_REDIS_PASSWORD\" }");
+    assert!(
+        p.len() == 1
+            && p[0].starts_with("cluster.password")
+            && p[0].contains("NO_SUCH_REDIS_PASSWORD"),
+        "{p:?}"
+    );
+    assert!(cluster("redis = \"rediss://cache:6380/2\"\nusername = \"gw\"").is_empty());
+    // From the environment like any table (nothing is dialled while loading).
+    let env = Environment::from_vars([(
+        "HOOKGATE_CLUSTER__REDIS".to_string(),
+        "redis://cache:6379/1".to_string(),
+    )]);
+    let source = Source::Text {
+        name: "test".into(),
+        toml: format!("{BASE}{HOOK}"),
+    };
+    let settings = config::load(&source, &env).unwrap();
+    assert_eq!(
+        settings.cluster.map(|c| c.address).as_deref(),
+        Some("redis://cache:6379")
+    );
+}

@@ -4,22 +4,12 @@
 //! HAProxy takes it out while it still serves (`server.drain_delay`), and only then does
 //! it stop accepting: no request fails, and every one is on the topic.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hookgate_testkit::free_port;
 
-use crate::support::{brokers, http, kafka, topic};
-
-/// A child process, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{brokers, http, kafka, topic, Process};
 
 /// A gateway process on `port` (admin on `admin`) with hook `orders` on `topic`.
 fn gateway(dir: &std::path::Path, name: &str, port: u16, admin: u16, topic: &str) -> Process {

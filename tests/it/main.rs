@@ -14,6 +14,7 @@ mod deploy;
 mod docs;
 mod drain;
 mod filters;
+mod fleet;
 mod flows;
 mod handshake;
 mod idempotency;

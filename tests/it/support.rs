@@ -260,3 +260,13 @@ pub async fn metric_until(admin_url: &str, series: &str, wanted: impl Fn(f64) ->
     )
     .await;
 }
+
+/// A child process (a gateway, a proxy, a server), killed when dropped.
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,466 @@
+//! A fleet sharing its state on Redis: three gateway processes with `[cluster] redis`
+//! on Debian's `redis-server`, HAProxy (round robin) in front of them for the limit.
+//! - Every delivery sent twice, to two different replicas: one record each, the same
+//!   event id for both answers, and no delivery id in Redis in the clear.
+//! - A limit of 300/s over the three, driven at 900/s: 300/s accepted, ± 5%.
+//! - Redis killed mid-run: every request still gets 202 or 429, each replica limits to
+//!   its third, duplicates on other replicas publish again (fail open), the degraded mode
+//!   shows in the metrics; Redis back: the shared limit and guard hold again.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hookgate_testkit::{free_port, wait_until};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+use crate::support::{brokers, hmac_sha256_hex, kafka, metric, topic, Process};
+
+const SECRET: &str = "fleet-secret";
+
+/// Keep-alive HTTP/1.1 connections: thousands of requests without thousands of sockets.
+type Pool = Client<HttpConnector, Full<Bytes>>;
+
+fn pool() -> Pool {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http()
+}
+
+/// Posts `body`, GitHub-signed with `delivery` when given; the status and the event id
+/// of a 202.
+async fn post(pool: &Pool, url: &str, delivery: Option<&str>, body: &[u8]) -> (u16, String) {
+    try_post(pool, url, delivery, body)
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+}
+
+async fn try_post(
+    pool: &Pool,
+    url: &str,
+    delivery: Option<&str>,
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
+    let mut req = http::Request::post(url).header("content-type", "application/json");
+    if let Some(d) = delivery {
+        req = req.header("x-github-delivery", d).header(
+            "x-hub-signature-256",
+            format!("sha256={}", hmac_sha256_hex(SECRET, body)),
+        );
+    }
+    let resp = pool
+        .request(req.body(Full::new(Bytes::copy_from_slice(body)))?)
+        .await?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    let id = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["id"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    Ok((status, id))
+}
+
+/// Debian's `redis-server` on `port`, without persistence.
+fn redis(port: u16) -> Process {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server (Debian's redis-server; scripts/test installs it)");
+    Process(child)
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli (Debian's redis-tools, with redis-server)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One replica: ports for requests and admin, hooks `gh` (GitHub-signed, replay guard)
+/// and `orders` (300/s over the fleet) on `topic`.
+struct Replica {
+    _process: Process,
+    port: u16,
+    admin: String,
+}
+
+fn replica(dir: &Path, name: &str, redis_port: u16, topic: &str) -> Replica {
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\ndrain_delay = \"0s\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [kafka]\nbrokers = \"{}\"\ncreate_topics = true\nreplication_factor = 1\npartitions = 1\n\
+             [rejections]\ntopic = \"\"\n\
+             [cluster]\nredis = \"redis://127.0.0.1:{redis_port}/0\"\nprefix = \"fleet\"\n\
+             [[hooks]]\nid = \"gh\"\ntopic = \"{topic}\"\n\
+             auth = {{ scheme = \"hmac\", preset = \"github\", secrets = [{{ value = \"{SECRET}\" }}] }}\n\
+             [[hooks]]\nid = \"orders\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"none\" }}\n\
+             rate_limit = {{ per_second = 300, burst = 30 }}\n\
+             [[hooks]]\nid = \"pay\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"none\" }}\n\
+             idempotency = {{ header = \"Idempotency-Key\" }}\n",
+            brokers()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Replica {
+        _process: Process(child),
+        port,
+        admin: format!("http://127.0.0.1:{admin}"),
+    }
+}
+
+impl Replica {
+    fn url(&self, hook: &str) -> String {
+        format!("http://127.0.0.1:{}/hooks/{hook}", self.port)
+    }
+}
+
+/// Waits until every replica reports the cluster degraded (1) or not (0).
+async fn degraded(replicas: &[Replica], wanted: f64) {
+    for r in replicas {
+        wait_until(
+            &format!("hookgate_cluster_degraded {wanted} on {}", r.admin),
+            Duration::from_secs(30),
+            || async { metric(&r.admin, "hookgate_cluster_degraded").await == Some(wanted) },
+        )
+        .await;
+    }
+}
+
+/// `rate` requests a second to `url` for `seconds`; the statuses, and the seconds from
+/// the first request sent to the last.
+async fn drive(pool: &Pool, url: &str, rate: u32, seconds: u32) -> (Vec<u16>, f64) {
+    let per_tick = rate / 100;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..seconds * 100 {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            let (pool, url) = (pool.clone(), url.to_string());
+            tasks.push(tokio::spawn(async move {
+                post(&pool, &url, None, b"{\"order\":1}").await.0
+            }));
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut statuses = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    (statuses, elapsed)
+}
+
+fn accepted_rate(statuses: &[u16], elapsed: f64, burst: f64) -> f64 {
+    let accepted = statuses.iter().filter(|s| **s == 202).count() as f64;
+    let rate = (accepted - burst).max(0.0) / elapsed;
+    eprintln!(
+        "{accepted} of {} accepted in {elapsed:.2} s: {rate:.1}/s",
+        statuses.len()
+    );
+    rate
+}
+
+fn haproxy(dir: &Path, front: u16, replicas: &[Replica]) -> Process {
+    let servers: String = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("  server r{i} 127.0.0.1:{}\n", r.port))
+        .collect();
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  maxconn 4096\n\
+             defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
+             frontend hooks\n  bind 127.0.0.1:{front}\n  default_backend gateways\n\
+             backend gateways\n  balance roundrobin\n{servers}"
+        ),
+    )
+    .unwrap();
+    Process(
+        Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy (Debian's haproxy; scripts/test installs it)"),
+    )
+}
+
+async fn start(dir: &Path, redis_port: u16, events: &str) -> Vec<Replica> {
+    let replicas: Vec<Replica> = ["a", "b", "c"]
+        .iter()
+        .map(|name| replica(dir, name, redis_port, events))
+        .collect();
+    for r in &replicas {
+        wait_until(
+            &format!("{} ready", r.admin),
+            Duration::from_secs(60),
+            || async {
+                crate::support::http::get(&format!("{}/readyz", r.admin))
+                    .await
+                    .is_ok_and(|x| x.status == 200)
+            },
+        )
+        .await;
+    }
+    degraded(&replicas, 0.0).await;
+    for r in &replicas {
+        wait_until("3 replicas counted", Duration::from_secs(10), || async {
+            metric(&r.admin, "hookgate_cluster_replicas").await == Some(3.0)
+        })
+        .await;
+    }
+    replicas
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("hookgate-{name}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_sent_twice_to_different_replicas_publish_once() {
+    let events = topic("fleet-replay");
+    let dir = temp_dir("fleet-replay");
+    let redis_port = free_port();
+    let _redis = redis(redis_port);
+    let replicas = Arc::new(start(&dir, redis_port, &events).await);
+    let pool = pool();
+
+    // 10,000 deliveries, 32 at a time; each goes to replica k % 3 and then to the next
+    // one; every tenth sends both at once, so that the second waits for the first.
+    const DELIVERIES: usize = 10_000;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..32)
+        .map(|_| {
+            let (replicas, pool, next) = (replicas.clone(), pool.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut mismatched = Vec::new();
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if k >= DELIVERIES {
+                        return mismatched;
+                    }
+                    let delivery = format!("delivery-{k:05}");
+                    let body = format!("{{\"n\":{k}}}");
+                    let (first, second) =
+                        (replicas[k % 3].url("gh"), replicas[(k + 1) % 3].url("gh"));
+                    let (a, b) = if k % 10 == 0 {
+                        tokio::join!(
+                            post(&pool, &first, Some(&delivery), body.as_bytes()),
+                            post(&pool, &second, Some(&delivery), body.as_bytes())
+                        )
+                    } else {
+                        let a = post(&pool, &first, Some(&delivery), body.as_bytes()).await;
+                        (
+                            a,
+                            post(&pool, &second, Some(&delivery), body.as_bytes()).await,
+                        )
+                    };
+                    if a.0 != 202 || b.0 != 202 || a.1 != b.1 {
+                        mismatched.push((k, a, b));
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut mismatched = Vec::new();
+    for w in workers {
+        mismatched.extend(w.await.unwrap());
+    }
+    assert!(
+        mismatched.is_empty(),
+        "{} deliveries not answered 202 twice with one event id, e.g. {:?}",
+        mismatched.len(),
+        &mismatched[..mismatched.len().min(3)]
+    );
+
+    // A last delivery: every record of the ones before is on the topic ahead of it.
+    let (status, sentinel) = post(&pool, &replicas[0].url("gh"), Some("sentinel"), b"{}").await;
+    assert_eq!(status, 202);
+    let records = kafka::read_until(&brokers(), &events, Duration::from_secs(60), |r| {
+        r.last()
+            .is_some_and(|x| x.json()["id"] == sentinel.as_str())
+    });
+    let mut ids: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.json()["deliveryid"].as_str().map(str::to_string))
+        .collect();
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        total,
+        DELIVERIES + 1,
+        "records on the topic, sentinel included"
+    );
+    assert_eq!(ids.len(), DELIVERIES + 1, "each delivery once");
+
+    // Redis holds salted digests: no delivery id in a key or a value.
+    let keys = redis_cli(redis_port, &["--scan", "--pattern", "fleet:claim:*"]);
+    let keys: Vec<&str> = keys.lines().collect();
+    assert_eq!(keys.len(), DELIVERIES + 1, "one claim per delivery");
+    assert!(
+        keys.iter().all(|k| !k.contains("delivery")),
+        "{:?}",
+        &keys[..3]
+    );
+    let values = redis_cli(redis_port, &[&["MGET"][..], &keys[..100]].concat());
+    assert!(
+        values
+            .lines()
+            .all(|v| v.starts_with("a:") && !v.contains("delivery")),
+        "{values}"
+    );
+
+    // Idempotency keys are shared the same way: the same request on another replica is
+    // answered as the first, another body under the key is refused there too.
+    let pay = |i: usize, body: &'static str| {
+        let req = http::Request::post(replicas[i].url("pay"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "order-7781")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap();
+        let pool = pool.clone();
+        async move {
+            let resp = pool.request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let first = pay(0, "{\"amount\":5}").await;
+    assert_eq!(first.0, 202, "{first:?}");
+    assert_eq!(pay(1, "{\"amount\":5}").await, first);
+    assert_eq!(pay(2, "{\"amount\":6}").await.0, 422);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_global_limit_holds_over_haproxy_and_falls_back_while_redis_is_down() {
+    let events = topic("fleet-limit");
+    let dir = temp_dir("fleet-limit");
+    let redis_port = free_port();
+    let mut redis_server = redis(redis_port);
+    let replicas = start(&dir, redis_port, &events).await;
+    let front = free_port();
+    let _haproxy = haproxy(&dir, front, &replicas);
+    let url = format!("http://127.0.0.1:{front}/hooks/orders");
+    let pool = pool();
+    wait_until("HAProxy forwards", Duration::from_secs(20), || async {
+        try_post(&pool, &url, None, b"{}")
+            .await
+            .is_ok_and(|(status, _)| status == 202)
+    })
+    .await;
+    // Let the warm-up's tokens come back.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // 900/s over the three replicas; 300/s accepted across them.
+    let (statuses, elapsed) = drive(&pool, &url, 900, 10).await;
+    assert!(
+        statuses.iter().all(|s| *s == 202 || *s == 429),
+        "{statuses:?}"
+    );
+    let rate = accepted_rate(&statuses, elapsed, 30.0);
+    assert!(
+        (285.0..=315.0).contains(&rate),
+        "accepted {rate:.1}/s of 900/s offered, wanted 300/s ± 5%"
+    );
+
+    // Redis killed mid-run: every replica falls back to its third of the limit.
+    let outage = {
+        let pool = pool.clone();
+        let url = url.clone();
+        tokio::spawn(async move { drive(&pool, &url, 900, 8).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = redis_server.0.kill();
+    let _ = redis_server.0.wait();
+    degraded(&replicas, 1.0).await;
+    let (statuses, _) = outage.await.unwrap();
+    assert!(
+        statuses.iter().all(|s| *s == 202 || *s == 429),
+        "every request is answered while Redis is down: {:?}",
+        statuses
+            .iter()
+            .filter(|s| **s != 202 && **s != 429)
+            .collect::<Vec<_>>()
+    );
+    // Down for good now: the local thirds alone.
+    let (statuses, elapsed) = drive(&pool, &url, 900, 6).await;
+    assert!(
+        statuses.iter().all(|s| *s == 202 || *s == 429),
+        "{statuses:?}"
+    );
+    let rate = accepted_rate(&statuses, elapsed, 30.0);
+    assert!(
+        (270.0..=330.0).contains(&rate),
+        "accepted {rate:.1}/s while Redis is down, wanted 3 × 100/s ± 10%"
+    );
+    for r in &replicas {
+        let fallbacks = metric(
+            &r.admin,
+            "hookgate_cluster_fallbacks_total{feature=\"rate_limit\"}",
+        )
+        .await
+        .unwrap_or(0.0);
+        assert!(fallbacks > 0.0, "{} counted no fallback", r.admin);
+    }
+    // The replay guard fails open: a redelivery to another replica publishes again.
+    let body = b"{\"outage\":true}";
+    let (s1, first) = post(&pool, &replicas[0].url("gh"), Some("outage-1"), body).await;
+    let (s2, second) = post(&pool, &replicas[1].url("gh"), Some("outage-1"), body).await;
+    assert_eq!((s1, s2), (202, 202));
+    assert_ne!(first, second, "no shared guard while Redis is down");
+    assert_eq!(
+        metric(
+            &replicas[1].admin,
+            "hookgate_cluster_fallbacks_total{feature=\"replay\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    // …and this replica still remembers its own.
+    let (_, again) = post(&pool, &replicas[1].url("gh"), Some("outage-1"), body).await;
+    assert_eq!(again, second);
+
+    // Redis back: shared again within a few heartbeats.
+    let _redis_again = redis(redis_port);
+    degraded(&replicas, 0.0).await;
+    let (s1, first) = post(&pool, &replicas[2].url("gh"), Some("after-1"), body).await;
+    let (s2, second) = post(&pool, &replicas[0].url("gh"), Some("after-1"), body).await;
+    assert_eq!((s1, s2, &first), (202, 202, &second));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (statuses, elapsed) = drive(&pool, &url, 900, 6).await;
+    let rate = accepted_rate(&statuses, elapsed, 30.0);
+    assert!(
+        (285.0..=315.0).contains(&rate),
+        "accepted {rate:.1}/s after Redis came back, wanted 300/s ± 5%"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
