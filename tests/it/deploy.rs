@@ -138,6 +138,7 @@ fn the_compose_file_mounts_files_that_exist() {
     let services: Vec<&String> = compose["services"].as_object().unwrap().keys().collect();
     for wanted in [
         "kafka",
+        "redis",
         "gateway-a",
         "gateway-b",
         "haproxy",
