@@ -424,7 +424,7 @@ impl Gateway {
         }
         result?;
         for claim in [ticket, idempotency].into_iter().flatten() {
-            claim.accepted(event_id).await;
+            claim.accepted(event_id);
         }
         if let (Some(waiter), Some(timeout)) = (waiter, hook.respond) {
             return Ok(match waiter.wait(timeout).await {

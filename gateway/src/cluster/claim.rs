@@ -53,11 +53,17 @@ pub enum Claim<'a> {
 }
 
 impl Claim<'_> {
-    /// The delivery's event was acknowledged: remember it with its event id.
-    pub async fn accepted(self, event: uuid::Uuid) {
+    /// The delivery's event was acknowledged: remember it with its event id. On the
+    /// fleet this is written in the background: the sender's answer does not wait for it,
+    /// and a duplicate arriving meanwhile waits for it as for a first in flight.
+    pub fn accepted(self, event: uuid::Uuid) {
         match self {
             Claim::Local(ticket) => ticket.accepted(event),
-            Claim::Shared(claim) => claim.accepted(event).await,
+            Claim::Shared(claim) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(claim.accepted(event));
+                }
+            }
         }
     }
 }
