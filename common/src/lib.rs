@@ -9,6 +9,7 @@
 //! - [`logging`]: the logger both binaries install: text or JSON lines on stderr.
 //! - [`net`]: address blocks, for allowlists and the outbound policy.
 //! - [`process`]: the process's CPU, memory and file-descriptor metrics, from `/proc`.
+//! - [`telemetry`]: W3C trace context and spans exported over OTLP, for both binaries.
 //! - [`time`]: durations and RFC 3339 times as people write them, parsed in one place.
 
 pub mod config;
@@ -16,4 +17,5 @@ pub mod histogram;
 pub mod logging;
 pub mod net;
 pub mod process;
+pub mod telemetry;
 pub mod time;

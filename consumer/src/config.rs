@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use hookgate_common::config::{
     ConfigDuration, ConfigError, Environment, Layers, Problems, PropertyValue, SecretRef, Source,
 };
+use hookgate_common::telemetry::{TelemetryConfig, TelemetrySettings};
 use serde::Deserialize;
 
 use crate::flow::{Flow, FlowConfig};
@@ -25,7 +26,7 @@ const LAYERS: Layers<'static> = Layers {
     defaults: DEFAULTS,
     env_prefix: "HOOKGATE_CONSUMER_",
     env_ignore: &[],
-    env_tables: &["kafka", "admin", "limits", "outbound"],
+    env_tables: &["kafka", "admin", "limits", "outbound", "telemetry"],
     missing_file_fix: "pass an existing file with --config",
 };
 
@@ -37,6 +38,8 @@ pub struct ConsumerConfig {
     pub admin: AdminConfig,
     pub limits: LimitsConfig,
     pub outbound: OutboundConfig,
+    /// Traces over OTLP: a span for each flow run and each of its tasks.
+    pub telemetry: TelemetryConfig,
     /// Secrets templates may use with `secret('NAME')`: `NAME = { env = "…" }` or
     /// `{ file = "…" }`.
     #[serde(default)]
@@ -143,6 +146,8 @@ pub struct Settings {
     pub pollers: Vec<Poller>,
     /// The named connections, as written (`test-connection` sends their test request).
     pub connections: BTreeMap<String, crate::connection::ConnectionConfig>,
+    /// `[telemetry]`, validated; `None`: no spans are exported.
+    pub telemetry: Option<TelemetrySettings>,
 }
 
 /// `[kafka]`, resolved.
@@ -249,6 +254,7 @@ impl ConsumerConfig {
     pub fn build(&self, env: &Environment, source_name: &str) -> Result<Settings, ConfigError> {
         let mut p = Problems::default();
         let kafka = self.kafka.resolve(env, &mut p);
+        let telemetry = self.telemetry.build(&mut p);
         if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push(
                 "admin.listen",
@@ -426,6 +432,7 @@ impl ConsumerConfig {
             flows,
             pollers,
             connections: self.connections.clone(),
+            telemetry,
         })
     }
 }

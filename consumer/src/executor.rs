@@ -13,6 +13,7 @@ use serde_json::{json, Value as Json};
 
 use crate::flow::Flow;
 use crate::task::{Deps, Task, TaskError};
+use hookgate_common::telemetry::{self, KeyValue, SpanKind, TraceParent};
 use hookgate_expression::Context;
 
 /// Where the event was read from.
@@ -321,7 +322,14 @@ async fn run(
         reply: None,
     };
     exec.change(State::Created);
-    let trace = event.extension("traceparent").and_then(Trace::parse);
+    // The flow's span continues the event's trace (the gateway's request span), or
+    // starts one when traces are exported and the event carries none (a poll, a tick).
+    let parent = event.extension("traceparent").and_then(TraceParent::parse);
+    let span = match parent {
+        Some(p) => Some(p.child()),
+        None => telemetry::sample_ratio().map(TraceParent::root),
+    };
+    let span_start = SystemTime::now();
     let mut ctx = context(event, flow, &id);
     match admit(flow, &mut ctx) {
         Err(e) => {
@@ -333,7 +341,12 @@ async fn run(
             exec.change(State::Running);
             let mut failed = None;
             for task in &flow.tasks {
-                let run = run_task(&flow.qualified_id(), task, &ctx, trace, deps).await;
+                let task_span = span.map(|s| s.child());
+                let task_start = SystemTime::now();
+                let run = run_task(&flow.qualified_id(), task, &ctx, task_span, deps).await;
+                if let (Some(task_span), Some(flow_span)) = (task_span, span) {
+                    record_task(&run, task_span, flow_span, task_start);
+                }
                 if let Some(outputs) = &run.outputs {
                     ctx.set_output(task.id(), outputs.clone());
                 }
@@ -384,63 +397,69 @@ async fn run(
     }
     exec.duration_ms = started.elapsed().as_millis() as u64;
     crate::metrics::flow_finished(&flow.qualified_id(), exec.state.as_str(), started.elapsed());
+    if let Some(span) = span {
+        telemetry::record(telemetry::Span {
+            scope: "hookgate-consumer",
+            name: "hookgate.flow",
+            context: span,
+            parent: parent.map(|p| p.span_id),
+            remote_parent: parent.is_some(),
+            kind: SpanKind::Consumer,
+            start: span_start,
+            end: SystemTime::now(),
+            attributes: vec![
+                KeyValue::new("hookgate.flow", flow.qualified_id()),
+                KeyValue::new("hookgate.execution_id", exec.id.clone()),
+                KeyValue::new("hookgate.event_id", exec.event.id.clone()),
+                KeyValue::new("hookgate.state", exec.state.as_str()),
+            ],
+            error: exec.error.clone().filter(|_| exec.state == State::Failed),
+        });
+    }
     exec
 }
 
-/// The W3C trace an event belongs to (its `traceparent` attribute): the consumer's
-/// outbound calls continue it, each as a span of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Trace {
-    trace_id: [u8; 32],
-    flags: [u8; 2],
-}
-
-impl Trace {
-    /// Reads `version-traceid-parentid-flags`; an all-zero trace id is invalid.
-    pub fn parse(text: &str) -> Option<Trace> {
-        let parts: Vec<&str> = text.trim().split('-').collect();
-        let hex = |s: &str, n: usize| {
-            s.len() == n
-                && s.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        };
-        if parts.len() < 4
-            || !hex(parts[0], 2)
-            || parts[0] == "ff"
-            || !hex(parts[1], 32)
-            || !hex(parts[2], 16)
-            || !hex(parts[3], 2)
-        {
-            return None;
-        }
-        if parts[1].bytes().all(|b| b == b'0') {
-            return None;
-        }
-        Some(Trace {
-            trace_id: parts[1].as_bytes().try_into().ok()?,
-            flags: parts[3].as_bytes().try_into().ok()?,
-        })
+/// A task's span, under its flow's: a client span for an HTTP call (whose
+/// `traceparent` named it), internal otherwise.
+fn record_task(run: &TaskRun, span: TraceParent, flow: TraceParent, start: SystemTime) {
+    let mut attributes = vec![
+        KeyValue::new("hookgate.task", run.id.clone()),
+        KeyValue::new("hookgate.task_type", run.kind),
+        KeyValue::new("hookgate.state", run.state.as_str()),
+        KeyValue::new("hookgate.attempts", i64::from(run.attempts)),
+    ];
+    if let Some(status) = run.status {
+        attributes.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
     }
-
-    /// The `traceparent` of a new span of this trace.
-    pub fn child(&self) -> String {
-        let span = uuid::Uuid::new_v4().simple().to_string();
-        format!(
-            "00-{}-{}-{}",
-            String::from_utf8_lossy(&self.trace_id),
-            &span[..16],
-            String::from_utf8_lossy(&self.flags)
-        )
-    }
+    telemetry::record(telemetry::Span {
+        scope: "hookgate-consumer",
+        name: "hookgate.task",
+        context: span,
+        parent: Some(flow.span_id),
+        remote_parent: false,
+        kind: if run.kind == "http" {
+            SpanKind::Client
+        } else {
+            SpanKind::Internal
+        },
+        start,
+        end: SystemTime::now(),
+        attributes,
+        error: run.error.clone().filter(|_| run.state == State::Failed),
+    });
 }
 
 /// One task with its retries: rendered once, sent up to its attempts. An HTTP call
-/// carries the event's trace as `traceparent`, unless the task sets that header itself.
+/// carries the task's span (`trace`, in the event's trace) as `traceparent`, unless the
+/// task sets that header itself.
 async fn run_task(
     flow: &str,
     task: &Task,
     ctx: &Context,
-    trace: Option<Trace>,
+    trace: Option<TraceParent>,
     deps: &Deps,
 ) -> TaskRun {
     let retry = task.retry();
@@ -453,7 +472,7 @@ async fn run_task(
                     .iter()
                     .any(|(n, _)| n.eq_ignore_ascii_case("traceparent"))
                 {
-                    req.headers.push(("traceparent".into(), trace.child()));
+                    req.headers.push(("traceparent".into(), trace.header()));
                 }
             }
             crate::task::Prepared::Http(req)
@@ -511,31 +530,4 @@ async fn run_task(
     }
     run.outputs = outputs;
     run
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Trace;
-
-    #[test]
-    fn a_trace_is_continued_with_a_new_span_and_its_flags() {
-        let t = Trace::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-        let child = t.child();
-        let parts: Vec<&str> = child.split('-').collect();
-        assert_eq!(parts[0], "00");
-        assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(parts[2].len(), 16);
-        assert_ne!(parts[2], "00f067aa0ba902b7");
-        assert_eq!(parts[3], "01");
-        assert_ne!(t.child(), child, "each call a span of its own");
-        for bad in [
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "00-4bf92f35-00f067aa0ba902b7-01",
-            "garbage",
-        ] {
-            assert_eq!(Trace::parse(bad), None, "{bad}");
-        }
-    }
 }

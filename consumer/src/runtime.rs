@@ -211,6 +211,9 @@ pub async fn run(
     // Describes the series to the process's recorder; `main` installs one (in
     // `hookgate local` the gateway's is used).
     crate::metrics::describe();
+    if let Some(t) = &settings.telemetry {
+        hookgate_common::telemetry::install(t, "hookgate-consumer");
+    }
     let kafka = settings.kafka.clone();
     let mut config = kafka.consumer_config();
     if !kafka
@@ -363,6 +366,11 @@ pub async fn run(
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(error = %e, "final commit");
     }
+    // The last spans, off the runtime (the export blocks).
+    let _ = tokio::task::spawn_blocking(|| {
+        hookgate_common::telemetry::flush(std::time::Duration::from_secs(5))
+    })
+    .await;
     Ok(())
 }
 

@@ -25,6 +25,7 @@ pub use hook::{
 use hookgate_common::config::{
     ByteSize, ConfigDuration, ConfigError, Environment, Layers, Problems, SecretRef, Source,
 };
+use hookgate_common::telemetry::{TelemetryConfig, TelemetrySettings};
 pub use kafka::{KafkaConfig, RESERVED_PROPERTIES};
 pub use rejections::RejectionsConfig;
 pub use server::{AdminConfig, ServerConfig, TlsConfig};
@@ -48,6 +49,7 @@ const LAYERS: Layers<'static> = Layers {
         "rejections",
         "replies",
         "cluster",
+        "telemetry",
     ],
     missing_file_fix:
         "pass an existing file with --config, or run `hookgate local` to try it without one",
@@ -67,6 +69,8 @@ pub struct Config {
     pub replies: RepliesConfig,
     /// State shared by the replicas, on Redis.
     pub cluster: ClusterConfig,
+    /// Traces over OTLP.
+    pub telemetry: TelemetryConfig,
     /// The hooks, one `[[hooks]]` table each.
     #[serde(default)]
     pub hooks: Vec<HookConfig>,
@@ -84,6 +88,8 @@ pub struct Settings {
     pub replies: crate::replies::RepliesSettings,
     /// `[cluster]`, validated; `None`: each replica keeps its own state.
     pub cluster: Option<ClusterSettings>,
+    /// `[telemetry]`, validated; `None`: no spans are exported.
+    pub telemetry: Option<TelemetrySettings>,
     pub hooks: Vec<Hook>,
     /// `server.trusted_proxies`, parsed.
     pub trusted_proxies: crate::client::CidrList,
@@ -117,6 +123,7 @@ impl Config {
         let rejections = self.rejections.build(&mut p);
         let replies = self.replies.build(&mut p);
         let cluster = self.cluster.build(env, &mut p);
+        let telemetry = self.telemetry.build(&mut p);
         let mut hooks = Vec::with_capacity(self.hooks.len());
         if self.hooks.is_empty() {
             p.push(
@@ -190,6 +197,7 @@ impl Config {
             rejections,
             replies,
             cluster,
+            telemetry,
             hooks,
             trusted_proxies: crate::client::CidrList::parse(&self.server.trusted_proxies)
                 .unwrap_or_default(),

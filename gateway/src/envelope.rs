@@ -35,6 +35,9 @@ pub struct Event<'a> {
     pub now: SystemTime,
     /// The path ends in a `url_key`.
     pub keyed_path: bool,
+    /// The request span's `traceparent` when traces are exported; otherwise the
+    /// sender's is passed on.
+    pub traceparent: Option<&'a str>,
 }
 
 impl Event<'_> {
@@ -64,7 +67,7 @@ impl Event<'_> {
             authscheme: hook.auth.scheme(),
             signed: self.verified.signed.as_deref(),
             deliveryid: self.verified.delivery_id.as_deref(),
-            traceparent: traceparent(&parts.headers),
+            traceparent: self.traceparent.or_else(|| traceparent(&parts.headers)),
             respond: hook.respond.map(|_| "flow"),
         };
         let request = WebhookRequest {

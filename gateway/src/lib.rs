@@ -59,6 +59,7 @@ pub mod shutdown;
 pub mod sink;
 pub mod tls;
 pub mod topics;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -108,6 +109,9 @@ pub async fn run(
         config,
         settings,
     } = loaded;
+    if let Some(t) = &settings.telemetry {
+        hookgate_common::telemetry::install(t, "hookgate-gateway");
+    }
     let health = Arc::new(Health::new());
     let sink = match sink_kind {
         SinkKind::Kafka => {
@@ -258,7 +262,11 @@ pub async fn run(
     let sink = gateway.clone();
     let timeout = server_cfg.shutdown_timeout.get();
     // librdkafka's flush blocks: off the runtime, so the admin listener still answers.
-    let _ = tokio::task::spawn_blocking(move || sink.sink().flush(timeout)).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        sink.sink().flush(timeout);
+        hookgate_common::telemetry::flush(timeout);
+    })
+    .await;
     stop_admin.trigger();
     let _ = admin_task.await;
     Ok(())

@@ -56,6 +56,7 @@ use crate::replies::{Found, Replies, Reply};
 use crate::router::Router;
 use crate::shutdown::Shutdown;
 use crate::sink::Sink;
+use crate::trace::{self, Phase};
 
 /// How much longer than the first attempt's ack timeout a duplicate waits for it.
 const REPLAY_WAIT_SLACK: Duration = Duration::from_secs(1);
@@ -236,9 +237,40 @@ impl Gateway {
     {
         let started = Instant::now();
         let mut hook_id: Option<Arc<Hook>> = None;
-        let result = self.process(req, peer, &mut hook_id).await;
+        let (result, span) = match crate::trace::RequestSpan::begin(req.headers()) {
+            None => (self.process(req, peer, &mut hook_id).await, None),
+            Some(span) => {
+                let (result, span) = span.around(self.process(req, peer, &mut hook_id)).await;
+                (result, Some(span))
+            }
+        };
         let hook = hook_id.as_deref().map_or("", |h| h.id.as_str());
-        let hook_metrics: &metrics::HookMetrics = match hook_id.as_deref() {
+        let Some(span) = span else {
+            return self.answer(result, hook_id.as_deref(), started);
+        };
+        let (outcome, event) = match &result {
+            Ok(Accepted::Stored { id } | Accepted::Waiting { id }) => ("accepted", Some(*id)),
+            Ok(Accepted::Replied(_)) => ("accepted", None),
+            Ok(Accepted::Handshake(_)) => ("handshake", None),
+            Ok(Accepted::Polled(_)) => ("polled", None),
+            Ok(Accepted::Filtered) => ("filtered", None),
+            Err(rejection) => (rejection.outcome(), None),
+        };
+        let resp = self.answer(result, hook_id.as_deref(), started);
+        span.end(hook, outcome, resp.status().as_u16(), event);
+        resp
+    }
+
+    /// The answer to a request's outcome, counted and logged.
+    fn answer(
+        &self,
+        result: Result<Accepted, Rejection>,
+        matched: Option<&Hook>,
+        started: Instant,
+    ) -> Response<Full<Bytes>> {
+        let hook_id = matched;
+        let hook = hook_id.map_or("", |h| h.id.as_str());
+        let hook_metrics: &metrics::HookMetrics = match hook_id {
             Some(h) => h.metrics(),
             None => metrics::HookMetrics::unmatched(),
         };
@@ -248,7 +280,7 @@ impl Gateway {
                 let mut id_buf = uuid::Uuid::encode_buffer();
                 let id = &*id.hyphenated().encode_lower(&mut id_buf);
                 tracing::debug!(hook, event_id = %id, "accepted");
-                match hook_id.as_deref().and_then(|h| h.response.as_ref()) {
+                match hook_id.and_then(|h| h.response.as_ref()) {
                     Some(custom) => custom.respond(id),
                     None => accepted_response(id),
                 }
@@ -292,7 +324,7 @@ impl Gateway {
                 hook_metrics.request(outcome, started.elapsed());
                 match rejection.fault() {
                     crate::error::Fault::Sender => {
-                        let signed = hook_id.as_deref().is_some_and(|h| h.auth.needs_body());
+                        let signed = hook_id.is_some_and(|h| h.auth.needs_body());
                         tracing::debug!(
                             hook,
                             outcome,
@@ -397,6 +429,7 @@ impl Gateway {
             }
             _ => None,
         };
+        trace::mark(Phase::ProduceStart);
         let Some(pending) = self.publish(
             hook,
             Admitted {
@@ -417,7 +450,9 @@ impl Gateway {
         };
         // Nothing of the request is held from here on: its head and body (which share
         // the connection's read buffer) went with `Admitted`.
+        trace::mark(Phase::Enqueued);
         let result = pending.wait(hook.ack_timeout).await;
+        trace::mark(Phase::Acked);
         hook.metrics().delivery(delivered.elapsed(), result.is_ok());
         if matches!(result, Err(crate::sink::PublishError::QueueFull)) {
             metrics::shed("queue_full");
@@ -477,6 +512,7 @@ impl Gateway {
         {
             return Err(Rejection::Forbidden);
         }
+        trace::mark(Phase::AuthStart);
         hook.auth
             .verify_head(parts, now)
             .map_err(|f| self.unauthorized(hook, f))?;
@@ -513,6 +549,7 @@ impl Gateway {
             .auth
             .verify_body(parts, body, now)
             .map_err(|f| self.unauthorized(hook, f))?;
+        trace::mark(Phase::AuthEnd);
 
         // Charged only now that the request is authenticated: forged floods cannot spend
         // a real sender's quota.
@@ -765,6 +802,7 @@ impl Gateway {
             Mode::Structured => read,
             Mode::Binary => None,
         };
+        let traceparent = crate::trace::event_traceparent();
         let event = Event {
             hook,
             parts: &parts,
@@ -776,6 +814,7 @@ impl Gateway {
             id: event_id,
             now,
             keyed_path,
+            traceparent: traceparent.as_deref(),
         };
         let written = event.write(|record| {
             if record.len() > self.limits.max_record_bytes {

@@ -7,7 +7,7 @@
 //!   they remember, and the ones in flight: a retried delivery is still a duplicate after
 //!   a secret rotation.
 //! - Changes that need a restart are refused with the reason: the listen addresses, the
-//!   Kafka settings, `[rejections]`, and the other listener settings (timeouts,
+//!   Kafka settings, `[rejections]`, `[cluster]`, `[telemetry]`, and the other listener settings (timeouts,
 //!   connection limits, turning TLS on or off).
 //! - An invalid config is refused with its problems; the old one keeps serving.
 
@@ -187,6 +187,9 @@ pub fn needs_restart(current: &Config, next: &Config) -> Vec<String> {
     }
     if current.cluster != next.cluster {
         out.push("[cluster] changed".to_string());
+    }
+    if current.telemetry != next.telemetry {
+        out.push("[telemetry] changed".to_string());
     }
     if current.kafka.brokers != next.kafka.brokers {
         out.push("kafka.brokers changed".to_string());

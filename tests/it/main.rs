@@ -30,4 +30,5 @@ mod requests;
 mod sdk;
 mod sign;
 mod tls;
+mod traces;
 mod traffic;

@@ -23,6 +23,8 @@ pub struct GatewayBuilder {
     rejections: Vec<String>,
     replies: Vec<String>,
     hooks: Vec<String>,
+    /// Whole tables more, e.g. `[telemetry]` with its keys.
+    tables: Vec<String>,
     env: Vec<(String, String)>,
     sink: SinkKind,
 }
@@ -40,9 +42,16 @@ impl GatewayBuilder {
             rejections: Vec::new(),
             replies: Vec::new(),
             hooks: Vec::new(),
+            tables: Vec::new(),
             env: Vec::new(),
             sink: SinkKind::Kafka,
         }
+    }
+
+    /// A whole table more, header included (`"[telemetry]\notlp_endpoint = …"`).
+    pub fn table(mut self, toml: &str) -> Self {
+        self.tables.push(toml.to_string());
+        self
     }
 
     /// Against the suite's broker.
@@ -112,6 +121,10 @@ impl GatewayBuilder {
             self.rejections.join("\n"),
             self.replies.join("\n")
         );
+        for table in &self.tables {
+            t.push_str(table);
+            t.push('\n');
+        }
         for h in &self.hooks {
             t.push_str("\n[[hooks]]\n");
             t.push_str(h);
