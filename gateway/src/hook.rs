@@ -150,6 +150,8 @@ pub struct HookLimits {
     /// This replica's share of `rate` while the fleet's limit cannot be reached (the rate
     /// divided by the replicas last counted), made when first needed.
     share: std::sync::Mutex<Option<(u32, HookLimiter)>>,
+    /// Cells of `rate` taken from the fleet's limit (with `[cluster] redis`).
+    pub lease: crate::cluster::Lease,
 }
 
 /// A per-client limit: its rate, how clients are told apart, how many are tracked.
@@ -178,6 +180,7 @@ impl HookLimits {
                 (c, limiter)
             }),
             share: std::sync::Mutex::default(),
+            lease: crate::cluster::Lease::default(),
         }
     }
 

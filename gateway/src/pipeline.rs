@@ -638,7 +638,7 @@ impl Gateway {
         };
         let verdict = match &self.cluster {
             None => limiter.check(),
-            Some(cluster) => match cluster.charge(&hook.id, *rate).await {
+            Some(cluster) => match cluster.charge(&hook.id, *rate, &hook.limits.lease).await {
                 Ok(verdict) => verdict,
                 Err(Down) => {
                     metrics::cluster_fallback("rate_limit");
