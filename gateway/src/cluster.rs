@@ -65,6 +65,8 @@ pub struct Cluster {
     /// The fleet's salt once read from Redis.
     salt: ArcSwapOption<[u8; 32]>,
     up: AtomicBool,
+    /// Whether Redis has been reached or its failure logged once.
+    reported: AtomicBool,
     /// Live replicas at the last heartbeat (at least 1).
     replicas: AtomicU32,
     heartbeat: redis::Script,
@@ -102,6 +104,7 @@ impl Cluster {
             replica: uuid::Uuid::new_v4().simple().to_string(),
             salt: ArcSwapOption::empty(),
             up: AtomicBool::new(false),
+            reported: AtomicBool::new(false),
             replicas: AtomicU32::new(1),
             heartbeat: redis::Script::new(HEARTBEAT_SCRIPT),
             gcra: redis::Script::new(limit::GCRA_SCRIPT),
@@ -128,9 +131,11 @@ impl Cluster {
         Ok((self.conn.clone(), salt))
     }
 
-    /// A call failed: the cluster is down until a heartbeat succeeds.
+    /// A call failed: the cluster is down until a heartbeat succeeds. Logged when it
+    /// goes down, and when Redis was never reached.
     fn failed(&self, what: &str, e: &redis::RedisError) {
-        if self.up.swap(false, Ordering::Relaxed) {
+        let was_up = self.up.swap(false, Ordering::Relaxed);
+        if was_up || !self.reported.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 redis = %self.address,
                 error = %e,
@@ -191,6 +196,7 @@ impl Cluster {
                 }
                 self.replicas.store(replicas.max(1), Ordering::Relaxed);
                 metrics::cluster_replicas(replicas);
+                self.reported.store(true, Ordering::Relaxed);
                 if !self.up.swap(true, Ordering::Relaxed) {
                     tracing::info!(redis = %self.address, replicas, "Redis answers: replicas share replay claims and rate limits");
                     metrics::cluster_degraded(false);

@@ -94,6 +94,19 @@ struct Replica {
 }
 
 fn replica(dir: &Path, name: &str, redis_port: u16, topic: &str) -> Replica {
+    replica_with(dir, name, redis_port, topic, "", &[])
+}
+
+/// [`replica`] with more `[cluster]` keys and environment variables; its log is
+/// `NAME.log` in `dir`.
+fn replica_with(
+    dir: &Path,
+    name: &str,
+    redis_port: u16,
+    topic: &str,
+    cluster: &str,
+    env: &[(&str, &str)],
+) -> Replica {
     let (port, admin) = (free_port(), free_port());
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
@@ -102,7 +115,7 @@ fn replica(dir: &Path, name: &str, redis_port: u16, topic: &str) -> Replica {
             "[server]\nlisten = \"127.0.0.1:{port}\"\ndrain_delay = \"0s\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
              [kafka]\nbrokers = \"{}\"\ncreate_topics = true\nreplication_factor = 1\npartitions = 1\n\
              [rejections]\ntopic = \"\"\n\
-             [cluster]\nredis = \"redis://127.0.0.1:{redis_port}/0\"\nprefix = \"fleet\"\n\
+             [cluster]\nredis = \"redis://127.0.0.1:{redis_port}/0\"\nprefix = \"fleet\"\n{cluster}\n\
              [[hooks]]\nid = \"gh\"\ntopic = \"{topic}\"\n\
              auth = {{ scheme = \"hmac\", preset = \"github\", secrets = [{{ value = \"{SECRET}\" }}] }}\n\
              [[hooks]]\nid = \"orders\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"none\" }}\n\
@@ -113,12 +126,14 @@ fn replica(dir: &Path, name: &str, redis_port: u16, topic: &str) -> Replica {
         ),
     )
     .unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args(["run", "--config"])
         .arg(&config)
-        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .env("HOOKGATE_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     Replica {
@@ -461,6 +476,104 @@ async fn a_global_limit_holds_over_haproxy_and_falls_back_while_redis_is_down() 
     assert!(
         (285.0..=315.0).contains(&rate),
         "accepted {rate:.1}/s after Redis came back, wanted 300/s ± 5%"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_with_a_password_is_used_and_a_wrong_one_only_degrades() {
+    let events = topic("fleet-auth");
+    let dir = temp_dir("fleet-auth");
+    let redis_port = free_port();
+    let _redis = Process(
+        Command::new("redis-server")
+            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                "fleet-s3cret",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server"),
+    );
+    let password = "password = { env = \"REDIS_PASSWORD\" }";
+    let good = replica_with(
+        &dir,
+        "good",
+        redis_port,
+        &events,
+        password,
+        &[("REDIS_PASSWORD", "fleet-s3cret")],
+    );
+    let bad = replica_with(
+        &dir,
+        "bad",
+        redis_port,
+        &events,
+        password,
+        &[("REDIS_PASSWORD", "not-the-password")],
+    );
+    let pool = pool();
+    for r in [&good, &bad] {
+        wait_until(
+            &format!("{} answers", r.admin),
+            Duration::from_secs(60),
+            || async {
+                try_post(&pool, &r.url("orders"), None, b"{}")
+                    .await
+                    .is_ok_and(|(status, _)| status == 202)
+            },
+        )
+        .await;
+    }
+    degraded(std::slice::from_ref(&good), 0.0).await;
+    degraded(std::slice::from_ref(&bad), 1.0).await;
+    // The refused one still serves, deciding alone, and says why without the password.
+    let (status, first) = post(&pool, &bad.url("gh"), Some("auth-1"), b"{}").await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        post(&pool, &bad.url("gh"), Some("auth-1"), b"{}").await.1,
+        first
+    );
+    assert!(
+        metric(
+            &bad.admin,
+            "hookgate_cluster_fallbacks_total{feature=\"replay\"}"
+        )
+        .await
+            >= Some(2.0)
+    );
+    let log_path = dir.join("bad.log");
+    wait_until("the refusal logged", Duration::from_secs(10), || async {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("Redis failed"))
+    })
+    .await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        !log.contains("not-the-password") && !log.contains("fleet-s3cret"),
+        "{log}"
+    );
+    // The other shares: a delivery it took is a duplicate there, not on the degraded one.
+    let (_, shared) = post(&pool, &good.url("gh"), Some("auth-2"), b"{}").await;
+    let keys: u32 = redis_cli(
+        redis_port,
+        &["-a", "fleet-s3cret", "--no-auth-warning", "dbsize"],
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(
+        keys >= 2,
+        "the salt and the claim are in Redis: {keys} keys"
+    );
+    assert_ne!(
+        post(&pool, &bad.url("gh"), Some("auth-2"), b"{}").await.1,
+        shared
     );
     let _ = std::fs::remove_dir_all(dir);
 }
