@@ -30,7 +30,6 @@ use crate::metrics;
 use crate::shutdown::Shutdown;
 
 pub use claim::{admit, Claim, Scope};
-pub use limit::Lease;
 
 /// How often a replica reports itself and checks Redis.
 const HEARTBEAT: Duration = Duration::from_secs(1);

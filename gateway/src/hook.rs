@@ -151,7 +151,7 @@ pub struct HookLimits {
     /// divided by the replicas last counted), made when first needed.
     share: std::sync::Mutex<Option<(u32, HookLimiter)>>,
     /// Cells of `rate` taken from the fleet's limit (with `[cluster] redis`).
-    pub lease: crate::cluster::Lease,
+    pub lease: crate::ratelimit::Lease,
 }
 
 /// A per-client limit: its rate, how clients are told apart, how many are tracked.
@@ -180,7 +180,7 @@ impl HookLimits {
                 (c, limiter)
             }),
             share: std::sync::Mutex::default(),
-            lease: crate::cluster::Lease::default(),
+            lease: crate::ratelimit::Lease::default(),
         }
     }
 

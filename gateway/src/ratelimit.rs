@@ -3,6 +3,10 @@
 //! per-client limit within a hook, keyed by client IP or a header and checked before the
 //! body is read, whose keyed store is capped so attacker-chosen keys cannot grow memory.
 //!
+//! With `[cluster] redis` the per-hook limit is the fleet's ([`crate::cluster::limit`]):
+//! a hook then keeps a [`Lease`] of cells taken from it, and its share of the rate
+//! (rate / replicas) for while Redis cannot answer.
+//!
 //! Refusals carry the wait until the next request would pass, for `Retry-After`.
 
 use std::collections::HashMap;
@@ -10,7 +14,7 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
@@ -161,6 +165,79 @@ impl ClientLimiter {
     }
 }
 
+/// How far ahead a lease looks: the cells a replica takes at once are what it used in
+/// this long, at most this long of the hook's rate.
+const LEASE_AHEAD: f64 = 0.010;
+/// Cells not spent within this long are dropped.
+const LEASE_TTL: Duration = Duration::from_millis(50);
+/// The window over which a replica measures its own demand.
+const DEMAND_WINDOW: Duration = Duration::from_millis(100);
+
+/// A hook's cells taken from the fleet's limit (`[cluster] redis`, see
+/// [`crate::cluster::limit`]) and not yet spent, and this replica's demand, which sizes
+/// the next lease.
+#[derive(Debug)]
+pub struct Lease(Mutex<LeaseState>);
+
+#[derive(Debug)]
+struct LeaseState {
+    cells: u32,
+    expires: Instant,
+    window_start: Instant,
+    seen: u32,
+    /// Requests per second at the last full window.
+    demand: f64,
+}
+
+impl Default for Lease {
+    fn default() -> Lease {
+        let now = Instant::now();
+        Lease(Mutex::new(LeaseState {
+            cells: 0,
+            expires: now,
+            window_start: now,
+            seen: 0,
+            demand: 0.0,
+        }))
+    }
+}
+
+impl Lease {
+    /// Spends a leased cell if one is left; otherwise how many cells to ask for.
+    pub fn spend(&self, rate: Rate, replicas: u32) -> Result<(), u32> {
+        let now = Instant::now();
+        let mut s = self.0.lock().expect("lease lock");
+        let elapsed = now.duration_since(s.window_start);
+        if elapsed >= DEMAND_WINDOW {
+            s.demand = f64::from(s.seen) / elapsed.as_secs_f64();
+            s.window_start = now;
+            s.seen = 0;
+        }
+        s.seen += 1;
+        if s.cells > 0 && now < s.expires {
+            s.cells -= 1;
+            return Ok(());
+        }
+        s.cells = 0;
+        // What this replica would use in LEASE_AHEAD, within LEASE_AHEAD of the rate and
+        // half of its share of the burst.
+        let by_rate = rate.per_second * LEASE_AHEAD;
+        let by_burst = f64::from(rate.burst.get()) / f64::from(2 * replicas.max(1));
+        let size = (s.demand * LEASE_AHEAD).min(by_rate).min(by_burst).floor();
+        Err((size as u32).max(1))
+    }
+
+    /// Keeps the cells of a lease beyond the one its request spends.
+    pub fn keep(&self, spare: u32) {
+        if spare == 0 {
+            return;
+        }
+        let mut s = self.0.lock().expect("lease lock");
+        s.cells += spare;
+        s.expires = Instant::now() + LEASE_TTL;
+    }
+}
+
 /// Whole seconds for `Retry-After`, rounded up, at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     u64::try_from(wait.as_nanos().div_ceil(1_000_000_000))
@@ -264,5 +341,36 @@ mod tests {
         assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
         assert_eq!(retry_after_secs(Duration::from_millis(2001)), 3);
         assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn leases_follow_demand_within_the_rate_and_the_burst() {
+        let rate = |per_second, burst| Rate::new(per_second, Some(burst)).unwrap();
+        // A first request knows no demand: one cell.
+        let lease = Lease::default();
+        assert_eq!(lease.spend(rate(1e6, 1_000_000), 3), Err(1));
+        // 5,000 requests a second seen over a window: 50 cells, within 10 ms of the rate.
+        {
+            let mut s = lease.0.lock().unwrap();
+            s.demand = 5_000.0;
+        }
+        assert_eq!(lease.spend(rate(1e6, 1_000_000), 3), Err(50));
+        assert_eq!(lease.spend(rate(300.0, 30), 3), Err(3));
+        assert_eq!(
+            lease.spend(rate(300.0, 6), 3),
+            Err(1),
+            "half of a burst share"
+        );
+        // Kept cells are spent before asking again, and expire.
+        lease.keep(2);
+        assert_eq!(lease.spend(rate(300.0, 30), 3), Ok(()));
+        assert_eq!(lease.spend(rate(300.0, 30), 3), Ok(()));
+        assert!(lease.spend(rate(300.0, 30), 3).is_err());
+        lease.keep(5);
+        lease.0.lock().unwrap().expires = Instant::now() - Duration::from_millis(1);
+        assert!(
+            lease.spend(rate(300.0, 30), 3).is_err(),
+            "expired cells are dropped"
+        );
     }
 }

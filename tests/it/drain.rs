@@ -4,37 +4,23 @@
 //! HAProxy takes it out while it still serves (`server.drain_delay`), and only then does
 //! it stop accepting: no request fails, and every one is on the topic.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hookgate_testkit::free_port;
 
-use crate::support::{brokers, http, kafka, topic, Process};
+use crate::support::{brokers, gateway_process, haproxy, http, kafka, topic, Process};
 
 /// A gateway process on `port` (admin on `admin`) with hook `orders` on `topic`.
 fn gateway(dir: &std::path::Path, name: &str, port: u16, admin: u16, topic: &str) -> Process {
-    let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndrain_delay = \"3s\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
-             [kafka]\nbrokers = \"{}\"\ncreate_topics = true\nreplication_factor = 1\npartitions = 1\n\
-             [rejections]\ntopic = \"\"\n\
-             [[hooks]]\nid = \"orders\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"none\" }}\n",
-            brokers()
-        ),
-    )
-    .unwrap();
-    Process(
-        Command::new(env!("CARGO_BIN_EXE_hookgate"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndrain_delay = \"3s\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+         [kafka]\nbrokers = \"{}\"\ncreate_topics = true\nreplication_factor = 1\npartitions = 1\n\
+         [rejections]\ntopic = \"\"\n\
+         [[hooks]]\nid = \"orders\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"none\" }}\n",
+        brokers()
+    );
+    gateway_process(dir, name, &toml, &[])
 }
 
 async fn ready(admin: u16) -> bool {
@@ -70,28 +56,15 @@ async fn a_replica_leaves_haproxy_without_failing_a_request() {
     );
     let mut a = gateway(&dir, "a", a_port, a_admin, &events);
     let _b = gateway(&dir, "b", b_port, b_admin, &events);
-    let haproxy_cfg = dir.join("haproxy.cfg");
-    std::fs::write(
-        &haproxy_cfg,
-        format!(
-            "global\n  maxconn 4096\n\
-             defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
-             frontend hooks\n  bind 127.0.0.1:{front}\n  default_backend gateways\n\
-             backend gateways\n  balance roundrobin\n  option httpchk GET /readyz\n  http-check expect status 200\n\
+    let _haproxy = haproxy(
+        &dir,
+        front,
+        &format!(
+            "  option httpchk GET /readyz\n  http-check expect status 200\n\
              \x20 default-server inter 500ms fall 2 rise 2\n\
              \x20 server a 127.0.0.1:{a_port} check port {a_admin}\n\
              \x20 server b 127.0.0.1:{b_port} check port {b_admin}\n"
         ),
-    )
-    .unwrap();
-    let _haproxy = Process(
-        Command::new("haproxy")
-            .args(["-db", "-f"])
-            .arg(&haproxy_cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("haproxy (Debian's haproxy; scripts/test installs it)"),
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(ready(a_admin).await && ready(b_admin).await) {

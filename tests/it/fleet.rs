@@ -18,7 +18,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use crate::support::{brokers, hmac_sha256_hex, kafka, metric, topic, Process};
+use crate::support::{
+    brokers, gateway_process, haproxy, hmac_sha256_hex, kafka, metric, topic, Process,
+};
 
 const SECRET: &str = "fleet-secret";
 
@@ -64,11 +66,12 @@ async fn try_post(
     Ok((status, id))
 }
 
-/// Debian's `redis-server` on `port`, without persistence.
-fn redis(port: u16) -> Process {
+/// Debian's `redis-server` on `port`, without persistence, with `extra` arguments.
+fn redis(port: u16, extra: &[&str]) -> Process {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -108,36 +111,20 @@ fn replica_with(
     env: &[(&str, &str)],
 ) -> Replica {
     let (port, admin) = (free_port(), free_port());
-    let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ndrain_delay = \"0s\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
-             [kafka]\nbrokers = \"{}\"\ncreate_topics = true\nreplication_factor = 1\npartitions = 1\n\
-             [rejections]\ntopic = \"\"\n\
-             [cluster]\nredis = \"redis://127.0.0.1:{redis_port}/0\"\nprefix = \"fleet\"\n{cluster}\n\
-             [[hooks]]\nid = \"gh\"\ntopic = \"{topic}\"\n\
-             auth = {{ scheme = \"hmac\", preset = \"github\", secrets = [{{ value = \"{SECRET}\" }}] }}\n\
-             [[hooks]]\nid = \"orders\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"none\" }}\n\
-             rate_limit = {{ per_second = 300, burst = 30 }}\n\
-             [[hooks]]\nid = \"pay\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"none\" }}\n\
-             idempotency = {{ header = \"Idempotency-Key\" }}\n",
-            brokers()
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .envs(env.iter().copied())
-        .env("HOOKGATE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndrain_delay = \"0s\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+         [kafka]\nbrokers = \"{}\"\ncreate_topics = true\nreplication_factor = 1\npartitions = 1\n\
+         [rejections]\ntopic = \"\"\n\
+         [cluster]\nredis = \"redis://127.0.0.1:{redis_port}/0\"\nprefix = \"fleet\"\n{cluster}\n\
+         [[hooks]]\nid = \"gh\"\ntopic = \"{topic}\"\n\
+         auth = {{ scheme = \"hmac\", preset = \"github\", secrets = [{{ value = \"{SECRET}\" }}] }}\n\
+         [[hooks]]\nid = \"orders\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"none\" }}\n\
+         rate_limit = {{ per_second = 300, burst = 30 }}\n\
+         [[hooks]]\nid = \"pay\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"none\" }}\n\
+         idempotency = {{ header = \"Idempotency-Key\" }}\n",
+        brokers());
     Replica {
-        _process: Process(child),
+        _process: gateway_process(dir, name, &toml, env),
         port,
         admin: format!("http://127.0.0.1:{admin}"),
     }
@@ -195,32 +182,13 @@ fn accepted_rate(statuses: &[u16], elapsed: f64, burst: f64) -> f64 {
     rate
 }
 
-fn haproxy(dir: &Path, front: u16, replicas: &[Replica]) -> Process {
+fn balancer(dir: &Path, front: u16, replicas: &[Replica]) -> Process {
     let servers: String = replicas
         .iter()
         .enumerate()
         .map(|(i, r)| format!("  server r{i} 127.0.0.1:{}\n", r.port))
         .collect();
-    let cfg = dir.join("haproxy.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global\n  maxconn 4096\n\
-             defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
-             frontend hooks\n  bind 127.0.0.1:{front}\n  default_backend gateways\n\
-             backend gateways\n  balance roundrobin\n{servers}"
-        ),
-    )
-    .unwrap();
-    Process(
-        Command::new("haproxy")
-            .args(["-db", "-f"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("haproxy (Debian's haproxy; scripts/test installs it)"),
-    )
+    haproxy(dir, front, &servers)
 }
 
 async fn start(dir: &Path, redis_port: u16, events: &str) -> Vec<Replica> {
@@ -262,7 +230,7 @@ async fn deliveries_sent_twice_to_different_replicas_publish_once() {
     let events = topic("fleet-replay");
     let dir = temp_dir("fleet-replay");
     let redis_port = free_port();
-    let _redis = redis(redis_port);
+    let _redis = redis(redis_port, &[]);
     let replicas = Arc::new(start(&dir, redis_port, &events).await);
     let pool = pool();
 
@@ -380,10 +348,10 @@ async fn a_global_limit_holds_over_haproxy_and_falls_back_while_redis_is_down() 
     let events = topic("fleet-limit");
     let dir = temp_dir("fleet-limit");
     let redis_port = free_port();
-    let mut redis_server = redis(redis_port);
+    let mut redis_server = redis(redis_port, &[]);
     let replicas = start(&dir, redis_port, &events).await;
     let front = free_port();
-    let _haproxy = haproxy(&dir, front, &replicas);
+    let _haproxy = balancer(&dir, front, &replicas);
     let url = format!("http://127.0.0.1:{front}/hooks/orders");
     let pool = pool();
     wait_until("HAProxy forwards", Duration::from_secs(20), || async {
@@ -465,7 +433,7 @@ async fn a_global_limit_holds_over_haproxy_and_falls_back_while_redis_is_down() 
     assert_eq!(again, second);
 
     // Redis back: shared again within a few heartbeats.
-    let _redis_again = redis(redis_port);
+    let _redis_again = redis(redis_port, &[]);
     degraded(&replicas, 0.0).await;
     let (s1, first) = post(&pool, &replicas[2].url("gh"), Some("after-1"), body).await;
     let (s2, second) = post(&pool, &replicas[0].url("gh"), Some("after-1"), body).await;
@@ -485,22 +453,7 @@ async fn a_redis_with_a_password_is_used_and_a_wrong_one_only_degrades() {
     let events = topic("fleet-auth");
     let dir = temp_dir("fleet-auth");
     let redis_port = free_port();
-    let _redis = Process(
-        Command::new("redis-server")
-            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--requirepass",
-                "fleet-s3cret",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-    );
+    let _redis = redis(redis_port, &["--requirepass", "fleet-s3cret"]);
     let password = "password = { env = \"REDIS_PASSWORD\" }";
     let good = replica_with(
         &dir,

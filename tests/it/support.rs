@@ -283,3 +283,52 @@ impl Drop for Process {
         let _ = self.0.wait();
     }
 }
+
+/// A `hookgate run` process on the config `toml`, written to `dir/NAME.toml`; its log
+/// goes to `dir/NAME.log`.
+pub fn gateway_process(
+    dir: &std::path::Path,
+    name: &str,
+    toml: &str,
+    env: &[(&str, &str)],
+) -> Process {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(&config, toml).unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    Process(
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .envs(env.iter().copied())
+            .env("HOOKGATE_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Debian's HAProxy on 127.0.0.1:`front`, round robin over the backend lines `backend`
+/// (`server …`, health-check options), with its config in `dir/haproxy.cfg`.
+pub fn haproxy(dir: &std::path::Path, front: u16, backend: &str) -> Process {
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  maxconn 4096\n\
+             defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
+             frontend hooks\n  bind 127.0.0.1:{front}\n  default_backend gateways\n\
+             backend gateways\n  balance roundrobin\n{backend}"
+        ),
+    )
+    .unwrap();
+    Process(
+        std::process::Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("haproxy (Debian's haproxy; scripts/test installs it)"),
+    )
+}

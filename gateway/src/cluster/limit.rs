@@ -3,18 +3,17 @@
 //! round trip, on Redis's clock so that replicas' clocks need not agree.
 //!
 //! A replica does not go to Redis for every request. It takes a few cells at once (a
-//! [`Lease`]: what it expects to use in the next 10 ms, at most 10 ms of the hook's rate
+//! [`Lease`], kept with the hook's limiter): what it expects to use in the next 10 ms, at most 10 ms of the hook's rate
 //! and a share of its burst), and spends them locally; the cells are debited from the
 //! fleet's limit when taken, so a lease can never let the fleet past its limit. Cells
 //! not spent within 50 ms are dropped (a replica whose traffic stopped gives up at most
 //! 10 ms of the rate). At low rates a lease is one cell, one round trip per request; at
 //! thousands of requests a second the round trips are a hundredth of the requests.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{Cluster, Down};
-use crate::ratelimit::Rate;
+use crate::ratelimit::{Lease, Rate};
 
 /// KEYS: the hook's arrival time. ARGV: microseconds between requests at the rate, how
 /// far ahead of now the arrival time may run ((burst - 1) intervals), the cells wanted.
@@ -41,78 +40,6 @@ local after = tat + granted * interval
 redis.call('SET', KEYS[1], string.format('%.3f', after), 'PX', math.ceil((after - now) / 1000) + 1000)
 return {granted, 0}
 ";
-
-/// How far ahead a lease looks: the cells a replica takes at once are what it used in
-/// this long, at most this long of the hook's rate.
-const LEASE_AHEAD: f64 = 0.010;
-/// Cells not spent within this long are dropped.
-const LEASE_TTL: Duration = Duration::from_millis(50);
-/// The window over which a replica measures its own demand.
-const DEMAND_WINDOW: Duration = Duration::from_millis(100);
-
-/// A hook's cells taken from the fleet's limit and not yet spent, and this replica's
-/// demand, which sizes the next lease.
-#[derive(Debug)]
-pub struct Lease(Mutex<LeaseState>);
-
-#[derive(Debug)]
-struct LeaseState {
-    cells: u32,
-    expires: Instant,
-    window_start: Instant,
-    seen: u32,
-    /// Requests per second at the last full window.
-    demand: f64,
-}
-
-impl Default for Lease {
-    fn default() -> Lease {
-        let now = Instant::now();
-        Lease(Mutex::new(LeaseState {
-            cells: 0,
-            expires: now,
-            window_start: now,
-            seen: 0,
-            demand: 0.0,
-        }))
-    }
-}
-
-impl Lease {
-    /// Spends a leased cell if one is left; otherwise how many cells to ask for.
-    fn spend(&self, rate: Rate, replicas: u32) -> Result<(), u32> {
-        let now = Instant::now();
-        let mut s = self.0.lock().expect("lease lock");
-        let elapsed = now.duration_since(s.window_start);
-        if elapsed >= DEMAND_WINDOW {
-            s.demand = f64::from(s.seen) / elapsed.as_secs_f64();
-            s.window_start = now;
-            s.seen = 0;
-        }
-        s.seen += 1;
-        if s.cells > 0 && now < s.expires {
-            s.cells -= 1;
-            return Ok(());
-        }
-        s.cells = 0;
-        // What this replica would use in LEASE_AHEAD, within LEASE_AHEAD of the rate and
-        // half of its share of the burst.
-        let by_rate = rate.per_second * LEASE_AHEAD;
-        let by_burst = f64::from(rate.burst.get()) / f64::from(2 * replicas.max(1));
-        let size = (s.demand * LEASE_AHEAD).min(by_rate).min(by_burst).floor();
-        Err((size as u32).max(1))
-    }
-
-    /// Keeps the cells of a lease beyond the one its request spends.
-    fn keep(&self, spare: u32) {
-        if spare == 0 {
-            return;
-        }
-        let mut s = self.0.lock().expect("lease lock");
-        s.cells += spare;
-        s.expires = Instant::now() + LEASE_TTL;
-    }
-}
 
 impl Cluster {
     /// Charges one request to `hook`'s limit over the fleet, from its `lease` or with a
@@ -154,41 +81,5 @@ impl Cluster {
 
     fn limit_key(&self, hook: &str) -> String {
         format!("{}:limit:{hook}", self.prefix)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn leases_follow_demand_within_the_rate_and_the_burst() {
-        let rate = |per_second, burst| Rate::new(per_second, Some(burst)).unwrap();
-        // A first request knows no demand: one cell.
-        let lease = Lease::default();
-        assert_eq!(lease.spend(rate(1e6, 1_000_000), 3), Err(1));
-        // 5,000 requests a second seen over a window: 50 cells, within 10 ms of the rate.
-        {
-            let mut s = lease.0.lock().unwrap();
-            s.demand = 5_000.0;
-        }
-        assert_eq!(lease.spend(rate(1e6, 1_000_000), 3), Err(50));
-        assert_eq!(lease.spend(rate(300.0, 30), 3), Err(3));
-        assert_eq!(
-            lease.spend(rate(300.0, 6), 3),
-            Err(1),
-            "half of a burst share"
-        );
-        // Kept cells are spent before asking again, and expire.
-        lease.keep(2);
-        assert_eq!(lease.spend(rate(300.0, 30), 3), Ok(()));
-        assert_eq!(lease.spend(rate(300.0, 30), 3), Ok(()));
-        assert!(lease.spend(rate(300.0, 30), 3).is_err());
-        lease.keep(5);
-        lease.0.lock().unwrap().expires = Instant::now() - Duration::from_millis(1);
-        assert!(
-            lease.spend(rate(300.0, 30), 3).is_err(),
-            "expired cells are dropped"
-        );
     }
 }
