@@ -87,8 +87,21 @@ impl Cluster {
     /// A cluster on `settings`; it connects in the background and is down until the
     /// first heartbeat succeeds.
     pub fn new(settings: &ClusterSettings) -> anyhow::Result<Arc<Cluster>> {
-        let client = redis::Client::open(settings.info.clone())
-            .map_err(|e| anyhow::anyhow!("cluster.redis: {e}"))?;
+        let client = if settings.ca.is_some() || settings.client.is_some() {
+            let certs = redis::TlsCertificates {
+                client_tls: settings.client.clone().map(|(client_cert, client_key)| {
+                    redis::ClientTlsConfig {
+                        client_cert,
+                        client_key,
+                    }
+                }),
+                root_cert: settings.ca.clone(),
+            };
+            redis::Client::build_with_tls(settings.info.clone(), certs)
+        } else {
+            redis::Client::open(settings.info.clone())
+        }
+        .map_err(|e| anyhow::anyhow!("cluster.redis: {e}"))?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(settings.timeout))
             .set_connection_timeout(Some(settings.timeout.max(Duration::from_millis(500))))

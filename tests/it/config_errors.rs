@@ -399,6 +399,17 @@ fn a_cluster_redis_is_checked_and_its_password_never_echoed() {
         "{p:?}"
     );
     assert!(cluster("redis = \"rediss://cache:6380/2\"\nusername = \"gw\"").is_empty());
+    let p = cluster("redis = \"redis://cache:6379\"\nca_file = \"/no/such/ca.pem\"\ncert_file = \"/no/such/c.pem\"");
+    for (key, words) in [
+        ("cluster.ca_file", "cannot read `/no/such/ca.pem`"),
+        ("cluster.ca_file", "the URL is redis://"),
+        ("cluster.cert_file", "needs its key"),
+    ] {
+        assert!(
+            p.iter().any(|x| x.starts_with(key) && x.contains(words)),
+            "{key}: {words} not in {p:?}"
+        );
+    }
     // From the environment like any table (nothing is dialled while loading).
     let env = Environment::from_vars([(
         "HOOKGATE_CLUSTER__REDIS".to_string(),

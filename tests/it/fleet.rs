@@ -97,15 +97,16 @@ struct Replica {
 }
 
 fn replica(dir: &Path, name: &str, redis_port: u16, topic: &str) -> Replica {
-    replica_with(dir, name, redis_port, topic, "", &[])
+    let redis = format!("redis://127.0.0.1:{redis_port}/0");
+    replica_with(dir, name, &redis, topic, "", &[])
 }
 
-/// [`replica`] with more `[cluster]` keys and environment variables; its log is
+/// [`replica`] on the Redis at `redis` with more `[cluster]` keys and environment variables; its log is
 /// `NAME.log` in `dir`.
 fn replica_with(
     dir: &Path,
     name: &str,
-    redis_port: u16,
+    redis: &str,
     topic: &str,
     cluster: &str,
     env: &[(&str, &str)],
@@ -115,7 +116,7 @@ fn replica_with(
         "[server]\nlisten = \"127.0.0.1:{port}\"\ndrain_delay = \"0s\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
          [kafka]\nbrokers = \"{}\"\ncreate_topics = true\nreplication_factor = 1\npartitions = 1\n\
          [rejections]\ntopic = \"\"\n\
-         [cluster]\nredis = \"redis://127.0.0.1:{redis_port}/0\"\nprefix = \"fleet\"\n{cluster}\n\
+         [cluster]\nredis = \"{redis}\"\nprefix = \"fleet\"\n{cluster}\n\
          [[hooks]]\nid = \"gh\"\ntopic = \"{topic}\"\n\
          auth = {{ scheme = \"hmac\", preset = \"github\", secrets = [{{ value = \"{SECRET}\" }}] }}\n\
          [[hooks]]\nid = \"orders\"\ntopic = \"{topic}\"\nauth = {{ scheme = \"none\" }}\n\
@@ -454,11 +455,12 @@ async fn a_redis_with_a_password_is_used_and_a_wrong_one_only_degrades() {
     let dir = temp_dir("fleet-auth");
     let redis_port = free_port();
     let _redis = redis(redis_port, &["--requirepass", "fleet-s3cret"]);
+    let url = format!("redis://127.0.0.1:{redis_port}/0");
     let password = "password = { env = \"REDIS_PASSWORD\" }";
     let good = replica_with(
         &dir,
         "good",
-        redis_port,
+        &url,
         &events,
         password,
         &[("REDIS_PASSWORD", "fleet-s3cret")],
@@ -466,24 +468,14 @@ async fn a_redis_with_a_password_is_used_and_a_wrong_one_only_degrades() {
     let bad = replica_with(
         &dir,
         "bad",
-        redis_port,
+        &url,
         &events,
         password,
         &[("REDIS_PASSWORD", "not-the-password")],
     );
     let pool = pool();
-    for r in [&good, &bad] {
-        wait_until(
-            &format!("{} answers", r.admin),
-            Duration::from_secs(60),
-            || async {
-                try_post(&pool, &r.url("orders"), None, b"{}")
-                    .await
-                    .is_ok_and(|(status, _)| status == 202)
-            },
-        )
-        .await;
-    }
+    answering(&pool, &good).await;
+    answering(&pool, &bad).await;
     degraded(std::slice::from_ref(&good), 0.0).await;
     degraded(std::slice::from_ref(&bad), 1.0).await;
     // The refused one still serves, deciding alone, and says why without the password.
@@ -501,12 +493,7 @@ async fn a_redis_with_a_password_is_used_and_a_wrong_one_only_degrades() {
         .await
             >= Some(2.0)
     );
-    let log_path = dir.join("bad.log");
-    wait_until("the refusal logged", Duration::from_secs(10), || async {
-        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("Redis failed"))
-    })
-    .await;
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    let log = logged(&dir.join("bad.log"), "Redis failed").await;
     assert!(
         !log.contains("not-the-password") && !log.contains("fleet-s3cret"),
         "{log}"
@@ -528,5 +515,116 @@ async fn a_redis_with_a_password_is_used_and_a_wrong_one_only_degrades() {
         post(&pool, &bad.url("gh"), Some("auth-2"), b"{}").await.1,
         shared
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Waits until the log at `path` has `text`; the log.
+async fn logged(path: &Path, text: &str) -> String {
+    wait_until(
+        &format!("{text} in {}", path.display()),
+        Duration::from_secs(10),
+        || async { std::fs::read_to_string(path).is_ok_and(|l| l.contains(text)) },
+    )
+    .await;
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Waits until `replica` answers a request to `orders`.
+async fn answering(pool: &Pool, replica: &Replica) {
+    wait_until(
+        &format!("{} answers", replica.admin),
+        Duration::from_secs(60),
+        || async {
+            try_post(pool, &replica.url("orders"), None, b"{}")
+                .await
+                .is_ok_and(|(status, _)| status == 202)
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_over_tls_is_trusted_through_the_configured_ca_only() {
+    let events = topic("fleet-tls");
+    let dir = temp_dir("fleet-tls");
+    // A private CA and Redis's certificate for `localhost`.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let file = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    let ca_file = file("ca.pem", ca.pem());
+    let (cert_file, key_file) = (
+        file("redis.pem", cert.pem()),
+        file("redis.key", key.serialize_pem()),
+    );
+    let port = free_port();
+    let _redis = redis(
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &cert_file,
+            "--tls-key-file",
+            &key_file,
+            "--tls-ca-cert-file",
+            &ca_file,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let url = format!("rediss://localhost:{port}/0");
+    let trusted = replica_with(
+        &dir,
+        "trusted",
+        &url,
+        &events,
+        &format!("ca_file = \"{ca_file}\""),
+        &[],
+    );
+    let untrusted = replica_with(&dir, "untrusted", &url, &events, "", &[]);
+    let pool = pool();
+    answering(&pool, &trusted).await;
+    answering(&pool, &untrusted).await;
+    degraded(std::slice::from_ref(&trusted), 0.0).await;
+    // The system's roots do not know the private CA: that replica decides alone.
+    degraded(std::slice::from_ref(&untrusted), 1.0).await;
+    for r in [&trusted, &untrusted] {
+        let (status, first) = post(&pool, &r.url("gh"), Some("tls-1"), b"{}").await;
+        assert_eq!(status, 202);
+        assert_eq!(
+            post(&pool, &r.url("gh"), Some("tls-1"), b"{}").await.1,
+            first
+        );
+    }
+    let fallbacks = |r: &Replica| {
+        let admin = r.admin.clone();
+        async move {
+            metric(
+                &admin,
+                "hookgate_cluster_fallbacks_total{feature=\"replay\"}",
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        fallbacks(&trusted).await,
+        None,
+        "the trusted replica claims over TLS"
+    );
+    assert_eq!(fallbacks(&untrusted).await, Some(2.0));
+    logged(&dir.join("untrusted.log"), "Redis failed").await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,6 +1,7 @@
 //! `[cluster]`: state the gateway's replicas share on Redis (replay guard, idempotency
 //! keys, per-hook rate limits). Without `redis` each replica keeps its own.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hookgate_common::config::{ConfigDuration, Environment, Problems, SecretRef};
@@ -28,6 +29,16 @@ pub struct ClusterConfig {
     /// Put before every key, so that several gateways (or other programs) can share a
     /// Redis.
     pub prefix: String,
+    /// With `rediss://`: a PEM file of the CA that signed Redis's certificate, instead of
+    /// the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// With `rediss://`: a PEM client certificate and its key, for a Redis that asks for
+    /// one (`tls-auth-clients`).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[cluster]` once checked.
@@ -38,6 +49,9 @@ pub struct ClusterSettings {
     pub address: String,
     pub timeout: Duration,
     pub prefix: String,
+    /// The CA and client certificate files' PEM, read at load.
+    pub ca: Option<Vec<u8>>,
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for ClusterSettings {
@@ -120,6 +134,47 @@ impl ClusterConfig {
                 Err(e) => p.secret("cluster.password", e),
             }
         }
+        let read = |key: &str, path: &Option<PathBuf>, p: &mut Problems| {
+            let path = path.as_ref()?;
+            match std::fs::read(path) {
+                Ok(pem) if pem.starts_with(b"-----BEGIN") => Some(pem),
+                Ok(_) => {
+                    p.push(
+                        format!("cluster.{key}"),
+                        format!("`{}` is not a PEM file", path.display()),
+                        "give a PEM file (it starts with -----BEGIN)",
+                    );
+                    None
+                }
+                Err(e) => {
+                    p.push(
+                        format!("cluster.{key}"),
+                        format!("cannot read `{}`: {e}", path.display()),
+                        "check the path and that hookgate may read it",
+                    );
+                    None
+                }
+            }
+        };
+        let ca = read("ca_file", &self.ca_file, p);
+        let cert = read("cert_file", &self.cert_file, p);
+        let key = read("key_file", &self.key_file, p);
+        let tls_files =
+            self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some();
+        if tls_files && url.scheme() != "rediss" {
+            p.push(
+                "cluster.ca_file",
+                "certificate files are for TLS, and the URL is redis://",
+                "write rediss://HOST:PORT/DB to reach Redis over TLS, or remove the files",
+            );
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            p.push(
+                "cluster.cert_file",
+                "a client certificate needs its key, and a key its certificate",
+                "set both cert_file and key_file, or neither",
+            );
+        }
         if p.len() > before {
             return None;
         }
@@ -134,6 +189,8 @@ impl ClusterConfig {
             address,
             timeout,
             prefix: self.prefix.clone(),
+            ca,
+            client: cert.zip(key),
         })
     }
 }
