@@ -341,6 +341,17 @@ async fn deliveries_sent_twice_to_different_replicas_publish_once() {
     assert_eq!(first.0, 202, "{first:?}");
     assert_eq!(pay(1, "{\"amount\":5}").await, first);
     assert_eq!(pay(2, "{\"amount\":6}").await.0, 422);
+
+    // A replica that dies (SIGKILL: it cannot say goodbye) stops being counted within
+    // the heartbeat's TTL, so a fallback would split the limit over the two left.
+    let mut replicas = Arc::into_inner(replicas).expect("the workers are done");
+    drop(replicas.pop());
+    for r in &replicas {
+        wait_until("2 replicas counted", Duration::from_secs(15), || async {
+            metric(&r.admin, "hookgate_cluster_replicas").await == Some(2.0)
+        })
+        .await;
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 
