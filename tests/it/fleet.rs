@@ -465,7 +465,21 @@ async fn a_redis_with_a_password_is_used_and_a_wrong_one_only_degrades() {
     let events = topic("fleet-auth");
     let dir = temp_dir("fleet-auth");
     let redis_port = free_port();
-    let _redis = redis(redis_port, &["--requirepass", "fleet-s3cret"]);
+    // The default user's password, and an ACL user of its own.
+    let _redis = redis(
+        redis_port,
+        &[
+            "--requirepass",
+            "fleet-s3cret",
+            "--user",
+            "gateway",
+            "on",
+            ">acl-s3cret",
+            "~*",
+            "&*",
+            "+@all",
+        ],
+    );
     let url = format!("redis://127.0.0.1:{redis_port}/0");
     let password = "password = { env = \"REDIS_PASSWORD\" }";
     let good = replica_with(
@@ -484,10 +498,20 @@ async fn a_redis_with_a_password_is_used_and_a_wrong_one_only_degrades() {
         password,
         &[("REDIS_PASSWORD", "not-the-password")],
     );
+    let user = replica_with(
+        &dir,
+        "user",
+        &url,
+        &events,
+        &format!("username = \"gateway\"\n{password}"),
+        &[("REDIS_PASSWORD", "acl-s3cret")],
+    );
     let pool = pool();
     answering(&pool, &good).await;
     answering(&pool, &bad).await;
+    answering(&pool, &user).await;
     degraded(std::slice::from_ref(&good), 0.0).await;
+    degraded(std::slice::from_ref(&user), 0.0).await;
     degraded(std::slice::from_ref(&bad), 1.0).await;
     // The refused one still serves, deciding alone, and says why without the password.
     let (status, first) = post(&pool, &bad.url("gh"), Some("auth-1"), b"{}").await;
@@ -555,28 +579,40 @@ async fn answering(pool: &Pool, replica: &Replica) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn redis_over_tls_is_trusted_through_the_configured_ca_only() {
+async fn redis_over_tls_is_trusted_through_the_configured_ca_and_client_certificate_only() {
     let events = topic("fleet-tls");
     let dir = temp_dir("fleet-tls");
-    // A private CA and Redis's certificate for `localhost`.
+    // A private CA, Redis's certificate for `localhost`, and a client certificate.
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // Names of their own: OpenSSL (Redis) takes a leaf named like its CA for self-signed.
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "fleet test CA");
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
         .unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let leaf = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.signed_by(&key, &ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
     let file = |name: &str, pem: String| {
         let path = dir.join(name);
         std::fs::write(&path, pem).unwrap();
         path.display().to_string()
     };
     let ca_file = file("ca.pem", ca.pem());
-    let (cert_file, key_file) = (
-        file("redis.pem", cert.pem()),
-        file("redis.key", key.serialize_pem()),
+    let (cert, key) = leaf("localhost");
+    let (cert_file, key_file) = (file("redis.pem", cert), file("redis.key", key));
+    let (cert, key) = leaf("hookgate");
+    let client = format!(
+        "ca_file = \"{ca_file}\"\ncert_file = \"{}\"\nkey_file = \"{}\"",
+        file("client.pem", cert),
+        file("client.key", key)
     );
     let port = free_port();
     let _redis = redis(
@@ -593,25 +629,29 @@ async fn redis_over_tls_is_trusted_through_the_configured_ca_only() {
             "--tls-ca-cert-file",
             &ca_file,
             "--tls-auth-clients",
-            "no",
+            "yes",
         ],
     );
     let url = format!("rediss://localhost:{port}/0");
-    let trusted = replica_with(
+    let trusted = replica_with(&dir, "trusted", &url, &events, &client, &[]);
+    // Without the private CA (the system's roots do not know it), and with it but no
+    // client certificate (Redis asks for one): each decides alone.
+    let untrusted = replica_with(&dir, "untrusted", &url, &events, "", &[]);
+    let anonymous = replica_with(
         &dir,
-        "trusted",
+        "anonymous",
         &url,
         &events,
         &format!("ca_file = \"{ca_file}\""),
         &[],
     );
-    let untrusted = replica_with(&dir, "untrusted", &url, &events, "", &[]);
     let pool = pool();
-    answering(&pool, &trusted).await;
-    answering(&pool, &untrusted).await;
+    for r in [&trusted, &untrusted, &anonymous] {
+        answering(&pool, r).await;
+    }
     degraded(std::slice::from_ref(&trusted), 0.0).await;
-    // The system's roots do not know the private CA: that replica decides alone.
     degraded(std::slice::from_ref(&untrusted), 1.0).await;
+    degraded(std::slice::from_ref(&anonymous), 1.0).await;
     for r in [&trusted, &untrusted] {
         let (status, first) = post(&pool, &r.url("gh"), Some("tls-1"), b"{}").await;
         assert_eq!(status, 202);
@@ -637,5 +677,6 @@ async fn redis_over_tls_is_trusted_through_the_configured_ca_only() {
     );
     assert_eq!(fallbacks(&untrusted).await, Some(2.0));
     logged(&dir.join("untrusted.log"), "Redis failed").await;
+    logged(&dir.join("anonymous.log"), "Redis failed").await;
     let _ = std::fs::remove_dir_all(dir);
 }
