@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use hookgate_common::telemetry::TraceParent;
 use hookgate_event::{
     binary, structured, Attributes, Fields, WebhookRequest, REDACTED, WEBHOOK_SCHEMA,
 };
@@ -253,28 +254,14 @@ pub fn redacted_headers<'a>(redaction: &Redaction, headers: &'a HeaderMap) -> Fi
     fields
 }
 
-/// The request's W3C `traceparent`, if well formed: `version-traceid-parentid-flags`.
-/// Later versions may append fields; only the first four, which every version shares,
-/// are kept.
+/// The request's W3C `traceparent`, if well formed (as [`TraceParent::parse`] reads it):
+/// `version-traceid-parentid-flags`. Later versions may append fields; only the first
+/// four, which every version shares, are kept.
 pub fn traceparent(headers: &HeaderMap) -> Option<&str> {
     static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
     let v = header_str(headers, &TRACEPARENT)?.trim();
-    let parts: Vec<&str> = v.split('-').collect();
-    let hex = |s: &str, n: usize| {
-        s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    };
-    let well_formed = parts.len() >= 4
-        && hex(parts[0], 2)
-        && parts[0] != "ff"
-        && hex(parts[1], 32)
-        && parts[1].bytes().any(|b| b != b'0')
-        && hex(parts[2], 16)
-        && parts[2].bytes().any(|b| b != b'0')
-        && hex(parts[3], 2)
-        && (parts[0] != "00" || parts.len() == 4);
-    well_formed.then(|| &v[..TRACEPARENT_LEN])
+    TraceParent::parse(v)?;
+    Some(&v[..TRACEPARENT_LEN])
 }
 
 /// Length of `version-traceid-parentid-flags`.

@@ -19,14 +19,16 @@
 //! - [`error`]: the one mapping from a refusal to an HTTP answer.
 //!
 //! Around it: [`config`] (layered, strict, validated before any port is bound; it builds
-//! the runtime types the data path uses, [`hook::Hook`] among them),
-//! [`in_flight`] (the in-flight limit, which also pauses idle connections while reached),
-//! [`reload`] (SIGHUP and `POST /reload`), [`ratelimit`] and [`client`] (per-hook and
-//! per-client limits, source allowlists), [`replay`] (delivery ids already accepted), [`cluster`] (replay claims and rate limits shared by the replicas on Redis),
-//! [`handshake`] (provider endpoint checks), [`tls`], [`topics`] and [`health`] (startup
-//! checks and readiness), [`admin`] (health, readiness, metrics, reload), [`metrics`],
-//! [`filter`] (ingress filters), [`replies`] (synchronous hooks: flows' answers and
-//! `GET /executions/{id}`), [`shutdown`], [`hex`] (the hex digits signatures and escapes use), and [`sender`]
+//! the runtime types the data path uses, [`hook::Hook`] among them), [`in_flight`] (the
+//! in-flight limit, which also pauses idle connections while reached), [`reload`]
+//! (SIGHUP and `POST /reload`), [`ratelimit`] and [`client`] (per-hook and per-client
+//! limits, source allowlists), [`replay`] (delivery ids already accepted), [`cluster`]
+//! (replay claims and rate limits shared by the replicas on Redis), [`trace`] (a
+//! request's spans, when traces are exported), [`handshake`] (provider endpoint checks),
+//! [`tls`], [`topics`] and [`health`] (startup checks and readiness), [`admin`] (health,
+//! readiness, metrics, reload), [`metrics`], [`filter`] (ingress filters), [`replies`]
+//! (synchronous hooks: flows' answers and `GET /executions/{id}`), [`shutdown`], [`hex`]
+//! (the hex digits signatures and escapes use), and [`sender`]
 //! (what a sender sends, signed: for trying a hook and for the load harness).
 
 pub mod admin;

@@ -244,111 +244,24 @@ impl Gateway {
                 (result, Some(span))
             }
         };
-        let hook = hook_id.as_deref().map_or("", |h| h.id.as_str());
-        let Some(span) = span else {
-            return self.answer(result, hook_id.as_deref(), started);
-        };
-        let (outcome, event) = match &result {
-            Ok(Accepted::Stored { id } | Accepted::Waiting { id }) => ("accepted", Some(*id)),
-            Ok(Accepted::Replied(_)) => ("accepted", None),
-            Ok(Accepted::Handshake(_)) => ("handshake", None),
-            Ok(Accepted::Polled(_)) => ("polled", None),
-            Ok(Accepted::Filtered) => ("filtered", None),
-            Err(rejection) => (rejection.outcome(), None),
-        };
-        let resp = self.answer(result, hook_id.as_deref(), started);
-        span.end(hook, outcome, resp.status().as_u16(), event);
-        resp
-    }
-
-    /// The answer to a request's outcome, counted and logged.
-    fn answer(
-        &self,
-        result: Result<Accepted, Rejection>,
-        matched: Option<&Hook>,
-        started: Instant,
-    ) -> Response<Full<Bytes>> {
-        let hook_id = matched;
-        let hook = hook_id.map_or("", |h| h.id.as_str());
+        let hook_id = hook_id.as_deref();
+        let outcome = outcome(&result);
         let hook_metrics: &metrics::HookMetrics = match hook_id {
             Some(h) => h.metrics(),
             None => metrics::HookMetrics::unmatched(),
         };
-        match result {
-            Ok(Accepted::Stored { id }) => {
-                hook_metrics.request("accepted", started.elapsed());
-                let mut id_buf = uuid::Uuid::encode_buffer();
-                let id = &*id.hyphenated().encode_lower(&mut id_buf);
-                tracing::debug!(hook, event_id = %id, "accepted");
-                match hook_id.and_then(|h| h.response.as_ref()) {
-                    Some(custom) => custom.respond(id),
-                    None => accepted_response(id),
-                }
-            }
-            Ok(Accepted::Handshake(resp)) => {
-                hook_metrics.request("handshake", started.elapsed());
-                tracing::info!(
-                    hook,
-                    status = resp.status().as_u16(),
-                    "answered a provider handshake"
-                );
-                resp
-            }
-            Ok(Accepted::Replied(reply)) => {
-                hook_metrics.request("accepted", started.elapsed());
-                tracing::debug!(
-                    hook,
-                    status = reply.status,
-                    "answered with the flow's reply"
-                );
-                reply.response()
-            }
-            Ok(Accepted::Waiting { id }) => {
-                hook_metrics.request("accepted", started.elapsed());
-                let mut id_buf = uuid::Uuid::encode_buffer();
-                crate::replies::pending_response(id.hyphenated().encode_lower(&mut id_buf))
-            }
-            Ok(Accepted::Polled(resp)) => {
-                hook_metrics.request("polled", started.elapsed());
-                resp
-            }
-            Ok(Accepted::Filtered) => {
-                hook_metrics.request("filtered", started.elapsed());
-                tracing::debug!(hook, "filtered out");
-                let mut resp = Response::new(Full::new(Bytes::new()));
-                *resp.status_mut() = StatusCode::NO_CONTENT;
-                resp
-            }
-            Err(rejection) => {
-                let outcome = rejection.outcome();
-                hook_metrics.request(outcome, started.elapsed());
-                match rejection.fault() {
-                    crate::error::Fault::Sender => {
-                        let signed = hook_id.is_some_and(|h| h.auth.needs_body());
-                        tracing::debug!(
-                            hook,
-                            outcome,
-                            reason = rejection.label(),
-                            detail = %rejection.detail(signed),
-                            "refused"
-                        )
-                    }
-                    _ => {
-                        if let Some(skipped) = rejection.warning_due(started) {
-                            tracing::warn!(
-                                hook,
-                                outcome,
-                                reason = rejection.label(),
-                                detail = %rejection.detail(false),
-                                skipped,
-                                "not accepted"
-                            )
-                        }
-                    }
-                }
-                rejection.into_response()
-            }
-        }
+        hook_metrics.request(outcome, started.elapsed());
+        let Some(span) = span else {
+            return answer(result, hook_id, started);
+        };
+        let event = match &result {
+            Ok(Accepted::Stored { id } | Accepted::Waiting { id }) => Some(*id),
+            _ => None,
+        };
+        let resp = answer(result, hook_id, started);
+        let hook = hook_id.map_or("", |h| h.id.as_str());
+        span.end(hook, outcome, resp.status().as_u16(), event);
+        resp
     }
 
     async fn process<B>(
@@ -862,6 +775,92 @@ fn check_url_key(hook: &Hook, key: Option<&str>, now: SystemTime) -> Result<(), 
         })?;
     }
     Ok(())
+}
+
+/// A request's outcome, as `hookgate_requests_total` and the request span name it.
+fn outcome(result: &Result<Accepted, Rejection>) -> &'static str {
+    match result {
+        Ok(Accepted::Stored { .. } | Accepted::Replied(_) | Accepted::Waiting { .. }) => "accepted",
+        Ok(Accepted::Handshake(_)) => "handshake",
+        Ok(Accepted::Polled(_)) => "polled",
+        Ok(Accepted::Filtered) => "filtered",
+        Err(rejection) => rejection.outcome(),
+    }
+}
+
+/// The answer to a request's outcome, logged.
+fn answer(
+    result: Result<Accepted, Rejection>,
+    hook_id: Option<&Hook>,
+    started: Instant,
+) -> Response<Full<Bytes>> {
+    let hook = hook_id.map_or("", |h| h.id.as_str());
+    match result {
+        Ok(Accepted::Stored { id }) => {
+            let mut id_buf = uuid::Uuid::encode_buffer();
+            let id = &*id.hyphenated().encode_lower(&mut id_buf);
+            tracing::debug!(hook, event_id = %id, "accepted");
+            match hook_id.and_then(|h| h.response.as_ref()) {
+                Some(custom) => custom.respond(id),
+                None => accepted_response(id),
+            }
+        }
+        Ok(Accepted::Handshake(resp)) => {
+            tracing::info!(
+                hook,
+                status = resp.status().as_u16(),
+                "answered a provider handshake"
+            );
+            resp
+        }
+        Ok(Accepted::Replied(reply)) => {
+            tracing::debug!(
+                hook,
+                status = reply.status,
+                "answered with the flow's reply"
+            );
+            reply.response()
+        }
+        Ok(Accepted::Waiting { id }) => {
+            let mut id_buf = uuid::Uuid::encode_buffer();
+            crate::replies::pending_response(id.hyphenated().encode_lower(&mut id_buf))
+        }
+        Ok(Accepted::Polled(resp)) => resp,
+        Ok(Accepted::Filtered) => {
+            tracing::debug!(hook, "filtered out");
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            resp
+        }
+        Err(rejection) => {
+            let outcome = rejection.outcome();
+            match rejection.fault() {
+                crate::error::Fault::Sender => {
+                    let signed = hook_id.is_some_and(|h| h.auth.needs_body());
+                    tracing::debug!(
+                        hook,
+                        outcome,
+                        reason = rejection.label(),
+                        detail = %rejection.detail(signed),
+                        "refused"
+                    )
+                }
+                _ => {
+                    if let Some(skipped) = rejection.warning_due(started) {
+                        tracing::warn!(
+                            hook,
+                            outcome,
+                            reason = rejection.label(),
+                            detail = %rejection.detail(false),
+                            skipped,
+                            "not accepted"
+                        )
+                    }
+                }
+            }
+            rejection.into_response()
+        }
+    }
 }
 
 fn accepted_response(id: &str) -> Response<Full<Bytes>> {

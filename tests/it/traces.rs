@@ -180,6 +180,64 @@ async fn one_trace_runs_from_the_sender_through_the_gateway_and_the_flow_to_the_
         called.header("traceparent"),
         Some(format!("00-{sender_trace}-{}-01", task.span).as_str())
     );
+
+    // A trace the sender did not sample is passed on (the event and the API call carry
+    // it) but not exported; a request without a `traceparent` starts a trace (the
+    // ratio is 1) that the flow continues.
+    let unsampled = "11112222333344445555666677778888";
+    http::post(&gw.hook_url("/hooks/orders"))
+        .header("traceparent", &format!("00-{unsampled}-{sender_span}-00"))
+        .json(&serde_json::json!({"order": 8}))
+        .send()
+        .await
+        .unwrap()
+        .event_id();
+    http::post(&gw.hook_url("/hooks/orders"))
+        .json(&serde_json::json!({"order": 9}))
+        .send()
+        .await
+        .unwrap()
+        .event_id();
+    wait_until("three API calls", Duration::from_secs(30), || async {
+        api.hits() >= 3
+    })
+    .await;
+    wait_until("the new trace's spans", Duration::from_secs(15), || async {
+        received(&collector)
+            .iter()
+            .filter(|s| s.trace != sender_trace)
+            .any(|s| s.name == "hookgate.task")
+    })
+    .await;
+    let spans = received(&collector);
+    assert!(
+        spans.iter().all(|s| s.trace != unsampled),
+        "an unsampled trace is not exported: {spans:#?}"
+    );
+    let by_api = |order: &str| {
+        api.seen()
+            .into_iter()
+            .find(|c| {
+                let body: serde_json::Value = serde_json::from_slice(&c.body).unwrap_or_default();
+                body["order"].to_string().trim_matches('"') == order
+            })
+            .and_then(|c| c.header("traceparent").map(str::to_string))
+            .unwrap_or_default()
+    };
+    let passed_on = by_api("8");
+    assert!(
+        passed_on.starts_with(&format!("00-{unsampled}-")) && passed_on.ends_with("-00"),
+        "{passed_on}"
+    );
+    let new: Vec<&Received> = spans.iter().filter(|s| s.trace != sender_trace).collect();
+    let root = new
+        .iter()
+        .find(|s| s.name == "hookgate.request")
+        .expect("the new trace's request span");
+    assert_eq!(root.parent, "", "a request without a traceparent is a root");
+    let flow = new.iter().find(|s| s.name == "hookgate.flow").unwrap();
+    assert_eq!(flow.parent, root.span, "the flow continues the new trace");
+    assert!(by_api("9").starts_with(&format!("00-{}-", root.trace)));
     consumer.stop().await.unwrap();
     gw.stop().await.unwrap();
 }
