@@ -68,6 +68,10 @@ pub struct Cluster {
     reported: AtomicBool,
     /// Live replicas at the last heartbeat (at least 1).
     replicas: AtomicU32,
+    /// Acknowledged claims' event ids waiting for the next claim (see [`claim`]).
+    settled: std::sync::Mutex<Vec<claim::Settled>>,
+    /// Wakes the writer when `settled` gets its first entry.
+    settle_due: tokio::sync::Notify,
     heartbeat: redis::Script,
     gcra: redis::Script,
     release: redis::Script,
@@ -118,6 +122,8 @@ impl Cluster {
             up: AtomicBool::new(false),
             reported: AtomicBool::new(false),
             replicas: AtomicU32::new(1),
+            settled: std::sync::Mutex::new(Vec::new()),
+            settle_due: tokio::sync::Notify::new(),
             heartbeat: redis::Script::new(HEARTBEAT_SCRIPT),
             gcra: redis::Script::new(limit::GCRA_SCRIPT),
             release: redis::Script::new(claim::RELEASE_SCRIPT),
@@ -158,9 +164,16 @@ impl Cluster {
         }
     }
 
+    /// Starts the background work: the heartbeat, and the writer of acknowledged claims
+    /// that no claim carried ([`claim`]).
+    pub fn start(self: &Arc<Self>, shutdown: Shutdown) {
+        self.spawn_settler();
+        self.spawn_heartbeat(shutdown);
+    }
+
     /// Reports this replica every second until shutdown, bringing the cluster up when
     /// Redis answers; leaves the replicas' set at shutdown.
-    pub fn spawn_heartbeat(self: &Arc<Self>, shutdown: Shutdown) {
+    fn spawn_heartbeat(self: &Arc<Self>, shutdown: Shutdown) {
         let cluster = self.clone();
         metrics::cluster_degraded(true);
         tokio::spawn(async move {

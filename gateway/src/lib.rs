@@ -172,7 +172,7 @@ pub async fn run(
     }
     if let Some(shared) = &settings.cluster {
         let cluster = crate::cluster::Cluster::new(shared)?;
-        cluster.spawn_heartbeat(shutdown.clone());
+        cluster.start(shutdown.clone());
         tracing::info!(redis = %shared.address, "replicas share replay claims and rate limits on Redis");
         gateway = gateway.with_cluster(cluster);
     }
@@ -260,6 +260,10 @@ pub async fn run(
         serving,
     )
     .await;
+    if let Some(cluster) = gateway.cluster() {
+        // Event ids of the last requests' claims, so other replicas know them.
+        cluster.flush_settled().await;
+    }
     tracing::info!("flushing the producer");
     let sink = gateway.clone();
     let timeout = server_cfg.shutdown_timeout.get();

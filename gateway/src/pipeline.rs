@@ -182,6 +182,11 @@ impl Gateway {
         self
     }
 
+    /// The state the fleet shares, when there is one.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+
     /// Answers synchronous hooks with their flows' answers (see [`crate::replies`]); the
     /// topic is read from the first configuration, or reload, that has such a hook.
     pub fn with_replies(mut self, replies: Arc<Replies>, shutdown: Shutdown) -> Gateway {

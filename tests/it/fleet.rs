@@ -91,7 +91,7 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
 /// One replica: ports for requests and admin, hooks `gh` (GitHub-signed, replay guard)
 /// and `orders` (300/s over the fleet) on `topic`.
 struct Replica {
-    _process: Process,
+    process: Process,
     port: u16,
     admin: String,
 }
@@ -113,7 +113,7 @@ fn replica_with(
 ) -> Replica {
     let (port, admin) = (free_port(), free_port());
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\ndrain_delay = \"0s\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndrain_delay = \"5s\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
          [kafka]\nbrokers = \"{}\"\ncreate_topics = true\nreplication_factor = 1\npartitions = 1\n\
          [rejections]\ntopic = \"\"\n\
          [cluster]\nredis = \"{redis}\"\nprefix = \"fleet\"\n{cluster}\n\
@@ -125,7 +125,7 @@ fn replica_with(
          idempotency = {{ header = \"Idempotency-Key\" }}\n",
         brokers());
     Replica {
-        _process: gateway_process(dir, name, &toml, env),
+        process: gateway_process(dir, name, &toml, env),
         port,
         admin: format!("http://127.0.0.1:{admin}"),
     }
@@ -342,13 +342,45 @@ async fn deliveries_sent_twice_to_different_replicas_publish_once() {
     assert_eq!(pay(1, "{\"amount\":5}").await, first);
     assert_eq!(pay(2, "{\"amount\":6}").await.0, 422);
 
-    // A replica that dies (SIGKILL: it cannot say goodbye) stops being counted within
-    // the heartbeat's TTL, so a fallback would split the limit over the two left.
+    // A replica draining after SIGTERM (it serves for `drain_delay`) still shares what it
+    // accepts: a redelivery to another replica gets its event id at once, not when the
+    // draining one has finished.
     let mut replicas = Arc::into_inner(replicas).expect("the workers are done");
+    let draining = replicas.remove(0);
+    assert!(Command::new("kill")
+        .args(["-TERM", &draining.process.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_until("a draining", Duration::from_secs(5), || async {
+        crate::support::http::get(&format!("{}/readyz", draining.admin))
+            .await
+            .is_ok_and(|x| x.status == 503)
+    })
+    .await;
+    let body = b"{\"n\":\"drained\"}";
+    let first = post(&pool, &draining.url("gh"), Some("drained-1"), body).await;
+    assert_eq!(first.0, 202, "{first:?}");
+    let asked = Instant::now();
+    let again = post(&pool, &replicas[0].url("gh"), Some("drained-1"), body).await;
+    assert_eq!(
+        again, first,
+        "the redelivery gets the draining replica's event id"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "the redelivery waited {:?} for the draining replica",
+        asked.elapsed()
+    );
+    drop(draining);
+
+    // The draining replica left the count when it stopped; one that dies (SIGKILL: it
+    // cannot say goodbye) stops being counted within the heartbeat's TTL, so a fallback
+    // would give the one left the whole limit.
     drop(replicas.pop());
     for r in &replicas {
-        wait_until("2 replicas counted", Duration::from_secs(15), || async {
-            metric(&r.admin, "hookgate_cluster_replicas").await == Some(2.0)
+        wait_until("1 replica counted", Duration::from_secs(15), || async {
+            metric(&r.admin, "hookgate_cluster_replicas").await == Some(1.0)
         })
         .await;
     }
