@@ -17,6 +17,7 @@
 
 pub mod claim;
 pub mod limit;
+mod outbox;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -68,10 +69,8 @@ pub struct Cluster {
     reported: AtomicBool,
     /// Live replicas at the last heartbeat (at least 1).
     replicas: AtomicU32,
-    /// Acknowledged claims' event ids waiting for the next claim (see [`claim`]).
-    settled: std::sync::Mutex<Vec<claim::Settled>>,
-    /// Wakes the writer when `settled` gets its first entry.
-    settle_due: tokio::sync::Notify,
+    /// Claims and event ids on their way to Redis.
+    outbox: outbox::Outbox,
     heartbeat: redis::Script,
     gcra: redis::Script,
     release: redis::Script,
@@ -122,8 +121,7 @@ impl Cluster {
             up: AtomicBool::new(false),
             reported: AtomicBool::new(false),
             replicas: AtomicU32::new(1),
-            settled: std::sync::Mutex::new(Vec::new()),
-            settle_due: tokio::sync::Notify::new(),
+            outbox: outbox::Outbox::default(),
             heartbeat: redis::Script::new(HEARTBEAT_SCRIPT),
             gcra: redis::Script::new(limit::GCRA_SCRIPT),
             release: redis::Script::new(claim::RELEASE_SCRIPT),
@@ -164,10 +162,10 @@ impl Cluster {
         }
     }
 
-    /// Starts the background work: the heartbeat, and the writer of acknowledged claims
-    /// that no claim carried ([`claim`]).
+    /// Starts the background work: the heartbeat, and the writer of claims and event ids
+    /// ([`outbox`]).
     pub fn start(self: &Arc<Self>, shutdown: Shutdown) {
-        self.spawn_settler();
+        self.spawn_outbox();
         self.spawn_heartbeat(shutdown);
     }
 

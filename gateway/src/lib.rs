@@ -262,7 +262,7 @@ pub async fn run(
     .await;
     if let Some(cluster) = gateway.cluster() {
         // Event ids of the last requests' claims, so other replicas know them.
-        cluster.flush_settled().await;
+        cluster.flush_outbox().await;
     }
     tracing::info!("flushing the producer");
     let sink = gateway.clone();

@@ -9,21 +9,20 @@
 //! request can take), then `a:EVENT-ID:FINGERPRINT` for the window. A failed request
 //! deletes its own pending value only (a script compares the token).
 //!
-//! The event id is not written the moment the event is acknowledged: it waits (at most
-//! [`SETTLE_AFTER`]) to travel in the same pipeline as the next claim, so that under load
-//! a request costs one round trip to Redis, not two. A duplicate arriving in between
-//! finds the pending value and waits for it, as for a first still in flight.
+//! Claims and event ids go to Redis through the [`super::outbox`]: an event id is not
+//! written the moment its event is acknowledged but travels with the next claims (at
+//! most [`super::outbox::SETTLE_AFTER`] later), so that a request costs one round trip to
+//! Redis, not two. A duplicate arriving in between finds the pending value and waits for
+//! it, as for a first still in flight.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::outbox::Settled;
 use super::{Cluster, Down};
 use crate::replay::{Admission, ReplayGuard, Ticket};
-
-/// The longest an acknowledged claim's event id waits for a claim to travel with.
-pub const SETTLE_AFTER: Duration = Duration::from_millis(2);
 
 /// KEYS: the claim. ARGV: the pending value that is ours. Deletes it if it is still ours.
 pub(super) const RELEASE_SCRIPT: &str = r"
@@ -62,7 +61,7 @@ pub enum Claim<'a> {
 
 impl Claim<'_> {
     /// The delivery's event was acknowledged: remember it with its event id. On the
-    /// fleet this is written with the next claim (see the module's text): the sender's
+    /// fleet this is written with the next claims (see the module's text): the sender's
     /// answer does not wait for it, and a duplicate arriving meanwhile waits for it as for
     /// a first in flight.
     pub fn accepted(self, event: uuid::Uuid) {
@@ -71,14 +70,6 @@ impl Claim<'_> {
             Claim::Shared(claim) => claim.accepted(event),
         }
     }
-}
-
-/// An acknowledged claim's event id, waiting to be written.
-pub(super) struct Settled {
-    key: String,
-    value: String,
-    window_ms: u64,
-    feature: &'static str,
 }
 
 /// A claim held in Redis.
@@ -129,7 +120,7 @@ impl Cluster {
         window: Duration,
         wait: Duration,
     ) -> Result<Admission<SharedClaim>, Down> {
-        let (mut conn, salt) = self.usable()?;
+        let (_, salt) = self.usable()?;
         let key = self.claim_key(&salt, scope, hook, id);
         let token = format!("p:{}", uuid::Uuid::new_v4().simple());
         // Pending for as long as the first request may take, and a little more.
@@ -137,21 +128,7 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(2);
         loop {
-            let settled = self.take_settled();
-            let mut pipe = settled_pipe(&settled);
-            pipe.cmd("SET")
-                .arg(&key)
-                .arg(&token)
-                .arg("NX")
-                .arg("GET")
-                .arg("PX")
-                .arg(hold.as_millis() as u64);
-            let found: Result<(Option<String>,), _> = pipe.query_async(&mut conn).await;
-            let (found,) = found.map_err(|e| {
-                self.failed(scope.feature(), &e);
-                lost(&settled);
-                Down
-            })?;
+            let found = self.ask(&key, &token, hold, scope.feature()).await?;
             let claim = |key| SharedClaim {
                 cluster: self.clone(),
                 key,
@@ -228,76 +205,6 @@ impl SharedClaim {
             window_ms: self.window.as_millis().max(1) as u64,
             feature: self.feature,
         });
-    }
-}
-
-impl Cluster {
-    /// Queues an acknowledged claim's event id for the next claim's pipeline, waking the
-    /// writer that sends it alone after [`SETTLE_AFTER`] when no claim comes.
-    fn settle(&self, settled: Settled) {
-        let mut queue = self.settled.lock().unwrap_or_else(|e| e.into_inner());
-        queue.push(settled);
-        if queue.len() == 1 {
-            self.settle_due.notify_one();
-        }
-    }
-
-    fn take_settled(&self) -> Vec<Settled> {
-        std::mem::take(&mut *self.settled.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Writes the queued event ids now (when no claim took them, and at shutdown).
-    pub async fn flush_settled(&self) {
-        let settled = self.take_settled();
-        if settled.is_empty() {
-            return;
-        }
-        let Ok((mut conn, _)) = self.usable() else {
-            // Down since the claims: their pending values expire on their own, after
-            // which a duplicate publishes again (fail open, as without Redis).
-            lost(&settled);
-            return;
-        };
-        let result: Result<(), _> = settled_pipe(&settled).query_async(&mut conn).await;
-        if let Err(e) = result {
-            self.failed("settle", &e);
-            lost(&settled);
-        }
-    }
-
-    /// Sends queued event ids that waited [`SETTLE_AFTER`] without a claim. It runs as
-    /// long as the runtime does: requests are still served while the gateway drains, and
-    /// the server flushes what is left once they are done.
-    pub(super) fn spawn_settler(self: &Arc<Self>) {
-        let cluster = self.clone();
-        tokio::spawn(async move {
-            loop {
-                cluster.settle_due.notified().await;
-                tokio::time::sleep(SETTLE_AFTER).await;
-                cluster.flush_settled().await;
-            }
-        });
-    }
-}
-
-/// A pipeline writing `settled` (replies ignored), for a claim to be added to.
-fn settled_pipe(settled: &[Settled]) -> redis::Pipeline {
-    let mut pipe = redis::pipe();
-    for s in settled {
-        pipe.cmd("SET")
-            .arg(&s.key)
-            .arg(&s.value)
-            .arg("PX")
-            .arg(s.window_ms)
-            .ignore();
-    }
-    pipe
-}
-
-/// Event ids that could not be written, counted as their feature's fallbacks.
-fn lost(settled: &[Settled]) {
-    for s in settled {
-        crate::metrics::cluster_fallback(s.feature);
     }
 }
 
