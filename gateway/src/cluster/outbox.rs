@@ -18,6 +18,9 @@ use super::{Cluster, Down};
 pub const SETTLE_AFTER: Duration = Duration::from_millis(2);
 /// Batches sent and not yet answered, at most: the next one leaves while they are out.
 const IN_FLIGHT: usize = 4;
+/// Event ids waiting, at most (Redis slow to answer): past it one is dropped, counted as
+/// a fallback, and its claim expires after its hold instead.
+const MAX_SETTLED: usize = 65_536;
 
 /// The queue, and the writer's wake-up.
 #[derive(Default)]
@@ -84,6 +87,11 @@ impl Cluster {
     /// Queues an event id for the next claims (or [`SETTLE_AFTER`], when none comes).
     pub(super) fn settle(&self, settled: Settled) {
         let mut queue = self.outbox.lock();
+        if queue.settled.len() >= MAX_SETTLED {
+            drop(queue);
+            crate::metrics::cluster_fallback(settled.feature);
+            return;
+        }
         queue.settled.push(settled);
         if queue.settled.len() == 1 && queue.claims.is_empty() {
             self.outbox.due.notify_one();
