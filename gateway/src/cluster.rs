@@ -138,13 +138,17 @@ impl Cluster {
         self.replicas.load(Ordering::Relaxed).max(1)
     }
 
-    /// The connection and salt, when Redis is up.
-    fn usable(&self) -> Result<(ConnectionManager, Arc<[u8; 32]>), Down> {
+    /// The fleet's salt, when Redis is up.
+    fn salt(&self) -> Result<Arc<[u8; 32]>, Down> {
         if !self.is_up() {
             return Err(Down);
         }
-        let salt = self.salt.load_full().ok_or(Down)?;
-        Ok((self.conn.clone(), salt))
+        self.salt.load_full().ok_or(Down)
+    }
+
+    /// The connection and salt, when Redis is up.
+    fn usable(&self) -> Result<(ConnectionManager, Arc<[u8; 32]>), Down> {
+        Ok((self.conn.clone(), self.salt()?))
     }
 
     /// A call failed: the cluster is down until a heartbeat succeeds. Logged when it

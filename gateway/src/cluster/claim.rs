@@ -120,7 +120,7 @@ impl Cluster {
         window: Duration,
         wait: Duration,
     ) -> Result<Admission<SharedClaim>, Down> {
-        let (_, salt) = self.usable()?;
+        let salt = self.salt()?;
         let key = self.claim_key(&salt, scope, hook, id);
         let token = format!("p:{}", uuid::Uuid::new_v4().simple());
         // Pending for as long as the first request may take, and a little more.

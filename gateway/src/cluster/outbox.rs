@@ -194,3 +194,36 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn event_ids_waiting_for_redis_are_bounded() {
+        let cluster = Cluster::new(&crate::config::ClusterSettings {
+            info: "redis://127.0.0.1:1/0".parse().unwrap(),
+            address: "redis://127.0.0.1:1".into(),
+            timeout: Duration::from_millis(50),
+            prefix: "test".into(),
+            ca: None,
+            client: None,
+        })
+        .unwrap();
+        // No writer runs: nothing leaves the queue.
+        for i in 0..MAX_SETTLED + 10 {
+            cluster.settle(Settled {
+                key: format!("test:claim:{i}"),
+                value: "a:x:0".into(),
+                window_ms: 1000,
+                feature: "replay",
+            });
+        }
+        let queue = cluster.outbox.lock();
+        assert_eq!(queue.settled.len(), MAX_SETTLED);
+        assert_eq!(
+            queue.settled.last().unwrap().key,
+            format!("test:claim:{}", MAX_SETTLED - 1)
+        );
+    }
+}
