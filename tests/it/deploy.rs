@@ -2,7 +2,9 @@
 //! document of deploy/ parses, the configs the manifests mount are read by the
 //! gateway's, consumer's and console's own loaders, the compose file mounts only files
 //! that exist, and checkov (the Kubernetes and Dockerfile frameworks, the skips in
-//! deploy/kubernetes/.checkov.yaml) fails no check.
+//! deploy/kubernetes/.checkov.yaml) fails no check. The Helm chart, linted and rendered
+//! by Helm's own code, renders the same objects as the plain manifests, passes checkov,
+//! and names what is missing or misspelt in its values.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,10 +27,16 @@ fn python() -> PathBuf {
     checkov().with_file_name("python")
 }
 
+/// The YAML files under `dir`, but a Helm chart's templates (YAML only once rendered).
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_dir() {
+        if path.is_dir()
+            && path.ends_with("templates")
+            && path.with_file_name("Chart.yaml").exists()
+        {
+            continue;
+        } else if path.is_dir() {
             yaml_files(&path, out);
         } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             out.push(path);
@@ -185,5 +193,273 @@ fn checkov_fails_no_check_of_the_manifests_or_the_dockerfile() {
     assert!(
         !docker.contains("Passed checks: 0,"),
         "nothing checked: {docker}"
+    );
+}
+
+fn chart() -> PathBuf {
+    root().join("deploy/helm/hookgate")
+}
+
+/// Helm's chart code on `chart()` (tests/it/support/helm.py): lint's report, or the
+/// rendered documents, or `{"error": …}`.
+fn helm(args: &[&str], values: &serde_json::Value) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(root().join("tests/it/support/helm.py"))
+        .arg(args[0])
+        .arg(chart())
+        .arg(values.to_string())
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The rendered documents of the release `hookgate` in namespace `hookgate`.
+fn render(values: &serde_json::Value) -> Vec<serde_json::Value> {
+    let out = helm(&["render", "hookgate", "hookgate"], values);
+    assert!(out["error"].is_null(), "{}", out["error"]);
+    out["documents"].as_array().unwrap().clone()
+}
+
+/// The three configs of deploy/kubernetes/config, as `--set-file` gives them.
+fn configs() -> serde_json::Value {
+    let file = |name: &str| {
+        std::fs::read_to_string(root().join("deploy/kubernetes/config").join(name)).unwrap()
+    };
+    serde_json::json!({"config": {
+        "gateway": file("hookgate.toml"),
+        "consumer": file("hookgate-consumer.toml"),
+        "console": file("hookgate-console.toml"),
+    }})
+}
+
+fn with(mut values: serde_json::Value, more: serde_json::Value) -> serde_json::Value {
+    for (key, value) in more.as_object().unwrap() {
+        values[key] = value.clone();
+    }
+    values
+}
+
+fn find<'a>(
+    docs: &'a [serde_json::Value],
+    kind: &str,
+    name: &str,
+) -> Option<&'a serde_json::Value> {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+}
+
+/// An object without what only one side has: labels and annotations (Helm's own, the
+/// config checksum), the release's instance label in selectors.
+fn comparable(doc: &serde_json::Value) -> serde_json::Value {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.remove("app.kubernetes.io/instance");
+                if let Some(meta) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                    meta.remove("labels");
+                    meta.remove("annotations");
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut doc = doc.clone();
+    strip(&mut doc);
+    doc
+}
+
+#[test]
+fn the_helm_chart_lints_clean_and_renders_what_the_plain_manifests_apply() {
+    let report = helm(&["lint"], &configs());
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    // Strict: warnings fail; what is left is advice (severity 1: "icon is recommended").
+    for message in report["messages"].as_array().unwrap() {
+        assert!(message["severity"].as_i64().unwrap() < 2, "{message}");
+    }
+
+    let rendered = render(&configs());
+    let mut plain = Vec::new();
+    for file in ["gateway", "consumer", "console", "network-policy"] {
+        plain.extend(documents(
+            &root().join(format!("deploy/kubernetes/{file}.yaml")),
+        ));
+    }
+    assert_eq!(rendered.len(), plain.len() + 1, "the ConfigMap besides");
+    for doc in &plain {
+        let (kind, name) = (
+            doc["kind"].as_str().unwrap(),
+            doc["metadata"]["name"].as_str().unwrap(),
+        );
+        let chart = find(&rendered, kind, name)
+            .unwrap_or_else(|| panic!("the chart renders no {kind} {name}"));
+        let mut doc = comparable(doc);
+        // The autoscaler owns the gateway's count: the chart leaves `replicas` out.
+        if kind == "Deployment" && chart["spec"]["replicas"].is_null() {
+            assert!(
+                find(&rendered, "HorizontalPodAutoscaler", name).is_some(),
+                "{name}"
+            );
+            doc["spec"].as_object_mut().unwrap().remove("replicas");
+        }
+        assert_eq!(
+            comparable(chart),
+            doc,
+            "{kind} {name}: the chart and deploy/kubernetes differ"
+        );
+    }
+    // The ConfigMap holds the configs as given, and every pod rolls when they change.
+    let config = find(&rendered, "ConfigMap", "hookgate-config").unwrap();
+    for (key, value) in [
+        ("hookgate.toml", "gateway"),
+        ("hookgate-consumer.toml", "consumer"),
+        ("hookgate-console.toml", "console"),
+    ] {
+        assert_eq!(config["data"][key], configs()["config"][value], "{key}");
+    }
+    let checksum = |values: &serde_json::Value| {
+        render(values)
+            .iter()
+            .filter(|d| d["kind"] == "Deployment")
+            .map(|d| d["spec"]["template"]["metadata"]["annotations"]["checksum/config"].clone())
+            .collect::<Vec<_>>()
+    };
+    let before = checksum(&configs());
+    let mut changed = configs();
+    changed["config"]["consumer"] = format!(
+        "{}\n# changed\n",
+        changed["config"]["consumer"].as_str().unwrap()
+    )
+    .into();
+    let after = checksum(&changed);
+    assert_eq!(before.len(), 3);
+    assert!(
+        before.iter().all(|c| c.is_string() && *c == before[0]),
+        "{before:?}"
+    );
+    assert!(after.iter().all(|c| *c != before[0]), "{after:?}");
+}
+
+#[test]
+fn checkov_fails_no_check_of_the_rendered_helm_chart() {
+    let dir = std::env::temp_dir().join(format!("hookgate-helm-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml: Vec<String> = render(&configs())
+        .iter()
+        .map(|doc| serde_json::to_string(doc).unwrap())
+        .collect();
+    // JSON is YAML: one document each.
+    std::fs::write(dir.join("hookgate.yaml"), yaml.join("\n---\n")).unwrap();
+    let out = run_checkov(&["-d", dir.to_str().unwrap(), "--framework", "kubernetes"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(out.contains("Failed checks: 0"), "{out}");
+    assert!(!out.contains("Passed checks: 0,"), "nothing checked: {out}");
+}
+
+#[test]
+fn the_helm_chart_follows_its_values_and_names_what_is_wrong() {
+    let error = |values: serde_json::Value| {
+        let out = helm(&["render", "hookgate", "hookgate"], &values);
+        out["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("rendered: {out}"))
+            .to_owned()
+    };
+    // No config: the key and how to give it.
+    let missing = error(serde_json::json!({}));
+    assert!(
+        missing.contains("config.gateway is required")
+            && missing.contains("--set-file config.gateway=hookgate.toml"),
+        "{missing}"
+    );
+    let no_console = error(with(
+        configs(),
+        serde_json::json!({"config": {"gateway": "x", "consumer": "y"}}),
+    ));
+    assert!(
+        no_console.contains("config.console is required while console.enabled"),
+        "{no_console}"
+    );
+    // values.schema.json: a wrong type, a misspelt key, an image digest that is not one.
+    let wrong = error(with(
+        configs(),
+        serde_json::json!({"gateway": {"replicas": "two"}}),
+    ));
+    assert!(
+        wrong.contains("/gateway/replicas") && wrong.contains("want integer"),
+        "{wrong}"
+    );
+    let misspelt = error(with(
+        configs(),
+        serde_json::json!({"gatway": {"replicas": 3}}),
+    ));
+    assert!(misspelt.contains("'gatway' not allowed"), "{misspelt}");
+    let digest = error(with(
+        configs(),
+        serde_json::json!({"image": {"repository": "r", "digest": "sha256:abc"}}),
+    ));
+    assert!(digest.contains("/image/digest"), "{digest}");
+
+    // Another release, in another namespace, with the options turned.
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let values = with(
+        configs(),
+        serde_json::json!({
+            "config": {"gateway": "# the gateway\n", "consumer": "# the consumer\n"},
+            "image": {"repository": "registry.example/hookgate", "digest": digest},
+            "gateway": {"replicas": 3, "autoscaling": {"enabled": false}, "service": {"type": "LoadBalancer", "port": 8443}},
+            "console": {"enabled": false},
+            "networkPolicy": {"enabled": true, "metricsPodLabels": {"team": "observability"}},
+        }),
+    );
+    let out = helm(&["render", "payments", "edge"], &values);
+    let docs = out["documents"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(docs.iter().all(|d| d["metadata"]["namespace"] == "edge"));
+    assert!(docs.iter().all(|d| d["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("payments-hookgate-")));
+    assert!(
+        !docs
+            .iter()
+            .any(|d| d["metadata"]["name"].as_str().unwrap().contains("console")),
+        "console objects with console.enabled = false"
+    );
+    assert!(find(docs, "HorizontalPodAutoscaler", "payments-hookgate-gateway").is_none());
+    let gateway = find(docs, "Deployment", "payments-hookgate-gateway").unwrap();
+    assert_eq!(gateway["spec"]["replicas"], 3);
+    let pod = &gateway["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["image"],
+        format!("registry.example/hookgate@{digest}")
+    );
+    assert_eq!(
+        pod["volumes"][0]["configMap"]["name"],
+        "payments-hookgate-config"
+    );
+    let selector = &gateway["spec"]["selector"]["matchLabels"];
+    assert_eq!(selector["app.kubernetes.io/instance"], "payments");
+    assert_eq!(pod.get("labels"), None);
+    let service = find(docs, "Service", "payments-hookgate-gateway").unwrap();
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert_eq!(service["spec"]["ports"][0]["port"], 8443);
+    let config = find(docs, "ConfigMap", "payments-hookgate-config").unwrap();
+    assert_eq!(
+        config["data"],
+        serde_json::json!({"hookgate.toml": "# the gateway\n", "hookgate-consumer.toml": "# the consumer\n"})
+    );
+    let policy = find(docs, "NetworkPolicy", "payments-hookgate-gateway").unwrap();
+    assert_eq!(
+        policy["spec"]["ingress"][1]["from"][0]["podSelector"]["matchLabels"],
+        serde_json::json!({"team": "observability"})
     );
 }
