@@ -2,7 +2,8 @@
 //! document of deploy/ parses, the configs the manifests mount are read by the
 //! gateway's, consumer's and console's own loaders, the compose file mounts only files
 //! that exist, and checkov (the Kubernetes and Dockerfile frameworks, the skips in
-//! deploy/kubernetes/.checkov.yaml) fails no check. The Helm chart, linted and rendered
+//! deploy/kubernetes/.checkov.yaml) fails no check, and every object matches Kubernetes'
+//! API schemas (kubernetes-validate, strict). The Helm chart, linted and rendered
 //! by Helm's own code, renders the same objects as the plain manifests, passes checkov,
 //! and names what is missing or misspelt in its values.
 
@@ -347,18 +348,44 @@ fn the_helm_chart_lints_clean_and_renders_what_the_plain_manifests_apply() {
     assert!(after.iter().all(|c| *c != before[0]), "{after:?}");
 }
 
+/// The chart rendered with `configs()`, as one YAML file in a directory of its own
+/// (removed when dropped).
+struct RenderedChart(PathBuf);
+
+impl RenderedChart {
+    fn new() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("hookgate-helm-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let yaml: Vec<String> = render(&configs())
+            .iter()
+            .map(|doc| serde_json::to_string(doc).unwrap())
+            .collect();
+        // JSON is YAML: one document each.
+        std::fs::write(dir.join("hookgate.yaml"), yaml.join("\n---\n")).unwrap();
+        Self(dir)
+    }
+
+    fn file(&self) -> PathBuf {
+        self.0.join("hookgate.yaml")
+    }
+}
+
+impl Drop for RenderedChart {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn checkov_fails_no_check_of_the_rendered_helm_chart() {
-    let dir = std::env::temp_dir().join(format!("hookgate-helm-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let yaml: Vec<String> = render(&configs())
-        .iter()
-        .map(|doc| serde_json::to_string(doc).unwrap())
-        .collect();
-    // JSON is YAML: one document each.
-    std::fs::write(dir.join("hookgate.yaml"), yaml.join("\n---\n")).unwrap();
-    let out = run_checkov(&["-d", dir.to_str().unwrap(), "--framework", "kubernetes"]);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let rendered = RenderedChart::new();
+    let out = run_checkov(&[
+        "-d",
+        rendered.0.to_str().unwrap(),
+        "--framework",
+        "kubernetes",
+    ]);
     assert!(out.contains("Failed checks: 0"), "{out}");
     assert!(!out.contains("Passed checks: 0,"), "nothing checked: {out}");
 }
@@ -462,4 +489,34 @@ fn the_helm_chart_follows_its_values_and_names_what_is_wrong() {
         policy["spec"]["ingress"][1]["from"][0]["podSelector"]["matchLabels"],
         serde_json::json!({"team": "observability"})
     );
+}
+
+#[test]
+fn the_manifests_and_the_rendered_chart_match_the_kubernetes_api_schemas() {
+    let rendered = RenderedChart::new();
+    let mut files: Vec<PathBuf> = [
+        "namespace",
+        "gateway",
+        "consumer",
+        "console",
+        "network-policy",
+    ]
+    .iter()
+    .map(|f| root().join(format!("deploy/kubernetes/{f}.yaml")))
+    .collect();
+    files.push(rendered.file());
+    // The oldest version the chart accepts (Chart.yaml's kubeVersion) and the newest known.
+    for version in ["1.30.0", "1.37.0"] {
+        let out = Command::new(checkov().with_file_name("kubernetes-validate"))
+            .args(["--strict", "--quiet", "--kubernetes-version", version])
+            .args(&files)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "Kubernetes {version}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
