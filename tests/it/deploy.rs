@@ -484,6 +484,33 @@ fn the_helm_chart_follows_its_values_and_names_what_is_wrong() {
         config["data"],
         serde_json::json!({"hookgate.toml": "# the gateway\n", "hookgate-consumer.toml": "# the consumer\n"})
     );
+    // Every pod gets the scheduling and annotations given, beside the configs' checksum.
+    let placed = with(
+        configs(),
+        serde_json::json!({
+            "podAnnotations": {"team": "edge"},
+            "nodeSelector": {"pool": "webhooks"},
+            "tolerations": [{"key": "webhooks", "operator": "Exists", "effect": "NoSchedule"}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+        }),
+    );
+    let pods: Vec<serde_json::Value> = render(&placed)
+        .into_iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .map(|d| d["spec"]["template"].clone())
+        .collect();
+    assert_eq!(pods.len(), 3);
+    for pod in &pods {
+        assert_eq!(pod["metadata"]["annotations"]["team"], "edge");
+        assert!(pod["metadata"]["annotations"]["checksum/config"].is_string());
+        assert_eq!(
+            pod["spec"]["nodeSelector"],
+            serde_json::json!({"pool": "webhooks"})
+        );
+        assert_eq!(pod["spec"]["tolerations"][0]["key"], "webhooks");
+        assert_eq!(pod["spec"]["affinity"], placed["affinity"]);
+    }
     let policy = find(docs, "NetworkPolicy", "payments-hookgate-gateway").unwrap();
     assert_eq!(
         policy["spec"]["ingress"][1]["from"][0]["podSelector"]["matchLabels"],

@@ -73,7 +73,27 @@ capabilities: {drop: [ALL]}
   secret: {secretName: {{ .Values.secretName }}, defaultMode: 0400}
 {{- end -}}
 
-{{/* Pods roll when the configs change. */}}
-{{- define "hookgate.configChecksum" -}}
+{{/* Every pod's annotations: the configs' checksum (pods roll when the configs change)
+and the podAnnotations value. */}}
+{{- define "hookgate.podAnnotations" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- with .Values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Where every pod may run: nodeSelector, tolerations, affinity, when given. */}}
+{{- define "hookgate.scheduling" -}}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
