@@ -437,6 +437,49 @@ fn the_dashboards_query_only_documented_series() {
     }
 }
 
+/// The shipped dashboards lay out as Grafana draws them: every panel has an id of its own
+/// and a place no other panel covers, within the 24 columns.
+#[test]
+fn the_dashboards_panels_have_their_own_ids_and_places() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for dashboard in [
+        "config/grafana-dashboard.json",
+        "config/grafana-consumer-dashboard.json",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{dashboard}")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let panels = json["panels"].as_array().unwrap();
+        let mut ids = std::collections::BTreeSet::new();
+        let place = |p: &serde_json::Value| {
+            let g = &p["gridPos"];
+            let n = |k: &str| g[k].as_u64().unwrap_or_else(|| panic!("{dashboard}: {p}"));
+            (n("x"), n("y"), n("w"), n("h"))
+        };
+        for (i, a) in panels.iter().enumerate() {
+            assert!(
+                ids.insert(a["id"].as_u64().unwrap()),
+                "{dashboard}: id {} twice",
+                a["id"]
+            );
+            let (x, y, w, h) = place(a);
+            assert!(
+                x + w <= 24 && w > 0 && h > 0,
+                "{dashboard}: {} outside",
+                a["title"]
+            );
+            for b in &panels[i + 1..] {
+                let (bx, by, bw, bh) = place(b);
+                let apart = x + w <= bx || bx + bw <= x || y + h <= by || by + bh <= y;
+                assert!(
+                    apart,
+                    "{dashboard}: {} and {} overlap",
+                    a["title"], b["title"]
+                );
+            }
+        }
+    }
+}
+
 /// Threads of this process named like the gateway's serving threads.
 fn serving_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
