@@ -394,47 +394,104 @@ async fn metrics_show_the_series_after_traffic() {
     gw.stop().await.unwrap();
 }
 
-/// The metric names the shipped dashboards query: each is documented (docs/operations.md,
-/// docs/consumer.md), so a renamed series cannot leave a panel empty unnoticed.
-#[test]
-fn the_dashboards_query_only_documented_series() {
+/// The `hookgate_…` and `process_…` series named in `text` (histogram suffixes cut).
+fn series_named(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("hookgate_").or_else(|| rest.find("process_")) {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        names.insert(base.to_string());
+    }
+    names
+}
+
+/// Fails unless every series of `names` is in a metrics table of docs/operations.md or
+/// docs/consumer.md, so a renamed series cannot leave a panel empty or an alert silent
+/// unnoticed.
+fn assert_documented(source: &str, names: &std::collections::BTreeSet<String>) {
     let root = env!("CARGO_MANIFEST_DIR");
     let read = |p: &str| std::fs::read_to_string(format!("{root}/{p}")).unwrap();
     let documented = read("docs/operations.md") + &read("docs/consumer.md");
+    assert!(names.len() >= 8, "{source}: {names:?}");
+    for name in names {
+        let family = name.strip_prefix("process_").map(|_| "process_");
+        assert!(
+            documented.contains(&format!("`{name}`"))
+                || family.is_some_and(|f| documented.contains(f)),
+            "{source} queries `{name}`, which no table documents"
+        );
+    }
+}
+
+#[test]
+fn the_dashboards_query_only_documented_series() {
+    let root = env!("CARGO_MANIFEST_DIR");
     for dashboard in [
         "config/grafana-dashboard.json",
         "config/grafana-consumer-dashboard.json",
     ] {
-        let json: serde_json::Value = serde_json::from_str(&read(dashboard)).unwrap();
-        let mut names = std::collections::BTreeSet::new();
+        let text = std::fs::read_to_string(format!("{root}/{dashboard}")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut exprs = String::new();
         for panel in json["panels"].as_array().unwrap() {
             for target in panel["targets"].as_array().into_iter().flatten() {
-                let expr = target["expr"].as_str().unwrap();
-                let mut rest = expr;
-                while let Some(at) = rest.find("hookgate_").or_else(|| rest.find("process_")) {
-                    let name: String = rest[at..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    rest = &rest[at + name.len()..];
-                    let base = ["_bucket", "_sum", "_count"]
-                        .iter()
-                        .find_map(|s| name.strip_suffix(s))
-                        .unwrap_or(&name);
-                    names.insert(base.to_string());
-                }
+                exprs += target["expr"].as_str().unwrap();
+                exprs.push('\n');
             }
         }
-        assert!(names.len() >= 8, "{dashboard}: {names:?}");
-        for name in names {
-            let family = name.strip_prefix("process_").map(|_| "process_");
-            assert!(
-                documented.contains(&format!("`{name}`"))
-                    || family.is_some_and(|f| documented.contains(f)),
-                "{dashboard} queries `{name}`, which no table documents"
-            );
-        }
+        assert_documented(dashboard, &series_named(&exprs));
     }
+}
+
+/// The shipped alert rules: Prometheus's own `promtool` checks them and runs their unit
+/// tests (config/prometheus-alerts.test.yaml: each alert firing, with the labels and text
+/// the on-call reads, and staying quiet where it should), every alert is tested firing,
+/// and every series they query is documented.
+#[test]
+fn the_alert_rules_fire_as_their_tests_say() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let rules = format!("{root}/config/prometheus-alerts.yaml");
+    let tests = format!("{root}/config/prometheus-alerts.test.yaml");
+    for args in [["check", "rules", &rules], ["test", "rules", &tests]] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .output()
+            .expect("promtool (Debian's prometheus package; scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rules = std::fs::read_to_string(rules).unwrap();
+    let tests = std::fs::read_to_string(tests).unwrap();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(alerts.len() >= 8, "{alerts:?}");
+    for alert in alerts {
+        // Some `alertname: ALERT` of the tests expects it to fire (exp_labels follow).
+        let fired = tests.split("alertname: ").skip(1).any(|case| {
+            case.starts_with(&format!("{alert}\n"))
+                && case
+                    .split("- eval_time")
+                    .next()
+                    .unwrap()
+                    .contains("exp_labels")
+        });
+        assert!(fired, "no test expects {alert} to fire");
+    }
+    assert_documented("config/prometheus-alerts.yaml", &series_named(&rules));
 }
 
 /// The shipped dashboards lay out as Grafana draws them: every panel has an id of its own
