@@ -431,15 +431,24 @@ fn assert_documented(source: &str, names: &std::collections::BTreeSet<String>) {
     }
 }
 
-#[test]
-fn the_dashboards_query_only_documented_series() {
+/// The shipped Grafana dashboards, by path, parsed.
+fn dashboards() -> Vec<(&'static str, serde_json::Value)> {
     let root = env!("CARGO_MANIFEST_DIR");
-    for dashboard in [
+    [
         "config/grafana-dashboard.json",
         "config/grafana-consumer-dashboard.json",
-    ] {
-        let text = std::fs::read_to_string(format!("{root}/{dashboard}")).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    ]
+    .into_iter()
+    .map(|path| {
+        let text = std::fs::read_to_string(format!("{root}/{path}")).unwrap();
+        (path, serde_json::from_str(&text).unwrap())
+    })
+    .collect()
+}
+
+#[test]
+fn the_dashboards_query_only_documented_series() {
+    for (dashboard, json) in dashboards() {
         let mut exprs = String::new();
         for panel in json["panels"].as_array().unwrap() {
             for target in panel["targets"].as_array().into_iter().flatten() {
@@ -498,13 +507,7 @@ fn the_alert_rules_fire_as_their_tests_say() {
 /// and a place no other panel covers, within the 24 columns.
 #[test]
 fn the_dashboards_panels_have_their_own_ids_and_places() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    for dashboard in [
-        "config/grafana-dashboard.json",
-        "config/grafana-consumer-dashboard.json",
-    ] {
-        let text = std::fs::read_to_string(format!("{root}/{dashboard}")).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for (dashboard, json) in dashboards() {
         let panels = json["panels"].as_array().unwrap();
         let mut ids = std::collections::BTreeSet::new();
         let place = |p: &serde_json::Value| {
