@@ -484,6 +484,19 @@ fn the_helm_chart_follows_its_values_and_names_what_is_wrong() {
         config["data"],
         serde_json::json!({"hookgate.toml": "# the gateway\n", "hookgate-consumer.toml": "# the consumer\n"})
     );
+    // The console's index outlives `helm uninstall`, on the storage class given.
+    let stored = render(&with(
+        configs(),
+        serde_json::json!({"console": {"persistence": {"size": "20Gi", "storageClass": "fast"}}}),
+    ));
+    let index = find(&stored, "PersistentVolumeClaim", "hookgate-console-index").unwrap();
+    assert_eq!(
+        index["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    assert_eq!(index["spec"]["storageClassName"], "fast");
+    assert_eq!(index["spec"]["resources"]["requests"]["storage"], "20Gi");
+
     // Every pod gets the scheduling and annotations given, beside the configs' checksum.
     let placed = with(
         configs(),

@@ -6,6 +6,8 @@
 //! - Redis killed mid-run: every request still gets 202 or 429, each replica limits to
 //!   its third, duplicates on other replicas publish again (fail open), the degraded mode
 //!   shows in the metrics; Redis back: the shared limit and guard hold again.
+//! - Without Redis, HAProxy hashing on the delivery-id header sends a redelivery to the
+//!   replica that saw the first: one record per delivery, the first event id for both.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -183,21 +185,20 @@ fn accepted_rate(statuses: &[u16], elapsed: f64, burst: f64) -> f64 {
     rate
 }
 
-fn balancer(dir: &Path, front: u16, replicas: &[Replica]) -> Process {
+/// HAProxy on `front` over `replicas`, with `options` (backend lines, such as another
+/// `balance`) before the servers.
+fn balancer(dir: &Path, front: u16, replicas: &[Replica], options: &str) -> Process {
     let servers: String = replicas
         .iter()
         .enumerate()
         .map(|(i, r)| format!("  server r{i} 127.0.0.1:{}\n", r.port))
         .collect();
-    haproxy(dir, front, &servers)
+    haproxy(dir, front, &format!("{options}{servers}"))
 }
 
-async fn start(dir: &Path, redis_port: u16, events: &str) -> Vec<Replica> {
-    let replicas: Vec<Replica> = ["a", "b", "c"]
-        .iter()
-        .map(|name| replica(dir, name, redis_port, events))
-        .collect();
-    for r in &replicas {
+/// Waits until every replica's `/readyz` answers 200.
+async fn ready(replicas: &[Replica]) {
+    for r in replicas {
         wait_until(
             &format!("{} ready", r.admin),
             Duration::from_secs(60),
@@ -209,6 +210,14 @@ async fn start(dir: &Path, redis_port: u16, events: &str) -> Vec<Replica> {
         )
         .await;
     }
+}
+
+async fn start(dir: &Path, redis_port: u16, events: &str) -> Vec<Replica> {
+    let replicas: Vec<Replica> = ["a", "b", "c"]
+        .iter()
+        .map(|name| replica(dir, name, redis_port, events))
+        .collect();
+    ready(&replicas).await;
     degraded(&replicas, 0.0).await;
     for r in &replicas {
         wait_until("3 replicas counted", Duration::from_secs(10), || async {
@@ -395,7 +404,7 @@ async fn a_global_limit_holds_over_haproxy_and_falls_back_while_redis_is_down() 
     let mut redis_server = redis(redis_port, &[]);
     let replicas = start(&dir, redis_port, &events).await;
     let front = free_port();
-    let _haproxy = balancer(&dir, front, &replicas);
+    let _haproxy = balancer(&dir, front, &replicas, "");
     let url = format!("http://127.0.0.1:{front}/hooks/orders");
     let pool = pool();
     wait_until("HAProxy forwards", Duration::from_secs(20), || async {
@@ -710,5 +719,73 @@ async fn redis_over_tls_is_trusted_through_the_configured_ca_and_client_certific
     assert_eq!(fallbacks(&untrusted).await, Some(2.0));
     logged(&dir.join("untrusted.log"), "Redis failed").await;
     logged(&dir.join("anonymous.log"), "Redis failed").await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// docs/operations.md's Redis-free alternative: HAProxy hashing on the delivery-id header
+/// (`balance hdr(X-GitHub-Delivery)`, `hash-type consistent`) sends a redelivery to the
+/// replica that saw the first, whose own replay guard answers it with the first event id;
+/// the deliveries still spread over both replicas.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_redis_hashing_on_the_delivery_id_sends_a_redelivery_to_the_replica_that_saw_it() {
+    let events = topic("fleet-hashed");
+    let dir = temp_dir("fleet-hashed");
+    let replicas: Vec<Replica> = ["a", "b"]
+        .iter()
+        .map(|name| replica_with(&dir, name, "", &events, "", &[]))
+        .collect();
+    ready(&replicas).await;
+    let front = free_port();
+    let _proxy = balancer(
+        &dir,
+        front,
+        &replicas,
+        "  balance hdr(X-GitHub-Delivery)\n  hash-type consistent\n",
+    );
+    let url = format!("http://127.0.0.1:{front}/hooks/gh");
+    wait_until("HAProxy listening", Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", front))
+            .await
+            .is_ok()
+    })
+    .await;
+
+    let pool = pool();
+    const DELIVERIES: usize = 200;
+    for k in 0..DELIVERIES {
+        let delivery = format!("hashed-{k:03}");
+        let body = format!("{{\"n\":{k}}}");
+        let first = post(&pool, &url, Some(&delivery), body.as_bytes()).await;
+        let again = post(&pool, &url, Some(&delivery), body.as_bytes()).await;
+        assert_eq!(first.0, 202, "{delivery}: {first:?}");
+        assert_eq!(
+            again, first,
+            "{delivery}: the redelivery gets the first event id"
+        );
+    }
+    let accepted = r#"hookgate_requests_total{hook="gh",outcome="accepted"}"#;
+    let mut seen = Vec::new();
+    for r in &replicas {
+        seen.push(metric(&r.admin, accepted).await.unwrap_or(0.0));
+    }
+    assert!(
+        seen.iter().all(|n| *n >= 20.0),
+        "the deliveries spread over both replicas: {seen:?}"
+    );
+
+    // One record per delivery: the sentinel, sent last to replica a, closes the reading.
+    let (status, sentinel) = post(&pool, &replicas[0].url("gh"), Some("sentinel"), b"{}").await;
+    assert_eq!(status, 202);
+    let records = kafka::read_until(&brokers(), &events, Duration::from_secs(60), |r| {
+        r.iter().any(|x| x.json()["id"] == sentinel.as_str()) && r.len() > DELIVERIES
+    });
+    let mut ids: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.json()["deliveryid"].as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    let total = ids.len();
+    ids.dedup();
+    assert_eq!((total, ids.len()), (DELIVERIES + 1, DELIVERIES + 1));
     let _ = std::fs::remove_dir_all(dir);
 }

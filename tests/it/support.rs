@@ -308,8 +308,9 @@ pub fn gateway_process(
     )
 }
 
-/// Debian's HAProxy on 127.0.0.1:`front`, round robin over the backend lines `backend`
-/// (`server …`, health-check options), with its config in `dir/haproxy.cfg`.
+/// Debian's HAProxy on 127.0.0.1:`front`, round robin (unless `backend` has a `balance`
+/// of its own) over the backend lines `backend` (`server …`, health-check options), with
+/// its config in `dir/haproxy.cfg`.
 pub fn haproxy(dir: &std::path::Path, front: u16, backend: &str) -> Process {
     let cfg = dir.join("haproxy.cfg");
     std::fs::write(
